@@ -1,0 +1,71 @@
+//! Errors of the engine, by category.
+
+use thiserror::Error;
+
+/// Any error of the engine.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The peer broke the WebSocket or channel protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// A bounded resource is exhausted.
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
+    /// The connection is closed; nothing more can be sent on it.
+    #[error("connection closed")]
+    Closed,
+    /// An I/O error of the socket.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The peer sent something the protocol does not allow.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A text frame is not a channel message of the connection's serializer.
+    #[error("malformed channel message: {0}")]
+    MalformedMessage(String),
+    /// A binary frame is not a well-formed binary channel message.
+    #[error("malformed binary message: {0}")]
+    MalformedBinary(&'static str),
+    /// Binary frames need serializer 2.0.0.
+    #[error("binary frames need vsn 2.0.0")]
+    BinaryNotSupported,
+    /// Client frames must be masked (RFC6455§5.1).
+    #[error("unmasked client frame (RFC6455§5.1)")]
+    UnmaskedFrame,
+    /// Reserved bits set without a negotiated extension (RFC6455§5.2).
+    #[error("reserved bits set (RFC6455§5.2)")]
+    ReservedBits,
+    /// An opcode that RFC 6455 does not define (RFC6455§5.2).
+    #[error("unknown opcode {0} (RFC6455§5.2)")]
+    UnknownOpcode(u8),
+    /// Control frames may not be fragmented nor exceed 125 bytes (RFC6455§5.5).
+    #[error("invalid control frame (RFC6455§5.5)")]
+    InvalidControlFrame,
+    /// A continuation frame without a started message, or a new message inside one (RFC6455§5.4).
+    #[error("unexpected continuation state (RFC6455§5.4)")]
+    UnexpectedContinuation,
+    /// A text message that is not UTF-8 (RFC6455§8.1).
+    #[error("text message is not UTF-8 (RFC6455§8.1)")]
+    InvalidUtf8,
+}
+
+/// A bounded resource is full.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CapacityError {
+    /// A message exceeds `max_frame_size`.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    MessageTooLarge {
+        /// The size announced or reached.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The connection's outbound queue is full: the client does not read.
+    #[error("outbound queue full ({0} frames): slow reader")]
+    OutboxFull(usize),
+}
+
+/// The result type of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,112 @@
+//! The serializer of a connection, chosen once by its `vsn` connect parameter.
+
+use crate::error::ProtocolError;
+
+use super::message::{Message, Outgoing};
+use super::{binary, v1, v2};
+
+/// The wire format of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Serializer {
+    /// `vsn=1.0.0` (and the default when `vsn` is missing): JSON objects.
+    V1,
+    /// `vsn=2.0.0`: JSON arrays and binary frames.
+    V2,
+}
+
+/// What kind of WebSocket frame an encoded message must be sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// A text frame.
+    Text,
+    /// A binary frame.
+    Binary,
+}
+
+impl Serializer {
+    /// Every serializer, in a fixed order (see [`Serializer::index`]).
+    pub const ALL: [Serializer; 2] = [Serializer::V1, Serializer::V2];
+
+    /// Picks the serializer for the `vsn` connect parameter, as Phoenix does:
+    /// missing or `1.x` is `V1`, `2.x` is `V2`, anything else is refused.
+    ///
+    /// ```
+    /// use fenix_core::protocol::Serializer;
+    /// assert_eq!(Serializer::from_vsn(None), Some(Serializer::V1));
+    /// assert_eq!(Serializer::from_vsn(Some("2.0.0")), Some(Serializer::V2));
+    /// assert_eq!(Serializer::from_vsn(Some("3.0.0")), None);
+    /// ```
+    pub fn from_vsn(vsn: Option<&str>) -> Option<Serializer> {
+        match vsn {
+            None => Some(Serializer::V1),
+            Some(v) if v.starts_with("1.") => Some(Serializer::V1),
+            Some(v) if v.starts_with("2.") => Some(Serializer::V2),
+            Some(_) => None,
+        }
+    }
+
+    /// A dense index, for per-serializer caches of encoded broadcasts.
+    pub fn index(self) -> usize {
+        match self {
+            Serializer::V1 => 0,
+            Serializer::V2 => 1,
+        }
+    }
+
+    /// Decodes a text frame.
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Event, Serializer};
+    /// // A real join frame of the phoenix npm client (vsn 2.0.0).
+    /// let msg = Serializer::V2
+    ///     .decode_text(br#"["3","3","room:lobby","phx_join",{"track":true,"name":"Alice"}]"#)
+    ///     .unwrap();
+    /// assert_eq!(msg.event, Event::Join);
+    /// assert_eq!(msg.join_ref.as_deref(), Some("3"));
+    /// ```
+    pub fn decode_text(self, text: &[u8]) -> Result<Message, ProtocolError> {
+        match self {
+            Serializer::V1 => v1::decode(text),
+            Serializer::V2 => v2::decode(text),
+        }
+    }
+
+    /// Decodes a binary frame (serializer 2.0.0 only).
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Payload, Serializer};
+    /// // `bin` pushed by the phoenix npm client: kind 0, join_ref "3", ref "14", room:lobby.
+    /// let frame = b"\x00\x01\x02\x0a\x03314room:lobbybin\x00\x01\x02\x03\xfe\xff";
+    /// let msg = Serializer::V2.decode_binary(frame).unwrap();
+    /// assert_eq!(msg.r#ref.as_deref(), Some("14"));
+    /// assert_eq!(msg.payload, Payload::Binary(vec![0, 1, 2, 3, 0xfe, 0xff].into()));
+    /// ```
+    pub fn decode_binary(self, data: &[u8]) -> Result<Message, ProtocolError> {
+        match self {
+            Serializer::V1 => Err(ProtocolError::BinaryNotSupported),
+            Serializer::V2 => binary::decode(data),
+        }
+    }
+
+    /// Appends `msg` to `out` and says which frame kind carries it.
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Body, Outgoing, Serializer, Status};
+    /// let reply = Outgoing::reply(None, Some("4"), "phoenix", Status::Ok, Body::Json(b"{}"));
+    /// let mut out = Vec::new();
+    /// Serializer::V2.encode(&reply, &mut out).unwrap();
+    /// assert_eq!(out, br#"[null,"4","phoenix","phx_reply",{"response":{},"status":"ok"}]"#);
+    /// out.clear();
+    /// Serializer::V1.encode(&reply, &mut out).unwrap();
+    /// assert_eq!(
+    ///     out,
+    ///     br#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"4","topic":"phoenix"}"#
+    /// );
+    /// ```
+    pub fn encode(self, msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
+        match self {
+            Serializer::V1 => v1::encode(msg, out),
+            Serializer::V2 => v2::encode(msg, out),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Server options, each with its default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The server's options.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:4000`.
+    pub addr: SocketAddr,
+    /// The sockets, by path.
+    pub sockets: Vec<SocketConfig>,
+    /// A directory served at `/` for GET requests no socket matches. Default none.
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { addr: SocketAddr::from(([127, 0, 0, 1], 4000)), sockets: Vec::new(), static_dir: None }
+    }
+}
+
+/// One socket (`socket "/socket", MyApp.UserSocket, websocket: [...]`).
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    /// The mount path, e.g. `/socket`; the WebSocket is at `<path>/websocket`.
+    pub path: String,
+    /// A connection with no inbound frame for this long is closed. Default 60 s.
+    pub timeout: Duration,
+    /// The largest inbound message, in bytes. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// The most channels one connection may join. Default 100.
+    pub max_channels: usize,
+    /// The most frames queued for one client; a client that falls further behind is
+    /// disconnected. Default 1024.
+    pub outbox_capacity: usize,
+    /// How long the application may take to answer a connect. Default 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl SocketConfig {
+    /// A socket at `path` with the default options.
+    pub fn new(path: impl Into<String>) -> Self {
+        SocketConfig {
+            path: path.into(),
+            timeout: Duration::from_secs(60),
+            max_frame_size: 1 << 20,
+            max_channels: 100,
+            outbox_capacity: 1024,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! HTTP/1.1 request heads and the router: WebSocket upgrades, static files, 404.
+
+use std::net::SocketAddr;
+use std::path::{Component, Path};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::conn::{Conn, Decision};
+use super::{session, Shared};
+use crate::handler::ConnectRequest;
+use crate::protocol::Serializer;
+use crate::websocket::accept_key;
+
+/// The largest request head accepted.
+const MAX_HEAD: usize = 8 * 1024;
+const MAX_HEADERS: usize = 64;
+const CACHE_CONTROL: &str = "cache-control: max-age=0, private, must-revalidate\r\n";
+const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
+const PHOENIX_SUBPROTOCOL: &str = "phoenix";
+
+/// A parsed request head.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn uri(&self) -> String {
+        if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
+    }
+}
+
+/// Serves one TCP connection.
+pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let (request, leftover) = match read_head(&mut stream).await {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return,
+        Err(status) => return respond(&mut stream, status, "", b"").await,
+    };
+    let socket = shared.config.sockets.iter().position(|s| request.path == format!("{}/websocket", s.path));
+    if let Some(socket) = socket {
+        return upgrade(stream, peer, request, leftover, socket, shared).await;
+    }
+    match (&shared.config.static_dir, request.method.as_str()) {
+        (Some(dir), "GET" | "HEAD") => serve_file(&mut stream, dir, &request).await,
+        _ => respond(&mut stream, 404, "", b"").await,
+    }
+}
+
+/// Reads until the end of the request head. `Ok(None)`: the peer went away.
+async fn read_head(stream: &mut TcpStream) -> Result<Option<(Request, Vec<u8>)>, u16> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let target = parsed.path.unwrap_or("/");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let request = Request {
+                    method: parsed.method.unwrap_or("GET").to_owned(),
+                    path: path.to_owned(),
+                    query: query.to_owned(),
+                    headers: parsed
+                        .headers
+                        .iter()
+                        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                        .collect(),
+                };
+                return Ok(Some((request, buf[len..].to_vec())));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => return Err(431),
+            Err(_) => return Err(400),
+        }
+    }
+}
+
+async fn upgrade(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    leftover: Vec<u8>,
+    socket: usize,
+    shared: Arc<Shared>,
+) {
+    let is_upgrade = request.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let (Some(key), true) = (request.header("sec-websocket-key"), is_upgrade && request.method == "GET") else {
+        return respond(&mut stream, 400, "", b"expected a WebSocket upgrade").await;
+    };
+    let params = parse_query(&request.query);
+    let vsn = params.iter().find(|(k, _)| k == "vsn").map(|(_, v)| v.as_str());
+    let Some(serializer) = Serializer::from_vsn(vsn) else {
+        return respond(&mut stream, 400, "", b"unsupported vsn").await;
+    };
+    let offered: Vec<&str> =
+        request.header("sec-websocket-protocol").map(|v| v.split(',').map(str::trim).collect()).unwrap_or_default();
+    let auth_token = offered.iter().find_map(|p| p.strip_prefix(AUTH_TOKEN_PREFIX)).and_then(decode_auth_token);
+    let accept = accept_key(key.as_bytes());
+
+    let config = Arc::new(shared.config.sockets[socket].clone());
+    let (decided, decision) = oneshot::channel();
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(&shared), decided));
+    let connect = ConnectRequest { socket, params, auth_token, peer, uri: request.uri(), headers: request.headers.clone() };
+    shared.handler.connect(&conn, connect);
+
+    match tokio::time::timeout(config.connect_timeout, decision).await {
+        Ok(Ok(Decision::Accept)) => {
+            let protocol = if offered.contains(&PHOENIX_SUBPROTOCOL) {
+                format!("sec-websocket-protocol: {PHOENIX_SUBPROTOCOL}\r\n")
+            } else {
+                String::new()
+            };
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                 sec-websocket-accept: {accept}\r\n{protocol}{CACHE_CONTROL}\r\n"
+            );
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return conn.finalize();
+            }
+            session::run(stream, conn, leftover).await;
+        }
+        Ok(Ok(Decision::Refuse)) => {
+            conn.finalize();
+            respond(&mut stream, 403, "", b"").await;
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!(conn = id, "connect was not answered in time");
+            conn.finalize();
+            respond(&mut stream, 500, "", b"").await;
+        }
+    }
+}
+
+fn decode_auth_token(encoded: &str) -> Option<String> {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes = engine.decode(encoded.trim_end_matches('=')).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Splits and percent-decodes a query string (`+` is a space, as in forms).
+pub(crate) fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    char::from(digit).to_digit(16).map(|d| d as u8)
+}
+
+async fn serve_file(stream: &mut TcpStream, dir: &Path, request: &Request) {
+    let relative = request.path.trim_start_matches('/');
+    let relative = if relative.is_empty() { "index.html" } else { relative };
+    let relative = Path::new(relative);
+    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return respond(stream, 404, "", b"").await;
+    }
+    match tokio::fs::read(dir.join(relative)).await {
+        Ok(body) => {
+            let content_type = format!("content-type: {}\r\n", content_type(relative));
+            let body = if request.method == "HEAD" { Vec::new() } else { body };
+            respond(stream, 200, &content_type, &body).await
+        }
+        Err(_) => respond(stream, 404, "", b"").await,
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json" | "map") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Writes a whole response and closes the connection.
+async fn respond(stream: &mut TcpStream, status: u16, extra_headers: &str, body: &[u8]) {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\nvary: accept-encoding\r\n{CACHE_CONTROL}{extra_headers}connection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).await.is_ok() {
+        let _ = stream.write_all(body).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_query_strings() {
+        assert_eq!(
+            parse_query("user_id=a%20b&vsn=2.0.0&x=1+2&flag&bad=%zz&tail=%4"),
+            [("user_id", "a b"), ("vsn", "2.0.0"), ("x", "1 2"), ("flag", ""), ("bad", "%zz"), ("tail", "%4")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn decodes_the_auth_token_of_the_phoenix_client() {
+        // btoa("my token") with the URL-safe alphabet and no padding, as phoenix.js sends it.
+        assert_eq!(decode_auth_token("bXkgdG9rZW4").as_deref(), Some("my token"));
+        assert_eq!(decode_auth_token("bXkgdG9rZW4=").as_deref(), Some("my token"));
+        assert_eq!(decode_auth_token("!!"), None);
+    }
+}

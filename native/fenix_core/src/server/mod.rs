@@ -1,0 +1,82 @@
+//! The tokio server: HTTP/1.1, the WebSocket upgrade, and one session task per connection.
+//!
+//! Data flow: [`listener`] accepts TCP connections and spawns a task per connection;
+//! [`http`] reads the request head and routes it (WebSocket upgrade at
+//! `<socket path>/websocket`, static files, 404). An upgrade asks the application's
+//! [`Handler::connect`](crate::Handler::connect) and waits for its answer, then
+//! [`session`] runs the connection: the reader parses frames and hands messages to the
+//! [`Conn`] state machine, the writer drains the [`Conn`]'s outbox with vectored writes.
+//!
+//! Tested in `tests/server.rs` with a real WebSocket client against a plain-Rust handler.
+
+mod config;
+mod conn;
+mod http;
+mod listener;
+mod outbox;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+pub use config::{Config, SocketConfig};
+pub use conn::{Conn, JoinError, JoinRef};
+pub use outbox::PushError;
+
+use crate::handler::Handler;
+use crate::registry::Registry;
+
+/// State shared by every connection of a server.
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) config: Config,
+    pub(crate) next_conn_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::stop`].
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Server {
+    /// Binds `config.addr` and starts accepting on `runtime`.
+    pub fn start(runtime: &tokio::runtime::Handle, config: Config, handler: Arc<dyn Handler>) -> std::io::Result<Server> {
+        let listener = std::net::TcpListener::bind(config.addr)?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(Shared { registry: Registry::default(), handler, config, next_conn_id: AtomicU64::new(1) });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        runtime.spawn(listener::run(listener, Arc::clone(&shared), stopped));
+        Ok(Server { shared, local_addr, stop })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The topic registry (for broadcasts).
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// Stops accepting connections. Open connections stay until they close.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}

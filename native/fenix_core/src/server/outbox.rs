@@ -1,0 +1,172 @@
+//! A connection's bounded queue of pre-framed outbound frames.
+//!
+//! Producers (channel processes, fan-outs, the reader) push [`Bytes`] frames; the
+//! connection's writer task takes everything queued at once and writes it with one
+//! vectored write. When the queue is full the client is not reading fast enough: the
+//! push fails and hands the frame back, and the caller closes the connection.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Why a frame was not queued; the frame is handed back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue holds `capacity` frames.
+    Full(Bytes),
+    /// The connection is closing; nothing more is sent.
+    Closed(Bytes),
+}
+
+/// The outbound queue.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Bytes>,
+    /// A close frame was queued (it is the last frame) or the writer gave up.
+    closing: bool,
+    /// Stop writing now, even what is queued.
+    aborted: bool,
+}
+
+/// What the writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Write the frames moved into the batch.
+    Write,
+    /// Everything up to the close frame was written: shut the socket down.
+    Finished,
+    /// Drop the connection without writing.
+    Abort,
+}
+
+impl Outbox {
+    pub(crate) fn new(capacity: usize) -> Outbox {
+        Outbox { state: Mutex::new(State::default()), ready: Notify::new(), capacity }
+    }
+
+    /// Queues a frame.
+    pub(crate) fn try_push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closing {
+            return Err(PushError::Closed(frame));
+        }
+        if state.frames.len() >= self.capacity {
+            return Err(PushError::Full(frame));
+        }
+        state.frames.push_back(frame);
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues a close frame as the last frame; returns false if already closing.
+    pub(crate) fn push_close(&self, frame: Bytes) -> bool {
+        let mut state = self.lock();
+        if state.closing {
+            return false;
+        }
+        state.closing = true;
+        state.frames.push_back(frame);
+        drop(state);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Stops the writer without writing what is queued (slow reader, I/O error).
+    pub(crate) fn abort(&self) {
+        let mut state = self.lock();
+        state.closing = true;
+        state.aborted = true;
+        state.frames.clear();
+        drop(state);
+        self.ready.notify_one();
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.lock().aborted
+    }
+
+    /// Waits for frames and moves all of them into `batch`.
+    pub(crate) async fn next(&self, batch: &mut Vec<Bytes>) -> Next {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let mut state = self.lock();
+                if state.aborted {
+                    return Next::Abort;
+                }
+                if !state.frames.is_empty() {
+                    batch.extend(state.frames.drain(..));
+                    return Next::Write;
+                }
+                if state.closing {
+                    return Next::Finished;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves once the outbox is aborted (raced against a blocked write).
+    pub(crate) async fn aborted(&self) {
+        loop {
+            let notified = self.ready.notified();
+            if self.is_aborted() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hands_the_frame_back_when_full() {
+        let outbox = Outbox::new(2);
+        assert_eq!(outbox.try_push(Bytes::from_static(b"1")), Ok(()));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"2")), Ok(()));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"3")), Err(PushError::Full(Bytes::from_static(b"3"))));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next(&mut batch).await, Next::Write);
+        assert_eq!(batch, [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
+    }
+
+    #[tokio::test]
+    async fn close_is_the_last_frame() {
+        let outbox = Outbox::new(8);
+        outbox.try_push(Bytes::from_static(b"a")).unwrap();
+        assert!(outbox.push_close(Bytes::from_static(b"close")));
+        assert!(!outbox.push_close(Bytes::from_static(b"again")));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"b")), Err(PushError::Closed(Bytes::from_static(b"b"))));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next(&mut batch).await, Next::Write);
+        assert_eq!(batch.len(), 2);
+        assert_eq!(outbox.next(&mut batch).await, Next::Finished);
+    }
+
+    #[tokio::test]
+    async fn abort_drops_what_is_queued() {
+        let outbox = Outbox::new(8);
+        outbox.try_push(Bytes::from_static(b"a")).unwrap();
+        outbox.abort();
+        assert_eq!(outbox.next(&mut Vec::new()).await, Next::Abort);
+        outbox.aborted().await;
+    }
+}
