@@ -1,1 +1,13 @@
+//! Rustler bindings: the Fenix engine inside the BEAM. Kept thin: every NIF decodes
+//! its arguments, makes one call into `fenix_core`, and encodes the result.
+#![warn(missing_debug_implementations, unreachable_pub)]
+#![deny(unused_must_use)]
 
+mod atoms;
+mod beam;
+mod nif;
+mod resources;
+mod runtime;
+mod term;
+
+rustler::init!("Elixir.Fenix.Native");

@@ -1,8 +1,9 @@
-//! Small helpers to write JSON text by hand around pre-encoded payloads.
+//! Small helpers to write JSON text by hand around pre-encoded payloads (also used by
+//! the NIF to encode BEAM terms).
 
 /// Appends `value` as a JSON string (quoted and escaped, as Jason does by default:
 /// `"`, `\` and control characters are escaped; everything else is copied).
-pub(crate) fn write_str(out: &mut Vec<u8>, value: &str) {
+pub fn write_str(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
     let bytes = value.as_bytes();
     let mut start = 0;
@@ -32,7 +33,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Appends `value` as a JSON string, or `null`.
-pub(crate) fn write_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
+pub fn write_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
         Some(s) => write_str(out, s),
         None => out.extend_from_slice(b"null"),

@@ -55,6 +55,8 @@ pub struct Outgoing<'a> {
 }
 
 const EMPTY_OBJECT: &[u8] = b"{}";
+/// The payload of `phx_error` since Phoenix 1.8.
+const CHANNEL_CRASH: &[u8] = br#"{"reason":"channel_crash"}"#;
 
 impl<'a> Outgoing<'a> {
     /// A `phx_reply` to the client message `ref`.
@@ -79,6 +81,7 @@ impl<'a> Outgoing<'a> {
     }
 
     /// `phx_error` or `phx_close` for a channel: Phoenix puts the `join_ref` in both slots.
+    /// `phx_error` carries `{"reason":"channel_crash"}` (Phoenix 1.8), `phx_close` `{}`.
     pub fn channel_ended(join_ref: Option<&'a str>, topic: &'a str, event: Event) -> Self {
         debug_assert!(matches!(event, Event::Error | Event::Close));
         Outgoing {
@@ -87,7 +90,7 @@ impl<'a> Outgoing<'a> {
             topic,
             event: event.as_str_static(),
             status: None,
-            body: Body::Json(EMPTY_OBJECT),
+            body: Body::Json(if event == Event::Error { CHANNEL_CRASH } else { EMPTY_OBJECT }),
         }
     }
 }

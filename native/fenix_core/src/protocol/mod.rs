@@ -13,7 +13,7 @@
 
 mod binary;
 mod event;
-mod json;
+pub mod json;
 mod message;
 mod serializer;
 mod v1;

@@ -100,7 +100,7 @@ mod tests {
         );
         assert_eq!(
             encoded(Outgoing::channel_ended(Some("10"), "room:v1crash", Event::Error)),
-            r#"{"event":"phx_error","payload":{},"ref":"10","topic":"room:v1crash"}"#
+            r#"{"event":"phx_error","payload":{"reason":"channel_crash"},"ref":"10","topic":"room:v1crash"}"#
         );
     }
 }

@@ -142,7 +142,7 @@ mod tests {
         );
         assert_eq!(
             encoded(Outgoing::channel_ended(Some("18"), "room:crashy", Event::Error)),
-            r#"["18","18","room:crashy","phx_error",{}]"#
+            r#"["18","18","room:crashy","phx_error",{"reason":"channel_crash"}]"#
         );
         assert_eq!(
             encoded(Outgoing::reply(

@@ -8,7 +8,9 @@
 //!
 //! Channel slots follow Phoenix 1.8's socket:
 //! - a `phx_join` creates a `Joining` slot; messages for the topic are held until the
-//!   application answers, then handed to the channel in order;
+//!   application answers, then handed to the channel in order (after the join reply,
+//!   which also goes out before any broadcast); if the join fails they are answered as
+//!   for a topic not joined, as Phoenix's socket does once the join returned;
 //! - a join of an already joined topic closes the old channel: the new join's reply
 //!   goes out first, then `phx_close` for the old `join_ref`;
 //! - messages carrying another `join_ref` than the topic's current one are dropped
@@ -206,14 +208,19 @@ impl Conn {
             }
             None => {
                 drop(state);
-                let (status, body) = match msg.event {
-                    Event::Leave => (Status::Ok, EMPTY),
-                    _ => (Status::Error, UNMATCHED_TOPIC),
-                };
-                let join_ref = if msg.event == Event::Leave { msg.join_ref.as_deref() } else { None };
-                self.send_reply(join_ref, msg.r#ref.as_deref(), &msg.topic, status, body);
+                self.reply_not_joined(&msg);
             }
         }
+    }
+
+    /// The answer to a message for a topic that is not joined: `unmatched topic`, or
+    /// `ok` for a `phx_leave`.
+    fn reply_not_joined(&self, msg: &Message) {
+        let (join_ref, status, body) = match msg.event {
+            Event::Leave => (msg.join_ref.as_deref(), Status::Ok, EMPTY),
+            _ => (None, Status::Error, UNMATCHED_TOPIC),
+        };
+        self.send_reply(join_ref, msg.r#ref.as_deref(), &msg.topic, status, body);
     }
 
     /// The application accepted a join: the reply `response` goes out, the channel
@@ -229,22 +236,25 @@ impl Conn {
     ) -> Result<(), JoinError> {
         let mut state = self.lock();
         let (held, replaces) = self.take_joining(&mut state, request)?;
-        self.shared.registry.subscribe(request.topic, self, Arc::clone(&sink), intercepts);
-        state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
+        // The reply is queued before the subscription: no broadcast can overtake it.
         self.send_reply(request.join_ref, request.r#ref, request.topic, Status::Ok, response.json_or_empty());
         self.send_replaced_close(request.topic, replaces);
+        self.shared.registry.subscribe(request.topic, self, Arc::clone(&sink), intercepts);
+        state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
         // Still under the lock: the reader cannot route a newer message before these.
         held.into_iter().for_each(deliver_held);
         Ok(())
     }
 
-    /// The application refused a join (or its join crashed): the error reply goes out.
+    /// The application refused a join (or its join crashed): the error reply goes out,
+    /// then the messages held meanwhile are answered as for a topic not joined.
     pub fn join_failed(&self, request: &JoinRef<'_>, response: Body<'_>) -> Result<(), JoinError> {
         let mut state = self.lock();
-        let (_held, replaces) = self.take_joining(&mut state, request)?;
-        drop(state);
+        let (held, replaces) = self.take_joining(&mut state, request)?;
         self.send_reply(request.join_ref, request.r#ref, request.topic, Status::Error, response.json_or_empty());
         self.send_replaced_close(request.topic, replaces);
+        // Still under the lock: the reader cannot answer a newer message before these.
+        held.iter().for_each(|msg| self.reply_not_joined(msg));
         Ok(())
     }
 

@@ -41,6 +41,8 @@ enum ReadEnd {
 }
 
 pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
+    // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
+    let _finalize = Finalize(&conn);
     {
         let writer = write_loop(&stream, &conn);
         tokio::pin!(writer);
@@ -57,6 +59,14 @@ pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8
     }
     conn.finalize();
     let _ = stream.shutdown().await;
+}
+
+struct Finalize<'a>(&'a Conn);
+
+impl Drop for Finalize<'_> {
+    fn drop(&mut self) {
+        self.0.finalize();
+    }
 }
 
 async fn write_loop(stream: &TcpStream, conn: &Conn) {

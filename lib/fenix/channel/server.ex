@@ -1,0 +1,199 @@
+defmodule Fenix.Channel.Server do
+  @moduledoc false
+  # The process of one joined channel: the GenServer shell around a Fenix.Channel
+  # module. Messages from the engine:
+  #
+  #   {:fenix_in, event, payload, ref}   a client push          -> handle_in/3
+  #   {:fenix_leave, ref}                the client left         -> reply ok, phx_close, stop
+  #   {:fenix_out, event, payload}       intercepted broadcast   -> handle_out/3
+  #   {:fenix_closed, reason}            connection closed or
+  #                                      topic joined again      -> stop {:shutdown, reason}
+  #
+  # A crash needs no code here: the engine monitors this process and sends phx_error.
+
+  use GenServer, restart: :temporary
+
+  require Logger
+
+  alias Fenix.{Channel, Native, Socket}
+
+  @hibernate_after 15_000
+
+  @spec start_link({Socket.t(), reference(), Native.join(), term()}) :: GenServer.on_start()
+  def start_link(init) do
+    GenServer.start_link(__MODULE__, init, hibernate_after: @hibernate_after)
+  end
+
+  @impl true
+  def init({socket, conn, join, payload}) do
+    {:ok, {socket, conn, join}, {:continue, {:join, payload}}}
+  end
+
+  @impl true
+  def handle_continue({:join, payload}, {socket, conn, {topic, join_ref, ref} = join}) do
+    socket = %{socket | channel_pid: self(), topic: topic, join_ref: join_ref, ref: ref}
+
+    case run_join(socket, topic, payload) do
+      {:ok, reply, socket} ->
+        joined(conn, join, reply, socket)
+
+      {:error, reply} ->
+        Native.conn_join_failed(conn, join, reply)
+        {:stop, :normal, socket}
+
+      :crashed ->
+        Native.conn_join_failed(conn, join, %{reason: "join crashed"})
+        {:stop, :normal, socket}
+    end
+  end
+
+  defp run_join(%Socket{channel: channel} = socket, topic, payload) do
+    case channel.join(topic, payload, socket) do
+      {:ok, %Socket{} = socket} ->
+        {:ok, %{}, socket}
+
+      {:ok, reply, %Socket{} = socket} when is_map(reply) ->
+        {:ok, reply, socket}
+
+      {:error, reply} when is_map(reply) ->
+        {:error, reply}
+
+      other ->
+        raise ArgumentError, """
+        #{inspect(channel)}.join/3 returned an invalid value. Expected one of:
+
+            {:ok, socket}
+            {:ok, reply :: map, socket}
+            {:error, reply :: map}
+
+        got #{inspect(other)}
+        """
+    end
+  catch
+    kind, reason ->
+      Logger.error(fn ->
+        "#{inspect(channel)}.join/3 crashed for topic #{inspect(topic)}:\n" <>
+          Exception.format(kind, reason, __STACKTRACE__)
+      end)
+
+      :crashed
+  end
+
+  defp joined(conn, join, reply, %Socket{channel: channel} = socket) do
+    case Native.conn_joined(conn, join, reply, channel.__intercepts__()) do
+      {:ok, channel_ref} ->
+        conn_id = Native.channel_conn_id(channel_ref)
+        Process.put(:fenix_conn_id, conn_id)
+        {:noreply, %{socket | joined: true, channel_ref: channel_ref, conn_id: conn_id, ref: nil}}
+
+      {:error, :unsupported_term} ->
+        raise ArgumentError, "join reply cannot be encoded as JSON: #{inspect(reply)}"
+
+      {:error, reason} when reason in [:closed, :stale] ->
+        # The connection closed or the topic was joined again meanwhile.
+        {:stop, {:shutdown, :closed}, socket}
+    end
+  end
+
+  @impl true
+  def handle_info({:fenix_in, event, payload, ref}, %Socket{channel: channel} = socket) do
+    socket = %{socket | ref: ref}
+
+    event
+    |> channel.handle_in(payload, socket)
+    |> handle_result(:handle_in, socket)
+  end
+
+  def handle_info({:fenix_leave, ref}, socket) do
+    Native.channel_reply(socket.channel_ref, ref, :ok, %{})
+    Native.channel_close(socket.channel_ref)
+    {:stop, {:shutdown, :left}, socket}
+  end
+
+  def handle_info({:fenix_out, event, payload}, %Socket{channel: channel} = socket) do
+    event
+    |> channel.handle_out(payload, socket)
+    |> handle_result(:handle_out, socket)
+  end
+
+  def handle_info({:fenix_closed, reason}, socket) do
+    {:stop, {:shutdown, reason}, socket}
+  end
+
+  def handle_info(message, %Socket{channel: channel} = socket) do
+    if function_exported?(channel, :handle_info, 2) do
+      message
+      |> channel.handle_info(socket)
+      |> handle_result(:handle_info, socket)
+    else
+      Logger.error(
+        "#{inspect(channel)} received an unexpected message in handle_info/2: #{inspect(message)}"
+      )
+
+      {:noreply, socket}
+    end
+  end
+
+  @impl true
+  def terminate(reason, %Socket{channel: channel, joined: true} = socket) do
+    if function_exported?(channel, :terminate, 2), do: channel.terminate(reason, socket)
+  end
+
+  def terminate(_reason, _socket), do: :ok
+
+  defp handle_result({:reply, reply, %Socket{} = socket}, :handle_in, _old) do
+    send_reply(socket, reply)
+    {:noreply, %{socket | ref: nil}}
+  end
+
+  defp handle_result({:stop, reason, reply, %Socket{} = socket}, :handle_in, _old) do
+    send_reply(socket, reply)
+    stop(reason, socket)
+  end
+
+  defp handle_result({:noreply, %Socket{} = socket}, _callback, _old),
+    do: {:noreply, %{socket | ref: nil}}
+
+  defp handle_result({:noreply, %Socket{} = socket, timeout_or_hibernate}, _callback, _old),
+    do: {:noreply, %{socket | ref: nil}, timeout_or_hibernate}
+
+  defp handle_result({:stop, reason, %Socket{} = socket}, _callback, _old), do: stop(reason, socket)
+
+  defp handle_result(result, callback, %Socket{channel: channel}) do
+    replies = if callback == :handle_in, do: "\n    {:reply, {status, payload}, socket}\n    {:stop, reason, reply, socket}", else: ""
+
+    raise ArgumentError, """
+    #{inspect(channel)}.#{callback} returned an invalid value. Expected one of:
+
+        {:noreply, socket}
+        {:noreply, socket, timeout | :hibernate}
+        {:stop, reason, socket}#{replies}
+
+    got #{inspect(result)}
+    """
+  end
+
+  defp send_reply(socket, reply) do
+    {status, response} = Channel.normalize_reply(reply)
+
+    case Native.channel_reply(socket.channel_ref, socket.ref, status, response) do
+      {:error, :unsupported_term} ->
+        raise ArgumentError, "reply cannot be encoded as JSON: #{inspect(response)}"
+
+      _ok_or_closed ->
+        :ok
+    end
+  end
+
+  # A graceful stop tells the client phx_close; any other reason is a crash, which the
+  # engine reports as phx_error when this process exits.
+  defp stop(reason, socket) do
+    if graceful?(reason), do: Native.channel_close(socket.channel_ref)
+    {:stop, reason, socket}
+  end
+
+  defp graceful?(:normal), do: true
+  defp graceful?(:shutdown), do: true
+  defp graceful?({:shutdown, _}), do: true
+  defp graceful?(_), do: false
+end

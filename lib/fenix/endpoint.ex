@@ -1,0 +1,214 @@
+defmodule Fenix.Endpoint do
+  @moduledoc ~S"""
+  An endpoint: the server that sockets are mounted on, and the entry point for
+  broadcasts. It mirrors the parts of `Phoenix.Endpoint` that channels use.
+
+      defmodule MyAppWeb.Endpoint do
+        use Fenix.Endpoint, otp_app: :my_app
+
+        socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
+      end
+
+  Add it to the application's supervision tree:
+
+      children = [MyAppWeb.Endpoint]
+
+  and configure it like a Phoenix endpoint:
+
+      config :my_app, MyAppWeb.Endpoint, http: [ip: {127, 0, 0, 1}, port: 4000]
+
+  Options given to `start_link/1` (or in the child spec, `{MyAppWeb.Endpoint, http: [port: 0]}`)
+  are merged over the application config.
+
+  ## Options
+
+    * `:http` - `[ip: tuple, port: integer]`. Default `[ip: {127, 0, 0, 1}, port: 4000]`;
+      port `0` picks a free port (see `c:port/0`).
+    * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
+      socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
+    * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
+      of the VM and fixed by the first one started. Default `0` (one per core).
+
+  ## Broadcasting
+
+      MyAppWeb.Endpoint.broadcast("room:lobby", "new_msg", %{body: "hi"})
+
+  A broadcast is encoded once per wire format and the same bytes are queued to every
+  subscriber; channels that `intercept` the event get it in `handle_out/3` instead.
+  Broadcasts to one topic reach every subscriber in the order they were made.
+  """
+
+  alias Fenix.Native
+
+  @doc "Starts the endpoint (it is a supervisor)."
+  @callback start_link(keyword()) :: Supervisor.on_start()
+  @doc "The port the endpoint listens on."
+  @callback port() :: :inet.port_number()
+  @doc "Broadcasts `event` with `payload` to every subscriber of `topic`."
+  @callback broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
+              :ok | {:error, term()}
+  @doc "Same as `c:broadcast/3`, but raises if broadcast fails."
+  @callback broadcast!(topic :: String.t(), event :: String.t(), payload :: term()) :: :ok
+  @doc """
+  Broadcasts to every subscriber of `topic` except the connection of the channel
+  process `from`.
+  """
+  @callback broadcast_from(from :: pid(), topic :: String.t(), event :: String.t(), payload :: term()) ::
+              :ok | {:error, term()}
+  @doc "Same as `c:broadcast_from/4`, but raises if broadcast fails."
+  @callback broadcast_from!(from :: pid(), topic :: String.t(), event :: String.t(), payload :: term()) ::
+              :ok
+  @doc "Broadcasts to the subscribers on this node only."
+  @callback local_broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
+              :ok | {:error, term()}
+
+  @doc false
+  defmacro __using__(opts) do
+    quote do
+      @behaviour Fenix.Endpoint
+      @otp_app Keyword.fetch!(unquote(opts), :otp_app)
+      import Fenix.Endpoint, only: [socket: 2, socket: 3]
+      Module.register_attribute(__MODULE__, :fenix_sockets, accumulate: true)
+      @before_compile Fenix.Endpoint
+
+      def child_spec(opts) do
+        %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :supervisor}
+      end
+
+      @impl Fenix.Endpoint
+      def start_link(opts \\ []), do: Fenix.Endpoint.Supervisor.start_link(__MODULE__, @otp_app, opts)
+
+      @impl Fenix.Endpoint
+      def port, do: Fenix.Endpoint.port(__MODULE__)
+
+      @impl Fenix.Endpoint
+      def broadcast(topic, event, payload), do: Fenix.Endpoint.broadcast(__MODULE__, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def broadcast!(topic, event, payload), do: Fenix.Endpoint.broadcast!(__MODULE__, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def broadcast_from(from, topic, event, payload),
+        do: Fenix.Endpoint.broadcast_from(__MODULE__, from, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def broadcast_from!(from, topic, event, payload),
+        do: __MODULE__ |> Fenix.Endpoint.broadcast_from(from, topic, event, payload) |> Fenix.Endpoint.__raise_on_error__()
+
+      @impl Fenix.Endpoint
+      def local_broadcast(topic, event, payload), do: Fenix.Endpoint.broadcast(__MODULE__, topic, event, payload)
+    end
+  end
+
+  @doc false
+  defmacro __before_compile__(env) do
+    sockets = env.module |> Module.get_attribute(:fenix_sockets) |> Enum.reverse()
+
+    quote do
+      @doc false
+      def __sockets__, do: unquote(Macro.escape(sockets))
+    end
+  end
+
+  @socket_defaults [
+    timeout: 60_000,
+    max_frame_size: 1_048_576,
+    max_channels: 100,
+    outbox_capacity: 1024,
+    connect_timeout: 10_000
+  ]
+
+  @doc """
+  Mounts `socket_module` (a `Fenix.Socket`) at `path`: the WebSocket is served at
+  `<path>/websocket`. See `Fenix.Socket` for the `websocket:` options.
+
+      socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
+  """
+  defmacro socket(path, socket_module, opts \\ []) do
+    socket_module = Macro.expand(socket_module, %{__CALLER__ | function: {:socket, 3}})
+
+    quote do
+      @fenix_sockets Fenix.Endpoint.__socket__(unquote(path), unquote(socket_module), unquote(opts))
+    end
+  end
+
+  @doc false
+  def __socket__(path, module, opts) do
+    unless is_binary(path) and String.starts_with?(path, "/") do
+      raise ArgumentError, "socket path must be a string starting with /, got: #{inspect(path)}"
+    end
+
+    opts = Keyword.validate!(opts, [:websocket, :longpoll])
+
+    websocket =
+      case Keyword.get(opts, :websocket, true) do
+        true -> []
+        list when is_list(list) -> list
+        other -> raise ArgumentError, "the :websocket option must be a keyword list, got: #{inspect(other)}"
+      end
+
+    websocket = Keyword.validate!(websocket, @socket_defaults)
+    {String.trim_trailing(path, "/"), module, websocket}
+  end
+
+  @doc false
+  def port(endpoint), do: Native.endpoint_port(engine!(endpoint))
+
+  @doc false
+  def broadcast(endpoint, topic, event, payload), do: __broadcast__(endpoint, topic, event, payload, nil)
+
+  @doc false
+  def broadcast!(endpoint, topic, event, payload) do
+    endpoint |> broadcast(topic, event, payload) |> __raise_on_error__()
+  end
+
+  @doc false
+  def broadcast_from(endpoint, from, topic, event, payload) when is_pid(from) do
+    __broadcast__(endpoint, topic, event, payload, conn_id_of(from))
+  end
+
+  # Channel processes keep their connection id in the process dictionary, so that
+  # broadcast_from(self(), ...) works from inside the channel without a call.
+  defp conn_id_of(pid) when pid == self(), do: Process.get(:fenix_conn_id)
+
+  defp conn_id_of(pid) do
+    with {:dictionary, dictionary} <- Process.info(pid, :dictionary),
+         {:fenix_conn_id, conn_id} <- List.keyfind(dictionary, :fenix_conn_id, 0) do
+      conn_id
+    else
+      _ -> nil
+    end
+  end
+
+  @doc false
+  def __broadcast__(endpoint, topic, event, payload, exclude)
+      when is_binary(topic) and is_binary(event) do
+    engine = engine!(endpoint)
+
+    result =
+      case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
+        :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
+        result -> result
+      end
+
+    case result do
+      {:ok, _delivered} -> :ok
+      {:error, :unsupported_term} -> {:error, {:unsupported_payload, payload}}
+    end
+  end
+
+  @doc false
+  def __raise_on_error__(:ok), do: :ok
+
+  def __raise_on_error__({:error, {:unsupported_payload, payload}}) do
+    raise ArgumentError, "broadcast payload cannot be encoded as JSON: #{inspect(payload)}"
+  end
+
+  @doc false
+  def engine!(endpoint) do
+    case :persistent_term.get({Fenix.Endpoint, endpoint}, nil) do
+      nil -> raise ArgumentError, "#{inspect(endpoint)} is not started"
+      engine -> engine
+    end
+  end
+end

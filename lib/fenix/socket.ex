@@ -1,0 +1,255 @@
+defmodule Fenix.Socket do
+  @moduledoc ~S"""
+  A socket: the connection-level module that authenticates clients and routes topics
+  to channels. It mirrors `Phoenix.Socket`, so moving a Phoenix socket to Fenix is a
+  rename.
+
+      defmodule MyAppWeb.UserSocket do
+        use Fenix.Socket
+
+        channel "room:*", MyAppWeb.RoomChannel
+
+        @impl true
+        def connect(%{"token" => token}, socket, _connect_info) do
+          case MyApp.Accounts.verify(token) do
+            {:ok, user_id} -> {:ok, assign(socket, :user_id, user_id)}
+            :error -> :error
+          end
+        end
+
+        def connect(_params, _socket, _connect_info), do: :error
+
+        @impl true
+        def id(socket), do: "users_socket:#{socket.assigns.user_id}"
+      end
+
+  Mount it in an endpoint with `socket "/socket", MyAppWeb.UserSocket`.
+
+  ## Lifecycle
+
+  1. A client opens `<path>/websocket?<params>`. The engine (Rust) parses the upgrade
+     and asks the endpoint, which runs `c:connect/3` in a short-lived process.
+  2. `{:ok, socket}` accepts: the upgrade is answered `101` and `c:id/1` names the
+     socket. `:error` or `{:error, reason}` refuses: the upgrade is answered `403`.
+  3. Heartbeats are answered by the engine without reaching Elixir.
+  4. Each `phx_join` whose topic matches a `channel/3` route starts one channel
+     process (see `Fenix.Channel`) with a copy of the socket's assigns.
+  5. Broadcasting `"disconnect"` to the socket's id closes every connection with that
+     id (close code 1001, so clients reconnect):
+
+         MyAppWeb.Endpoint.broadcast("users_socket:" <> user_id, "disconnect", %{})
+
+  ## Connect info
+
+  The third argument of `c:connect/3` is a map with `:peer_data`
+  (`%{address: ip_tuple, port: port}`), `:uri` (a `URI`), `:x_headers`
+  (`[{name, value}]` of the `x-*` request headers), `:user_agent`, and `:auth_token`:
+  the token a client sends in `Sec-WebSocket-Protocol` (the `authToken` option of the
+  `phoenix` JavaScript client), or `nil`.
+
+  ## Socket options
+
+  Given as `websocket: [...]` to `Fenix.Endpoint.socket/3`:
+
+    * `:timeout` - close a connection after this many ms without an inbound frame. Default `60_000`.
+    * `:max_frame_size` - the largest inbound message in bytes; larger ones close the connection (1009). Default `1_048_576`.
+    * `:max_channels` - the most channels one connection may join; further joins get
+      `{"reason": "too many channels joined"}`. Default `100`.
+    * `:outbox_capacity` - the most frames queued for one client; a client that falls
+      further behind is disconnected. Default `1024`.
+    * `:connect_timeout` - ms that `c:connect/3` may take before the upgrade fails. Default `10_000`.
+
+  ## Fields
+
+    * `:assigns` - the map set with `assign/3`
+    * `:endpoint` - the endpoint module
+    * `:handler` - the socket module
+    * `:id` - the socket id from `c:id/1`, or `nil`
+    * `:serializer` - `:v1` or `:v2`, from the client's `vsn`
+    * `:transport` - `:websocket`
+    * in a channel: `:channel`, `:channel_pid`, `:topic`, `:join_ref`, `:joined`, and
+      `:ref` (the ref of the message being handled)
+  """
+
+  @type t :: %__MODULE__{
+          assigns: map(),
+          channel: module() | nil,
+          channel_pid: pid() | nil,
+          endpoint: module() | nil,
+          handler: module() | nil,
+          id: String.t() | nil,
+          joined: boolean(),
+          join_ref: String.t() | nil,
+          private: map(),
+          ref: String.t() | nil,
+          serializer: :v1 | :v2 | nil,
+          topic: String.t() | nil,
+          transport: :websocket,
+          transport_pid: pid() | nil,
+          conn_id: non_neg_integer() | nil,
+          channel_ref: reference() | nil
+        }
+
+  defstruct assigns: %{},
+            channel: nil,
+            channel_pid: nil,
+            endpoint: nil,
+            handler: nil,
+            id: nil,
+            joined: false,
+            join_ref: nil,
+            private: %{},
+            ref: nil,
+            serializer: nil,
+            topic: nil,
+            transport: :websocket,
+            transport_pid: nil,
+            conn_id: nil,
+            channel_ref: nil
+
+  @doc """
+  Authenticates a client. `params` are the connect query parameters.
+
+  Return `{:ok, socket}` to accept, `:error` or `{:error, reason}` to refuse (HTTP 403).
+
+      def connect(%{"user_id" => id}, socket, _connect_info),
+        do: {:ok, assign(socket, :user_id, id)}
+  """
+  @callback connect(params :: map(), t(), connect_info :: map()) ::
+              {:ok, t()} | {:error, term()} | :error
+
+  @doc ~S"""
+  Names the socket, so that all of one user's connections can be found and
+  disconnected with a `"disconnect"` broadcast. `nil` for an anonymous socket.
+
+      def id(socket), do: "users_socket:#{socket.assigns.user_id}"
+  """
+  @callback id(t()) :: String.t() | nil
+
+  @doc false
+  defmacro __using__(_opts) do
+    quote do
+      @behaviour Fenix.Socket
+      import Fenix.Socket, only: [channel: 2, channel: 3, assign: 3, assign: 2]
+      Module.register_attribute(__MODULE__, :fenix_channels, accumulate: true)
+      @before_compile Fenix.Socket
+
+      @impl Fenix.Socket
+      def id(_socket), do: nil
+
+      defoverridable id: 1
+    end
+  end
+
+  @doc false
+  defmacro __before_compile__(env) do
+    routes = env.module |> Module.get_attribute(:fenix_channels) |> Enum.reverse()
+
+    clauses =
+      for {topic_pattern, module, opts} <- routes do
+        channel_clause(topic_pattern, module, opts)
+      end
+
+    quote do
+      @doc false
+      unquote(clauses)
+      def __channel__(_topic), do: nil
+    end
+  end
+
+  defp channel_clause(pattern, module, opts) do
+    case String.split(pattern, "*") do
+      [exact] ->
+        quote do
+          def __channel__(unquote(exact)), do: {unquote(module), unquote(opts)}
+        end
+
+      [prefix, ""] ->
+        quote do
+          def __channel__(unquote(prefix) <> _), do: {unquote(module), unquote(opts)}
+        end
+    end
+  end
+
+  @doc """
+  Routes topics matching `topic_pattern` to `module`, a `Fenix.Channel`.
+
+  The pattern is an exact topic, or a prefix ending in `*`:
+
+      channel "room:*", MyAppWeb.RoomChannel
+      channel "notifications", MyAppWeb.NotificationChannel
+  """
+  defmacro channel(topic_pattern, module, opts \\ []) do
+    module = Macro.expand(module, %{__CALLER__ | function: {:channel, 3}})
+
+    unless is_binary(topic_pattern) do
+      raise ArgumentError, "channel topic pattern must be a string, got: #{Macro.to_string(topic_pattern)}"
+    end
+
+    case String.split(topic_pattern, "*") do
+      [_exact] ->
+        :ok
+
+      [_prefix, ""] ->
+        :ok
+
+      _ ->
+        raise ArgumentError,
+              "channels using splat patterns must end with *, got: #{inspect(topic_pattern)}"
+    end
+
+    quote do
+      @fenix_channels {unquote(topic_pattern), unquote(module), unquote(opts)}
+    end
+  end
+
+  @doc """
+  Adds `key` with `value` to the socket's assigns.
+
+      assign(socket, :user_id, 42)
+  """
+  @spec assign(t(), atom(), term()) :: t()
+  def assign(%__MODULE__{} = socket, key, value) when is_atom(key) do
+    %{socket | assigns: Map.put(socket.assigns, key, value)}
+  end
+
+  @doc """
+  Merges a keyword list or map into the socket's assigns.
+  """
+  @spec assign(t(), map() | keyword()) :: t()
+  def assign(%__MODULE__{} = socket, attrs) when is_map(attrs) or is_list(attrs) do
+    %{socket | assigns: Enum.into(attrs, socket.assigns)}
+  end
+
+  @doc false
+  # Runs the handler's connect/3 and id/1. Called in a process of its own.
+  @spec __connect__(module(), module(), map(), map(), :v1 | :v2) ::
+          {:ok, t()} | :error | {:error, term()}
+  def __connect__(endpoint, handler, params, connect_info, serializer) do
+    socket = %__MODULE__{endpoint: endpoint, handler: handler, serializer: serializer}
+
+    case handler.connect(params, socket, connect_info) do
+      {:ok, %__MODULE__{} = socket} ->
+        case handler.id(socket) do
+          id when is_binary(id) or is_nil(id) ->
+            {:ok, %{socket | id: id}}
+
+          invalid ->
+            raise ArgumentError,
+                  "#{inspect(handler)}.id/1 returned invalid identifier #{inspect(invalid)}. " <>
+                    "Expected nil or a string."
+        end
+
+      :error ->
+        :error
+
+      {:error, _reason} = error ->
+        error
+
+      invalid ->
+        raise ArgumentError,
+              "#{inspect(handler)}.connect/3 returned invalid value #{inspect(invalid)}. " <>
+                "Expected {:ok, socket}, {:error, reason} or :error"
+    end
+  end
+end

@@ -1,0 +1,409 @@
+//! A plain-Rust application and a WebSocket client for the server tests.
+//!
+//! The application (`App`) behaves like the conformance app's `room:*` channel, reduced
+//! to what the engine needs to be exercised:
+//! - connect: refused when the `token` param or the auth token is `deny`; otherwise the
+//!   socket id is `users_socket:<user_id>` and the socket data is the user id (JSON);
+//! - join `room:private`: `{"reason":"unauthorized"}`; any other `room:*`:
+//!   `{"joined":<topic>,"user_id":<user_id>}`; other topics: `{"reason":"unmatched topic"}`;
+//!   joins of `room:slow*` wait until the test answers them ([`App::next_deferred_join`]);
+//! - each joined channel is a task (like a channel process) fed by its [`ChannelSink`]:
+//!   `echo` replies `ok` with the payload (binary too), `shout` broadcasts `shout` to the
+//!   topic, `shout_from` broadcasts `shout` to everyone but the sender and replies `ok {}`,
+//!   `phx_leave` replies `ok` and closes the channel.
+//!
+//! The client writes and expects frames in the 2.0.0 array form of the capture
+//! (`shared/vectors/phoenix_wire_frames.md`); a 1.0.0 client rewrites them into objects.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use fenix_core::protocol::{Body, Event, Payload, Serializer, Status};
+use fenix_core::registry::Registry;
+use fenix_core::server::{Config, Conn, JoinRef, Server, SocketConfig};
+use fenix_core::{ChannelEvent, ChannelSink, ConnectRequest, Handler, JoinRequest, Sink};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Response};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame before it fails (a guard against hangs, not a timing assertion).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Both serializers, for the cases they share.
+pub const SERIALIZERS: [Serializer; 2] = [Serializer::V1, Serializer::V2];
+
+/// A server on 127.0.0.1:0 with one socket at `/socket`, running the test [`App`].
+pub struct TestServer {
+    pub app: Arc<App>,
+    pub server: Arc<Server>,
+}
+
+impl TestServer {
+    /// A server with the default socket options.
+    pub fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    /// A server whose socket options are adjusted by `configure`.
+    pub fn with(configure: impl FnOnce(&mut SocketConfig)) -> TestServer {
+        let mut socket = SocketConfig::new("/socket");
+        configure(&mut socket);
+        let config = Config { addr: SocketAddr::from(([127, 0, 0, 1], 0)), sockets: vec![socket], static_dir: None };
+        let app = Arc::new(App::default());
+        let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
+        let server = Server::start(&tokio::runtime::Handle::current(), config, handler).expect("server starts");
+        let server = Arc::new(server);
+        app.server.set(Arc::clone(&server)).expect("set once");
+        TestServer { app, server }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.server.registry()
+    }
+
+    /// Connects with `vsn` of `serializer` and the extra query `params` (`"user_id=u1"`).
+    pub async fn connect(&self, serializer: Serializer, params: &str) -> Client {
+        let query = format!("vsn={}&{params}", vsn(serializer));
+        let (ws, response) = self.try_connect(&query, None).await.expect("upgrade accepted");
+        assert_eq!(response.status(), 101);
+        Client::new(ws, serializer, params)
+    }
+
+    /// Connects `n` clients at once.
+    pub async fn connect_many(&self, n: usize, serializer: impl Fn(usize) -> Serializer, params: &str) -> Vec<Client> {
+        futures_util::future::join_all((0..n).map(|i| self.connect(serializer(i), params))).await
+    }
+
+    /// A WebSocket upgrade of `/socket/websocket?<query>`, optionally offering `Sec-WebSocket-Protocol`.
+    pub async fn try_connect(
+        &self,
+        query: &str,
+        protocols: Option<&str>,
+    ) -> Result<(Ws, Response<Option<Vec<u8>>>), tungstenite::Error> {
+        let mut request = format!("ws://{}/socket/websocket?{query}", self.addr()).into_client_request()?;
+        if let Some(protocols) = protocols {
+            request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(protocols).unwrap());
+        }
+        tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::connect_async(request)).await.expect("no hang")
+    }
+
+    /// Sends a raw HTTP request head and returns the whole response (the server closes after it).
+    pub async fn raw_http(&self, head: &str) -> String {
+        let mut stream = TcpStream::connect(self.addr()).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut response)).await.expect("no hang").unwrap();
+        String::from_utf8(response).unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.server.stop();
+    }
+}
+
+pub fn vsn(serializer: Serializer) -> &'static str {
+    match serializer {
+        Serializer::V1 => "1.0.0",
+        Serializer::V2 => "2.0.0",
+    }
+}
+
+/// Polls `condition` until it holds (a guard against hangs, not a timing assertion).
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The application
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+pub struct App {
+    server: OnceLock<Arc<Server>>,
+    connects: Mutex<Vec<ConnectRequest>>,
+    deferred: Mutex<VecDeque<(Arc<Conn>, JoinRequest)>>,
+    deferred_ready: Notify,
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+impl Handler for App {
+    fn connect(&self, conn: &Arc<Conn>, request: ConnectRequest) {
+        let denied = param(&request.params, "token") == Some("deny") || request.auth_token.as_deref() == Some("deny");
+        let user_id = param(&request.params, "user_id").map(str::to_owned);
+        self.connects.lock().unwrap().push(request);
+        if denied {
+            conn.refuse().unwrap();
+            return;
+        }
+        let socket_id = user_id.as_ref().map(|id| format!("users_socket:{id}"));
+        let socket_data = serde_json::to_vec(&user_id).unwrap();
+        conn.accept(socket_id, socket_data.into()).unwrap();
+    }
+
+    fn join(&self, conn: &Arc<Conn>, request: JoinRequest) {
+        if request.topic.starts_with("room:slow") {
+            self.deferred.lock().unwrap().push_back((Arc::clone(conn), request));
+            self.deferred_ready.notify_one();
+            return;
+        }
+        self.answer_join(conn, request);
+    }
+}
+
+impl App {
+    /// The connect requests seen so far.
+    pub fn connects(&self) -> Vec<ConnectRequest> {
+        self.connects.lock().unwrap().clone()
+    }
+
+    /// Waits for the next join of a `room:slow*` topic.
+    pub async fn next_deferred_join(&self) -> (Arc<Conn>, JoinRequest) {
+        tokio::time::timeout(FRAME_TIMEOUT, async {
+            loop {
+                let notified = self.deferred_ready.notified();
+                if let Some(join) = self.deferred.lock().unwrap().pop_front() {
+                    return join;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("a deferred join")
+    }
+
+    /// Answers a join by the rules of the `room:*` channel.
+    pub fn answer_join(&self, conn: &Arc<Conn>, request: JoinRequest) {
+        let join = JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+        if request.topic == "room:private" {
+            let _ = conn.join_failed(&join, Body::Json(br#"{"reason":"unauthorized"}"#));
+            return;
+        }
+        if !request.topic.starts_with("room:") {
+            let _ = conn.join_failed(&join, Body::Json(br#"{"reason":"unmatched topic"}"#));
+            return;
+        }
+        let user_id: Value = serde_json::from_slice(&request.socket_data).unwrap();
+        let response = serde_json::to_vec(&json!({"joined": request.topic, "user_id": user_id})).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink: Sink = Arc::new(ChannelProcess { tx: tx.clone() });
+        let held = |msg| {
+            let _ = tx.send(ChannelEvent::In(msg));
+        };
+        if conn.joined(&join, Body::Json(&response), sink, Arc::from(Vec::new()), held).is_ok() {
+            let server = Arc::clone(self.server.get().expect("server started"));
+            tokio::spawn(run_channel(server, Arc::clone(conn), request.topic.clone(), request.join_ref.clone(), rx));
+        }
+    }
+
+    /// Refuses a join with `reason`.
+    pub fn refuse_join(&self, conn: &Arc<Conn>, request: &JoinRequest, reason: &str) {
+        let join = JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+        let response = serde_json::to_vec(&json!({ "reason": reason })).unwrap();
+        conn.join_failed(&join, Body::Json(&response)).expect("join still pending");
+    }
+}
+
+/// The sink of a joined channel: a queue to its task.
+#[derive(Debug)]
+struct ChannelProcess {
+    tx: mpsc::UnboundedSender<ChannelEvent>,
+}
+
+impl ChannelSink for ChannelProcess {
+    fn deliver(&self, event: ChannelEvent) {
+        let _ = self.tx.send(event);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+async fn run_channel(
+    server: Arc<Server>,
+    conn: Arc<Conn>,
+    topic: String,
+    join_ref: Option<String>,
+    mut events: mpsc::UnboundedReceiver<ChannelEvent>,
+) {
+    let join_ref = join_ref.as_deref();
+    while let Some(event) = events.recv().await {
+        let ChannelEvent::In(msg) = event else { return };
+        let r#ref = msg.r#ref.as_deref();
+        match (msg.event, &msg.payload) {
+            (Event::Leave, _) => {
+                let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Json(b"{}"));
+                conn.channel_closed(&topic, join_ref);
+                return;
+            }
+            (Event::Custom(event), Payload::Binary(bytes)) if event == "echo" => {
+                let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Binary(bytes));
+            }
+            (Event::Custom(event), Payload::Json(payload)) => {
+                let body = serde_json::to_vec(payload).unwrap();
+                match event.as_str() {
+                    "echo" => {
+                        let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Json(&body));
+                    }
+                    "shout" => {
+                        server.registry().broadcast(&topic, "shout", Body::Json(&body), None, |_| {});
+                    }
+                    "shout_from" => {
+                        server.registry().broadcast(&topic, "shout", Body::Json(&body), Some(conn.id()), |_| {});
+                        let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Json(b"{}"));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The client
+// ---------------------------------------------------------------------------------------
+
+/// A WebSocket client of one serializer.
+pub struct Client {
+    pub ws: Ws,
+    pub serializer: Serializer,
+    /// The `user_id` connect param, as the JSON the join reply carries.
+    user_id: String,
+}
+
+impl Client {
+    pub fn new(ws: Ws, serializer: Serializer, params: &str) -> Client {
+        let user_id = query_param(params, "user_id");
+        Client { ws, serializer, user_id: serde_json::to_string(&user_id).unwrap() }
+    }
+
+    /// Sends a client message written as a 2.0.0 array, in this client's serializer.
+    pub async fn send(&mut self, v2_frame: &str) {
+        let text = client_frame(self.serializer, v2_frame);
+        self.send_message(Message::text(text)).await;
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next frame from the server.
+    pub async fn recv(&mut self) -> Message {
+        match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(error))) => panic!("read failed: {error}"),
+            Ok(None) => panic!("the connection ended"),
+            Err(_) => panic!("no frame within {FRAME_TIMEOUT:?}"),
+        }
+    }
+
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await {
+            Message::Text(text) => text.as_str().to_owned(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Expects a server message written as a 2.0.0 array, in this client's serializer.
+    pub async fn expect(&mut self, v2_frame: &str) {
+        let expected = server_frame(self.serializer, v2_frame);
+        assert_eq!(self.recv_text().await, expected, "{:?}", self.serializer);
+    }
+
+    /// Expects a close frame with `code`; returns its reason.
+    pub async fn expect_close(&mut self, code: u16) -> String {
+        match self.recv().await {
+            Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), code, "close reason: {}", frame.reason);
+                frame.reason.as_str().to_owned()
+            }
+            other => panic!("expected a close frame with code {code}, got {other:?}"),
+        }
+    }
+
+    /// Reads until the connection ends; returns how many data frames came and whether a close frame did.
+    pub async fn drain(&mut self) -> (usize, bool) {
+        let (mut frames, mut closed) = (0, false);
+        loop {
+            match tokio::time::timeout(FRAME_TIMEOUT, self.ws.next()).await.expect("the connection ends") {
+                Some(Ok(Message::Close(_))) => closed = true,
+                Some(Ok(_)) => frames += 1,
+                Some(Err(_)) | None => return (frames, closed),
+            }
+        }
+    }
+
+    /// Joins `topic` with `join_ref` (also the join's `ref`) and expects the ok reply.
+    pub async fn join(&mut self, join_ref: &str, topic: &str) {
+        self.send(&format!(r#"["{join_ref}","{join_ref}","{topic}","phx_join",{{}}]"#)).await;
+        let user_id = &self.user_id;
+        self.expect(&format!(
+            r#"["{join_ref}","{join_ref}","{topic}","phx_reply",{{"response":{{"joined":"{topic}","user_id":{user_id}}},"status":"ok"}}]"#
+        ))
+        .await;
+    }
+
+    /// A heartbeat and its reply. As replies keep the order of requests, it also proves
+    /// that the server handled every earlier message and queued nothing before the reply.
+    pub async fn heartbeat(&mut self, r#ref: &str) {
+        self.send(&format!(r#"[null,"{ref}","phoenix","heartbeat",{{}}]"#)).await;
+        self.expect(&format!(r#"[null,"{ref}","phoenix","phx_reply",{{"response":{{}},"status":"ok"}}]"#)).await;
+    }
+}
+
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
+}
+
+fn fields(v2_frame: &str) -> [Value; 5] {
+    let fields: Vec<Value> = serde_json::from_str(v2_frame).expect("a 2.0.0 frame");
+    fields.try_into().expect("5 elements")
+}
+
+/// A client message in `serializer`: 1.0.0 clients send `{"topic","event","payload","ref","join_ref"}`.
+pub fn client_frame(serializer: Serializer, v2_frame: &str) -> String {
+    match serializer {
+        Serializer::V2 => v2_frame.to_owned(),
+        Serializer::V1 => {
+            let [join_ref, r#ref, topic, event, payload] = fields(v2_frame);
+            format!(r#"{{"topic":{topic},"event":{event},"payload":{payload},"ref":{ref},"join_ref":{join_ref}}}"#)
+        }
+    }
+}
+
+/// A server message in `serializer`: 1.0.0 servers send `{"event","payload","ref","topic"}`, no join_ref.
+pub fn server_frame(serializer: Serializer, v2_frame: &str) -> String {
+    match serializer {
+        Serializer::V2 => v2_frame.to_owned(),
+        Serializer::V1 => {
+            let [_join_ref, r#ref, topic, event, payload] = fields(v2_frame);
+            format!(r#"{{"event":{event},"payload":{payload},"ref":{ref},"topic":{topic}}}"#)
+        }
+    }
+}

@@ -1,0 +1,572 @@
+//! The server end to end: a real `Server` on 127.0.0.1:0, the plain-Rust test application
+//! of `common`, and a real WebSocket client (tokio-tungstenite).
+//!
+//! Frames are written as the 2.0.0 arrays of `shared/vectors/phoenix_wire_frames.md`;
+//! cases shared by both serializers run over `SERIALIZERS`, and a 1.0.0 client sees the
+//! same frames as objects (pinned literally in `missing_vsn_means_serializer_1`).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{eventually, Client, TestServer, SERIALIZERS};
+use fenix_core::protocol::{Body, Serializer};
+use fenix_core::registry::Delivery;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+// ---------------------------------------------------------------------------------------
+// HTTP: upgrade, refusal, routing
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_echoes_the_phoenix_subprotocol_and_decodes_the_auth_token() {
+    let t = TestServer::start();
+    // phoenix.js with `authToken: "my token"`: btoa, URL-safe alphabet, no padding.
+    let offered = "phoenix, base64url.bearer.phx.bXkgdG9rZW4";
+    let (ws, response) = t.try_connect("user_id=u1&vsn=2.0.0", Some(offered)).await.expect("accepted");
+
+    assert_eq!(response.status(), 101);
+    let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header("sec-websocket-protocol").as_deref(), Some("phoenix"));
+    assert_eq!(header("upgrade").as_deref(), Some("websocket"));
+    assert_eq!(header("cache-control").as_deref(), Some("max-age=0, private, must-revalidate"));
+
+    let connects = t.app.connects();
+    assert_eq!(connects.len(), 1);
+    assert_eq!(connects[0].auth_token.as_deref(), Some("my token"));
+    assert_eq!(connects[0].params, [("user_id".to_owned(), "u1".to_owned()), ("vsn".to_owned(), "2.0.0".to_owned())]);
+    assert_eq!(connects[0].uri, "/socket/websocket?user_id=u1&vsn=2.0.0");
+
+    let mut client = Client::new(ws, Serializer::V2, "user_id=u1");
+    client.heartbeat("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_without_a_subprotocol_answers_none() {
+    let t = TestServer::start();
+    let (_ws, response) = t.try_connect("vsn=2.0.0", None).await.expect("accepted");
+    assert_eq!(response.status(), 101);
+    assert_eq!(response.headers().get("sec-websocket-protocol"), None);
+    assert_eq!(t.app.connects()[0].auth_token, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connect_answers_403() {
+    let t = TestServer::start();
+    let forbidden = "HTTP/1.1 403 Forbidden\r\n\
+                     content-length: 0\r\n\
+                     vary: accept-encoding\r\n\
+                     cache-control: max-age=0, private, must-revalidate\r\n\
+                     connection: close\r\n\r\n";
+    let upgrade = |target: &str, extra: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+             sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n{extra}\r\n"
+        )
+    };
+    // token=deny in the query
+    assert_eq!(t.raw_http(&upgrade("/socket/websocket?token=deny&vsn=2.0.0", "")).await, forbidden);
+    // an auth token of "deny" ("ZGVueQ" = base64url("deny"))
+    let protocols = "sec-websocket-protocol: phoenix, base64url.bearer.phx.ZGVueQ\r\n";
+    assert_eq!(t.raw_http(&upgrade("/socket/websocket?vsn=2.0.0", protocols)).await, forbidden);
+    // and through a WebSocket client
+    match t.try_connect("token=deny&vsn=1.0.0", None).await {
+        Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!("expected HTTP 403, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_answer_404() {
+    let t = TestServer::start();
+    let not_found = "HTTP/1.1 404 Not Found\r\n\
+                     content-length: 0\r\n\
+                     vary: accept-encoding\r\n\
+                     cache-control: max-age=0, private, must-revalidate\r\n\
+                     connection: close\r\n\r\n";
+    assert_eq!(t.raw_http("GET /nope HTTP/1.1\r\nhost: localhost\r\n\r\n").await, not_found);
+    assert_eq!(t.raw_http("GET /socket HTTP/1.1\r\nhost: localhost\r\n\r\n").await, not_found);
+    let upgrade = "GET /other/websocket?vsn=2.0.0 HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\n\
+                   connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
+    assert_eq!(t.raw_http(upgrade).await, not_found);
+    assert!(t.app.connects().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Channel protocol, both serializers
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_vsn_means_serializer_1() {
+    let t = TestServer::start();
+    let (ws, _) = t.try_connect("user_id=u1", None).await.expect("accepted");
+    let mut client = Client::new(ws, Serializer::V1, "");
+    client.send_message(Message::text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"2"}"#)).await;
+    assert_eq!(
+        client.recv_text().await,
+        r#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"2","topic":"phoenix"}"#
+    );
+    client
+        .send_message(Message::text(
+            r#"{"topic":"room:v1","event":"phx_join","payload":{},"ref":"3","join_ref":"3"}"#,
+        ))
+        .await;
+    assert_eq!(
+        client.recv_text().await,
+        r#"{"event":"phx_reply","payload":{"response":{"joined":"room:v1","user_id":"u1"},"status":"ok"},"ref":"3","topic":"room:v1"}"#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_gets_an_empty_ok_reply() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"[null,"4","phoenix","heartbeat",{}]"#).await;
+        client.expect(r#"[null,"4","phoenix","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_is_accepted_or_refused() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"["3","3","room:lobby","phx_join",{}]"#).await;
+        client
+            .expect(r#"["3","3","room:lobby","phx_reply",{"response":{"joined":"room:lobby","user_id":"u1"},"status":"ok"}]"#)
+            .await;
+        client.send(r#"["37","37","room:private","phx_join",{}]"#).await;
+        client.expect(r#"["37","37","room:private","phx_reply",{"response":{"reason":"unauthorized"},"status":"error"}]"#).await;
+        // A refused join leaves nothing behind: the topic is not joined.
+        client.send(r#"["37","38","room:private","echo",{}]"#).await;
+        client
+            .expect(r#"[null,"38","room:private","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_is_replied_to() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.join("3", "room:lobby").await;
+        client.send(r#"["3","5","room:lobby","echo",{"hello":"world","n":1}]"#).await;
+        client.expect(r#"["3","5","room:lobby","phx_reply",{"response":{"hello":"world","n":1},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_push_gets_a_binary_reply() {
+    let t = TestServer::start();
+    let mut client = t.connect(Serializer::V2, "user_id=u1").await;
+    client.join("3", "room:lobby").await;
+    #[rustfmt::skip]
+    let push = [
+        0x00, 0x01, 0x02, 0x0a, 0x04, // kind push, len(join_ref) len(ref) len(topic) len(event)
+        b'3',                         // join_ref
+        b'1', b'4',                   // ref
+        b'r', b'o', b'o', b'm', b':', b'l', b'o', b'b', b'b', b'y', // topic
+        b'e', b'c', b'h', b'o',       // event
+        0x00, 0x01, 0x02, 0x03, 0xfe, 0xff, // payload
+    ];
+    client.send_message(Message::binary(push.to_vec())).await;
+    #[rustfmt::skip]
+    let reply = [
+        0x01, 0x01, 0x02, 0x0a, 0x02, // kind reply, len(join_ref) len(ref) len(topic) len(status)
+        b'3',                         // join_ref
+        b'1', b'4',                   // ref
+        b'r', b'o', b'o', b'm', b':', b'l', b'o', b'b', b'b', b'y', // topic
+        b'o', b'k',                   // status
+        0x00, 0x01, 0x02, 0x03, 0xfe, 0xff, // payload
+    ];
+    assert_eq!(client.recv().await, Message::binary(reply.to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragmented_message_is_reassembled() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.join("3", "room:lobby").await;
+        let text = common::client_frame(serializer, r#"["3","5","room:lobby","echo",{"parts":3}]"#);
+        let (a, rest) = text.split_at(5);
+        let (b, c) = rest.split_at(10);
+        client.send_message(Message::Frame(Frame::message(a.to_owned(), OpCode::Data(Data::Text), false))).await;
+        client.send_message(Message::Ping(Bytes::from_static(b"between fragments"))).await;
+        assert_eq!(client.recv().await, Message::Pong(Bytes::from_static(b"between fragments")));
+        client.send_message(Message::Frame(Frame::message(b.to_owned(), OpCode::Data(Data::Continue), false))).await;
+        client.send_message(Message::Frame(Frame::message(c.to_owned(), OpCode::Data(Data::Continue), true))).await;
+        client.expect(r#"["3","5","room:lobby","phx_reply",{"response":{"parts":3},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_to_a_topic_never_joined_gets_unmatched_topic() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"[null,"5","room:never","echo",{}]"#).await;
+        client
+            .expect(r#"[null,"5","room:never","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_of_a_topic_not_joined_is_ok() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"["9","10","room:never","phx_leave",{}]"#).await;
+        client.expect(r#"["9","10","room:never","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_replies_ok_then_closes_the_channel() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.join("33", "room:leavy").await;
+        client.send(r#"["33","34","room:leavy","phx_leave",{}]"#).await;
+        client.expect(r#"["33","34","room:leavy","phx_reply",{"response":{},"status":"ok"}]"#).await;
+        client.expect(r#"["33","33","room:leavy","phx_close",{}]"#).await;
+        eventually("the channel unsubscribes", || t.registry().subscriber_count("room:leavy") == 0).await;
+        client.send(r#"["33","35","room:leavy","echo",{}]"#).await;
+        client
+            .expect(r#"[null,"35","room:leavy","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_join_replies_then_closes_the_old_channel() {
+    let t = TestServer::start();
+    let mut clients = Vec::new();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=dup").await;
+        client.join("1", "room:dup").await;
+        client.send(r#"["2","2","room:dup","phx_join",{}]"#).await;
+        client
+            .expect(r#"["2","2","room:dup","phx_reply",{"response":{"joined":"room:dup","user_id":"dup"},"status":"ok"}]"#)
+            .await;
+        client.expect(r#"["1","1","room:dup","phx_close",{}]"#).await;
+        client.send(r#"["2","3","room:dup","echo",{"after":"rejoin"}]"#).await;
+        client.expect(r#"["2","3","room:dup","phx_reply",{"response":{"after":"rejoin"},"status":"ok"}]"#).await;
+        clients.push(client);
+        assert_eq!(t.registry().subscriber_count("room:dup"), clients.len(), "one subscription per connection");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_with_a_stale_join_ref_is_dropped() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=dup").await;
+        client.join("1", "room:dup").await;
+        client.join("2", "room:dup").await;
+        client.expect(r#"["1","1","room:dup","phx_close",{}]"#).await;
+
+        client.send(r#"["1","4","room:dup","echo",{"stale":true}]"#).await;
+        // The next frame answers the next message: the stale one got nothing.
+        client.send(r#"["2","5","room:dup","echo",{"current":true}]"#).await;
+        client.expect(r#"["2","5","room:dup","phx_reply",{"response":{"current":true},"status":"ok"}]"#).await;
+        // A null join_ref is accepted.
+        client.send(r#"[null,"6","room:dup","echo",{"null":true}]"#).await;
+        client.expect(r#"["2","6","room:dup","phx_reply",{"response":{"null":true},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_101st_channel_is_refused() {
+    let t = TestServer::start();
+    assert_eq!(fenix_core::server::SocketConfig::new("/socket").max_channels, 100);
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        for i in 0..100 {
+            client.join(&i.to_string(), &format!("room:{i}")).await;
+        }
+        client.send(r#"["100","100","room:100","phx_join",{}]"#).await;
+        client
+            .expect(r#"["100","100","room:100","phx_reply",{"response":{"reason":"too many channels joined"},"status":"error"}]"#)
+            .await;
+        // Rejoining a joined topic does not add a channel.
+        client.join("101", "room:0").await;
+        client.expect(r#"["0","0","room:0","phx_close",{}]"#).await;
+        // Leaving one makes room for another.
+        client.send(r#"["1","102","room:1","phx_leave",{}]"#).await;
+        client.expect(r#"["1","102","room:1","phx_reply",{"response":{},"status":"ok"}]"#).await;
+        client.expect(r#"["1","1","room:1","phx_close",{}]"#).await;
+        client.join("103", "room:100").await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages held while a join is answered
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_before_the_join_is_answered_follow_the_join_reply() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"["1","1","room:slow","phx_join",{}]"#).await;
+        client.send(r#"["1","2","room:slow","echo",{"n":1}]"#).await;
+        client.send(r#"["1","3","room:slow","echo",{"n":2}]"#).await;
+        client.heartbeat("4").await; // the echoes were read and are held: nothing came before this reply
+
+        let (conn, join) = t.app.next_deferred_join().await;
+        t.app.answer_join(&conn, join);
+        client
+            .expect(r#"["1","1","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#)
+            .await;
+        client.expect(r#"["1","2","room:slow","phx_reply",{"response":{"n":1},"status":"ok"}]"#).await;
+        client.expect(r#"["1","3","room:slow","phx_reply",{"response":{"n":2},"status":"ok"}]"#).await;
+        client.send(r#"["1","5","room:slow","echo",{"n":3}]"#).await;
+        client.expect(r#"["1","5","room:slow","phx_reply",{"response":{"n":3},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_held_for_a_refused_join_are_answered_as_not_joined() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"["1","1","room:slow","phx_join",{}]"#).await;
+        client.send(r#"["1","2","room:slow","echo",{}]"#).await;
+        client.send(r#"["1","3","room:slow","phx_leave",{}]"#).await;
+        client.heartbeat("4").await;
+
+        let (conn, join) = t.app.next_deferred_join().await;
+        t.app.refuse_join(&conn, &join, "unauthorized");
+        client.expect(r#"["1","1","room:slow","phx_reply",{"response":{"reason":"unauthorized"},"status":"error"}]"#).await;
+        // As in Phoenix, where the socket handles them after the join returned.
+        client
+            .expect(r#"[null,"2","room:slow","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
+            .await;
+        client.expect(r#"["1","3","room:slow","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_reply_comes_before_any_broadcast_to_the_topic() {
+    let t = TestServer::with(|socket| socket.outbox_capacity = 1 << 20);
+    let stop = Arc::new(AtomicBool::new(false));
+    let broadcaster = {
+        let (server, stop) = (Arc::clone(&t.server), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                server.registry().broadcast("room:race", "tick", Body::Json(b"{}"), None, |_| {});
+                std::thread::yield_now();
+            }
+        })
+    };
+    for (i, serializer) in SERIALIZERS.into_iter().cycle().take(40).enumerate() {
+        let mut client = t.connect(serializer, &format!("user_id=r{i}")).await;
+        client.join("1", "room:race").await; // fails if a tick comes first
+    }
+    stop.store(true, Ordering::Relaxed);
+    broadcaster.join().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Broadcasts
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shout_reaches_every_member_in_its_own_serializer() {
+    let t = TestServer::start();
+    let mut v1 = t.connect(Serializer::V1, "user_id=a").await;
+    let mut v2 = t.connect(Serializer::V2, "user_id=b").await;
+    v1.join("3", "room:lobby").await;
+    v2.join("3", "room:lobby").await;
+    v2.send(r#"["3","7","room:lobby","shout",{"msg":"hi all"}]"#).await;
+    assert_eq!(v2.recv_text().await, r#"[null,null,"room:lobby","shout",{"msg":"hi all"}]"#);
+    assert_eq!(v1.recv_text().await, r#"{"event":"shout","payload":{"msg":"hi all"},"ref":null,"topic":"room:lobby"}"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_from_excludes_the_sender() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut sender = t.connect(serializer, "user_id=u1").await;
+        let mut other = t.connect(serializer, "user_id=u2").await;
+        sender.join("3", "room:from").await;
+        other.join("3", "room:from").await;
+        sender.send(r#"["3","8","room:from","shout_from",{"msg":"not me"}]"#).await;
+        other.expect(r#"[null,null,"room:from","shout",{"msg":"not me"}]"#).await;
+        // The channel broadcasts before it replies: a shout for the sender would come first.
+        sender.expect(r#"["3","8","room:from","phx_reply",{"response":{},"status":"ok"}]"#).await;
+        sender.heartbeat("9").await;
+        sender.send(r#"["3","10","room:from","phx_leave",{}]"#).await;
+        other.send(r#"["3","10","room:from","phx_leave",{}]"#).await;
+        for client in [&mut sender, &mut other] {
+            client.expect(r#"["3","10","room:from","phx_reply",{"response":{},"status":"ok"}]"#).await;
+            client.expect(r#"["3","3","room:from","phx_close",{}]"#).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_fan_out_to_every_subscriber_in_order_per_topic() {
+    const CLIENTS: usize = 200;
+    const PER_TOPIC: usize = 100;
+    let topics = ["room:a", "room:b"];
+    let t = TestServer::start();
+    let mut clients = t.connect_many(CLIENTS, |i| SERIALIZERS[i % 2], "user_id=fan").await;
+    futures_util::future::join_all(clients.iter_mut().map(|client| async move {
+        client.join("1", "room:a").await;
+        client.join("2", "room:b").await;
+    }))
+    .await;
+
+    // One broadcaster per topic, concurrently.
+    let broadcasters: Vec<_> = topics
+        .into_iter()
+        .map(|topic| {
+            let server = Arc::clone(&t.server);
+            std::thread::spawn(move || {
+                for i in 1..=PER_TOPIC {
+                    let body = format!(r#"{{"i":{i}}}"#);
+                    let delivery = server.registry().broadcast(topic, "tick", Body::Json(body.as_bytes()), None, |_| {});
+                    assert_eq!(delivery, Delivery { queued: CLIENTS, intercepted: 0, dropped: 0 });
+                }
+            })
+        })
+        .collect();
+    for broadcaster in broadcasters {
+        broadcaster.join().unwrap();
+    }
+
+    futures_util::future::join_all(clients.iter_mut().map(|client| async move {
+        let mut next = [1; 2];
+        for _ in 0..2 * PER_TOPIC {
+            let frame = client.recv_text().await;
+            let topic = if frame.contains("room:a") { 0 } else { 1 };
+            let expected = format!(r#"[null,null,"{}","tick",{{"i":{}}}]"#, topics[topic], next[topic]);
+            assert_eq!(frame, common::server_frame(client.serializer, &expected));
+            next[topic] += 1;
+        }
+        client.heartbeat("3").await; // and nothing more
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_broadcast_closes_every_connection_of_the_socket_id() {
+    let t = TestServer::start();
+    let mut dc1 = t.connect(Serializer::V2, "user_id=dc").await;
+    let mut dc2 = t.connect(Serializer::V1, "user_id=dc").await;
+    let mut other = t.connect(Serializer::V2, "user_id=other").await;
+    for client in [&mut dc1, &mut dc2, &mut other] {
+        client.join("1", "room:dc").await;
+    }
+    t.registry().broadcast("users_socket:dc", "disconnect", Body::Json(b"{}"), None, |_| {});
+    assert_eq!(dc1.expect_close(1001).await, "");
+    assert_eq!(dc2.expect_close(1001).await, "");
+    other.send(r#"["1","2","room:dc","echo",{"still":"here"}]"#).await;
+    other.expect(r#"["1","2","room:dc","phx_reply",{"response":{"still":"here"},"status":"ok"}]"#).await;
+    eventually("the closed connections unsubscribe", || t.registry().subscriber_count("room:dc") == 1).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input and limits: only the offending connection closes
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_closes_only_that_connection() {
+    const MAX_FRAME: usize = 1024;
+    let t = TestServer::with(|socket| socket.max_frame_size = MAX_FRAME);
+    let mut bystander = t.connect(Serializer::V2, "user_id=ok").await;
+    bystander.join("1", "room:lobby").await;
+
+    let oversize = format!(r#"["1","1","room:lobby","echo",{{"pad":"{}"}}]"#, "x".repeat(MAX_FRAME));
+    let valid_binary_push = b"\x00\x01\x01\x0a\x04\x31\x32room:lobbyecho\x00".to_vec();
+    let cases: Vec<(&str, Serializer, Message, u16)> = vec![
+        ("malformed JSON", Serializer::V2, Message::text(r#"["1","2","room:lobby""#), 1007),
+        ("malformed JSON", Serializer::V1, Message::text(r#"{"topic":"#), 1007),
+        ("object on vsn 2", Serializer::V2, Message::text(r#"{"topic":"t","event":"e","payload":{},"ref":"1"}"#), 1007),
+        ("array on vsn 1", Serializer::V1, Message::text(r#"["1","1","room:lobby","echo",{}]"#), 1007),
+        ("number as topic", Serializer::V2, Message::text(r#"["1","1",7,"echo",{}]"#), 1007),
+        ("too few elements", Serializer::V2, Message::text(r#"["1","1","room:lobby","echo"]"#), 1007),
+        ("binary on vsn 1", Serializer::V1, Message::binary(valid_binary_push), 1007),
+        ("truncated binary", Serializer::V2, Message::binary(b"\x00\x05".to_vec()), 1007),
+        ("oversize frame", Serializer::V2, Message::text(oversize.clone()), 1009),
+        ("oversize frame", Serializer::V1, Message::text(oversize), 1009),
+    ];
+    for (i, (what, serializer, message, code)) in cases.into_iter().enumerate() {
+        let mut victim = t.connect(serializer, "user_id=bad").await;
+        victim.join("1", "room:lobby").await;
+        victim.send_message(message).await;
+        victim.expect_close(code).await;
+        assert_eq!(victim.drain().await, (0, false), "{what}: nothing after the close frame");
+
+        bystander.send(&format!(r#"["1","{i}","room:lobby","echo",{{"after":"{what}"}}]"#)).await;
+        bystander
+            .expect(&format!(r#"["1","{i}","room:lobby","phx_reply",{{"response":{{"after":"{what}"}},"status":"ok"}}]"#))
+            .await;
+    }
+    eventually("the closed connections unsubscribe", || t.registry().subscriber_count("room:lobby") == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_at_the_size_limit_is_accepted() {
+    let t = TestServer::with(|socket| socket.max_frame_size = 1024);
+    let mut client = t.connect(Serializer::V2, "user_id=u1").await;
+    client.join("1", "room:lobby").await;
+    let prefix = r#"["1","2","room:lobby","echo",{"pad":""#;
+    let frame = format!(r#"{prefix}{}"}}]"#, "x".repeat(1024 - prefix.len() - 3));
+    assert_eq!(frame.len(), 1024);
+    client.send(&frame).await;
+    assert!(client.recv_text().await.starts_with(r#"["1","2","room:lobby","phx_reply",{"response":{"pad":"xxx"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_that_does_not_read_is_disconnected_when_its_outbox_fills() {
+    let t = TestServer::with(|socket| socket.outbox_capacity = 8);
+    let mut slow = t.connect(Serializer::V2, "user_id=slow").await;
+    let mut reader = t.connect(Serializer::V2, "user_id=reader").await;
+    slow.join("1", "room:flood").await;
+    reader.join("1", "room:flood").await;
+
+    // From now on `slow` is not read: its socket buffers fill, then its outbox.
+    let body = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
+    let expected = format!(r#"[null,null,"room:flood","blob",{body}]"#);
+    let mut sent = 0;
+    loop {
+        let delivery = t.registry().broadcast("room:flood", "blob", Body::Json(body.as_bytes()), None, |_| {});
+        sent += 1;
+        assert_eq!(reader.recv_text().await, expected);
+        if delivery.dropped > 0 {
+            assert_eq!(delivery, Delivery { queued: 1, intercepted: 0, dropped: 1 });
+            break;
+        }
+        assert_eq!(delivery, Delivery { queued: 2, intercepted: 0, dropped: 0 });
+        assert!(sent < 10_000, "the slow client was never disconnected");
+    }
+    eventually("the slow client unsubscribes", || t.registry().subscriber_count("room:flood") == 1).await;
+
+    reader.send(r#"["1","2","room:flood","echo",{"still":"here"}]"#).await;
+    reader.expect(r#"["1","2","room:flood","phx_reply",{"response":{"still":"here"},"status":"ok"}]"#).await;
+    let (received, closed) = slow.drain().await;
+    assert!(received < sent, "the slow client got {received} of {sent} broadcasts");
+    assert!(!closed, "a slow reader is dropped without a close frame");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_is_closed_with_1002() {
+    let t = TestServer::with(|socket| socket.timeout = Duration::from_millis(300));
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=idle").await;
+        client.join("1", "room:idle").await;
+        assert_eq!(client.expect_close(1002).await, "");
+    }
+    eventually("the idle connections unsubscribe", || t.registry().subscriber_count("room:idle") == 0).await;
+}

@@ -1,0 +1,32 @@
+//! Atoms the NIF sends or returns.
+
+rustler::atoms! {
+    ok,
+    error,
+    nil,
+    closed,
+    stale,
+    dirty,
+    binary,
+    // messages to the endpoint's dispatcher
+    fenix_connect,
+    fenix_join,
+    // messages to a channel process
+    fenix_in,
+    fenix_leave,
+    fenix_out,
+    fenix_closed,
+    duplicate_join,
+    // connect_info keys
+    peer_data,
+    address,
+    port,
+    uri,
+    user_agent,
+    x_headers,
+    auth_token,
+    // errors
+    unsupported_term,
+    invalid_config,
+    bind_failed,
+}

@@ -1,0 +1,148 @@
+//! The engine's callbacks, turned into messages to BEAM processes.
+//!
+//! Connects and joins go to the endpoint's dispatcher process; everything for a joined
+//! channel goes straight to the channel's process. These run on engine (tokio)
+//! threads, which send through a reused per-thread `OwnedEnv`.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use fenix_core::protocol::{Event, Message};
+use fenix_core::server::Conn;
+use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest};
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+
+use crate::atoms;
+use crate::resources::{ChannelResource, ConnResource};
+use crate::term::{binary, payload_to_term};
+
+thread_local! {
+    static ENV: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
+}
+
+/// Sends the term built by `message` to `pid` from an engine thread.
+fn send(pid: &LocalPid, message: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
+    if rustler::thread::is_scheduler_thread() {
+        // Only engine threads may use an OwnedEnv; NIF calls send with their own env.
+        tracing::error!("fenix: message dropped: send from a scheduler thread");
+        return;
+    }
+    ENV.with(|env| {
+        // A dead receiver is not an error: its monitor or the connection cleans up.
+        let _ = env.borrow_mut().send_and_clear(pid, message);
+    });
+}
+
+/// The engine's handler: asks the endpoint's dispatcher.
+pub(crate) struct Dispatcher {
+    pub(crate) pid: LocalPid,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dispatcher")
+    }
+}
+
+impl Handler for Dispatcher {
+    fn connect(&self, conn: &Arc<Conn>, request: ConnectRequest) {
+        let conn = ResourceArc::new(ConnResource(Arc::clone(conn)));
+        send(&self.pid, |env| {
+            let params = string_map(env, &request.params);
+            let info = connect_info(env, &request);
+            (atoms::fenix_connect(), conn, request.socket, params, info).encode(env)
+        });
+    }
+
+    fn join(&self, conn: &Arc<Conn>, request: JoinRequest) {
+        let conn = ResourceArc::new(ConnResource(Arc::clone(conn)));
+        send(&self.pid, |env| {
+            let payload = payload_to_term(env, &request.payload);
+            let socket = binary(env, &request.socket_data);
+            (atoms::fenix_join(), conn, socket, request.topic.as_str(), request.join_ref.as_deref(), request.r#ref.as_deref(), payload)
+                .encode(env)
+        });
+    }
+}
+
+fn string_map<'a>(env: Env<'a>, pairs: &[(String, String)]) -> Term<'a> {
+    // Later duplicates win, as in Plug's query decoding.
+    pairs.iter().fold(Term::map_new(env), |map, (k, v)| map.map_put(k.as_str(), v.as_str()).unwrap_or(map))
+}
+
+fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
+    let ip = match request.peer.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            (a, b, c, d).encode(env)
+        }
+        std::net::IpAddr::V6(ip) => {
+            let segments: Vec<Term<'a>> = ip.segments().iter().map(|s| s.encode(env)).collect();
+            rustler::types::tuple::make_tuple(env, &segments)
+        }
+    };
+    let peer = Term::map_new(env)
+        .map_put(atoms::address(), ip)
+        .and_then(|m| m.map_put(atoms::port(), request.peer.port()));
+    let x_headers: Vec<(&str, &str)> =
+        request.headers.iter().filter(|(k, _)| k.starts_with("x-")).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let user_agent = request.headers.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.as_str());
+    let mut info = Term::map_new(env);
+    for (key, value) in [
+        (atoms::peer_data(), peer.unwrap_or_else(|_| atoms::nil().encode(env))),
+        (atoms::uri(), request.uri.as_str().encode(env)),
+        (atoms::x_headers(), x_headers.encode(env)),
+        (atoms::user_agent(), user_agent.encode(env)),
+        (atoms::auth_token(), request.auth_token.as_deref().encode(env)),
+    ] {
+        info = info.map_put(key, value).unwrap_or(info);
+    }
+    info
+}
+
+/// A joined channel's process.
+pub(crate) struct ChannelProcess {
+    pub(crate) pid: LocalPid,
+    /// Kept alive (and so monitored) for as long as the channel is joined.
+    pub(crate) _resource: ResourceArc<ChannelResource>,
+}
+
+impl std::fmt::Debug for ChannelProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChannelProcess")
+    }
+}
+
+impl ChannelSink for ChannelProcess {
+    fn deliver(&self, event: ChannelEvent) {
+        send(&self.pid, |env| channel_message(env, &event));
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The message a channel process gets for `event`.
+pub(crate) fn channel_message<'a>(env: Env<'a>, event: &ChannelEvent) -> Term<'a> {
+    match event {
+        ChannelEvent::In(message) => client_message(env, message),
+        ChannelEvent::Closed(reason) => {
+            let reason = match reason {
+                ClosedReason::DuplicateJoin => atoms::duplicate_join(),
+                ClosedReason::ConnectionClosed => atoms::closed(),
+            };
+            (atoms::fenix_closed(), reason).encode(env)
+        }
+    }
+}
+
+/// `{:fenix_in, event, payload, ref}` or `{:fenix_leave, ref}`.
+pub(crate) fn client_message<'a>(env: Env<'a>, message: &Message) -> Term<'a> {
+    let r#ref = message.r#ref.as_deref();
+    match &message.event {
+        Event::Leave => (atoms::fenix_leave(), r#ref).encode(env),
+        event => (atoms::fenix_in(), event.as_str(), payload_to_term(env, &message.payload), r#ref).encode(env),
+    }
+}

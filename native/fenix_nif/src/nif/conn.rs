@@ -1,0 +1,76 @@
+//! Answers to a connection's connect and join requests.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fenix_core::server::{JoinError, JoinRef};
+use rustler::{Binary, Encoder, Env, ResourceArc, Term};
+
+use super::{error, ok_or_closed};
+use crate::atoms;
+use crate::beam::{client_message, ChannelProcess};
+use crate::resources::{ChannelResource, ConnResource};
+use crate::term::encode_payload;
+
+/// Accepts a connection: `socket_id` (or nil) and the socket's encoded state.
+#[rustler::nif]
+fn conn_accept<'a>(env: Env<'a>, conn: ResourceArc<ConnResource>, socket_id: Option<String>, socket: Binary<'a>) -> Term<'a> {
+    ok_or_closed(env, conn.0.accept(socket_id, Bytes::copy_from_slice(socket.as_slice())))
+}
+
+/// Refuses a connection (HTTP 403).
+#[rustler::nif]
+fn conn_refuse(env: Env<'_>, conn: ResourceArc<ConnResource>) -> Term<'_> {
+    ok_or_closed(env, conn.0.refuse())
+}
+
+/// The calling process joined `topic`: sends the ok reply, subscribes, monitors the
+/// caller. Returns `{:ok, channel}` or `{:error, :closed | :stale | :unsupported_term}`.
+#[rustler::nif]
+fn conn_joined<'a>(
+    env: Env<'a>,
+    conn: ResourceArc<ConnResource>,
+    join: (String, Option<String>, Option<String>),
+    response: Term<'a>,
+    intercepts: Vec<String>,
+) -> Term<'a> {
+    let (topic, join_ref, r#ref) = join;
+    let Ok(response) = encode_payload(response) else {
+        return error(env, atoms::unsupported_term());
+    };
+    let pid = env.pid();
+    let resource = ResourceArc::new(ChannelResource { conn: Arc::clone(&conn.0), topic: topic.clone(), join_ref: join_ref.clone() });
+    let sink = Arc::new(ChannelProcess { pid, _resource: resource.clone() });
+    let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
+    let deliver = |message| {
+        let _ = env.send(&pid, client_message(env, &message));
+    };
+    match conn.0.joined(&request, response.body(), sink, intercepts.into(), deliver) {
+        Ok(()) => {
+            env.monitor(&resource, &pid);
+            (atoms::ok(), resource).encode(env)
+        }
+        Err(JoinError::Closed) => error(env, atoms::closed()),
+        Err(JoinError::Stale) => error(env, atoms::stale()),
+    }
+}
+
+/// A join was refused or crashed: sends the error reply.
+#[rustler::nif]
+fn conn_join_failed<'a>(
+    env: Env<'a>,
+    conn: ResourceArc<ConnResource>,
+    join: (String, Option<String>, Option<String>),
+    response: Term<'a>,
+) -> Term<'a> {
+    let (topic, join_ref, r#ref) = join;
+    let Ok(response) = encode_payload(response) else {
+        return error(env, atoms::unsupported_term());
+    };
+    let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
+    match conn.0.join_failed(&request, response.body()) {
+        Ok(()) => atoms::ok().encode(env),
+        Err(JoinError::Closed) => error(env, atoms::closed()),
+        Err(JoinError::Stale) => error(env, atoms::stale()),
+    }
+}

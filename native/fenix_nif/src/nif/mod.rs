@@ -1,0 +1,23 @@
+//! The NIF functions, by area. Each decodes its arguments, makes one call into
+//! `fenix_core`, and encodes the result as `:ok`, `{:ok, value}` or `{:error, reason}`.
+
+mod channel;
+mod conn;
+mod endpoint;
+mod pubsub;
+
+use rustler::{Atom, Encoder, Env, Term};
+
+use crate::atoms;
+
+/// `:ok` or `{:error, :closed}`.
+fn ok_or_closed(env: Env<'_>, result: fenix_core::Result<()>) -> Term<'_> {
+    match result {
+        Ok(()) => atoms::ok().encode(env),
+        Err(_) => error(env, atoms::closed()),
+    }
+}
+
+fn error(env: Env<'_>, reason: Atom) -> Term<'_> {
+    (atoms::error(), reason).encode(env)
+}

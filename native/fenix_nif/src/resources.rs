@@ -1,0 +1,41 @@
+//! Resources: the handles Elixir holds on engine objects.
+
+use std::sync::Arc;
+
+use fenix_core::server::{Conn, Server};
+use rustler::{Env, LocalPid, Monitor, Resource};
+
+/// A running endpoint server.
+#[derive(Debug)]
+pub(crate) struct EndpointResource {
+    pub(crate) server: Server,
+}
+
+#[rustler::resource_impl]
+impl Resource for EndpointResource {}
+
+/// A connection, as handed to the dispatcher for connect and join.
+#[derive(Debug)]
+pub(crate) struct ConnResource(pub(crate) Arc<Conn>);
+
+#[rustler::resource_impl]
+impl Resource for ConnResource {}
+
+/// A joined channel: the handle its process pushes and replies through. The process
+/// is monitored: if it dies without closing the channel, the client gets `phx_error`.
+#[derive(Debug)]
+pub(crate) struct ChannelResource {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) topic: String,
+    pub(crate) join_ref: Option<String>,
+}
+
+#[rustler::resource_impl]
+impl Resource for ChannelResource {
+    const IMPLEMENTS_DOWN: bool = true;
+
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        // A no-op when the channel closed itself first (phx_close already sent).
+        self.conn.channel_crashed(&self.topic, self.join_ref.as_deref());
+    }
+}

@@ -1,0 +1,7 @@
+defmodule Fenix.Conformance.Endpoint do
+  @moduledoc false
+  # The conformance app of shared/CONFORMANCE.md: what real clients are run against.
+  use Fenix.Endpoint, otp_app: :fenix
+
+  socket "/socket", Fenix.Conformance.UserSocket, websocket: [timeout: 60_000]
+end

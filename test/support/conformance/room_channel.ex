@@ -1,0 +1,70 @@
+defmodule Fenix.Conformance.RoomChannel do
+  @moduledoc false
+  use Fenix.Channel
+
+  alias Fenix.Conformance.Endpoint
+
+  intercept ["intercepted"]
+
+  @impl true
+  def join("room:private", _payload, _socket), do: {:error, %{reason: "unauthorized"}}
+  def join("room:crash", _payload, _socket), do: raise("join crashed on purpose")
+
+  def join(topic, _payload, socket) do
+    {:ok, %{joined: topic, user_id: socket.assigns.user_id}, socket}
+  end
+
+  @impl true
+  def handle_in("echo", payload, socket), do: {:reply, {:ok, payload}, socket}
+  def handle_in("error", payload, socket), do: {:reply, {:error, payload}, socket}
+
+  def handle_in("shout", payload, socket) do
+    broadcast!(socket, "shout", payload)
+    {:noreply, socket}
+  end
+
+  def handle_in("shout_from", payload, socket) do
+    broadcast_from!(socket, "shout", payload)
+    {:reply, {:ok, %{}}, socket}
+  end
+
+  def handle_in("push", payload, socket) do
+    push(socket, "pushed", payload)
+    {:noreply, socket}
+  end
+
+  def handle_in("async", payload, socket) do
+    ref = socket_ref(socket)
+
+    Task.start(fn ->
+      Process.sleep(50)
+      reply(ref, {:ok, payload})
+    end)
+
+    {:noreply, socket}
+  end
+
+  def handle_in("crash", _payload, _socket), do: raise("channel crashed on purpose")
+  def handle_in("stop", _payload, socket), do: {:stop, :normal, socket}
+
+  def handle_in("intercepted", payload, socket) do
+    broadcast!(socket, "intercepted", payload)
+    {:noreply, socket}
+  end
+
+  def handle_in("disconnect_me", _payload, socket) do
+    if socket.id, do: Endpoint.broadcast!(socket.id, "disconnect", %{})
+    {:noreply, socket}
+  end
+
+  def handle_in("blast", %{"n" => n, "body" => body}, socket) when is_integer(n) and n >= 0 do
+    for i <- 1..n//1, do: broadcast!(socket, "blasted", %{"i" => i, "body" => body})
+    {:reply, {:ok, %{n: n}}, socket}
+  end
+
+  @impl true
+  def handle_out("intercepted", payload, socket) do
+    push(socket, "intercepted", Map.put(payload, "seen_by", socket.assigns.user_id))
+    {:noreply, socket}
+  end
+end
