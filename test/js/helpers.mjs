@@ -43,6 +43,9 @@ const children = new Set();
 process.on("exit", () => {
   for (const child of children) killGroup(child, "SIGKILL");
 });
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]]) {
+  process.once(signal, () => process.exit(code));
+}
 
 function killGroup(child, signal) {
   try {

@@ -1,0 +1,48 @@
+defmodule Fenix.EndpointTest do
+  use ExUnit.Case, async: true
+
+  import Fenix.Test.{Client, Frames}
+
+  alias Fenix.Test.WSClient
+
+  test "serves static files and answers 404 for anything else" do
+    assert {200, headers, body} = WSClient.http_get(port(), "/")
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert body =~ "fixture"
+    assert {404, _, ""} = WSClient.http_get(port(), "/missing.js")
+    assert {404, _, ""} = WSClient.http_get(port(), "/../mix.exs")
+    assert {404, _, ""} = WSClient.http_get(port(), "/socket/longpoll")
+  end
+
+  test "a payload that JSON cannot carry is an error, and broadcast! raises" do
+    assert {:error, {:unsupported_payload, _}} = Fenix.TestEndpoint.broadcast("t", "e", %{pid: self()})
+    assert_raise ArgumentError, ~r/cannot be encoded/, fn -> Fenix.TestEndpoint.broadcast!("t", "e", {1, 2}) end
+  end
+
+  test "broadcast to a topic nobody joined is fine" do
+    assert :ok = Fenix.TestEndpoint.broadcast("nobody:here", "e", %{})
+  end
+
+  test "broadcast_from/4 with a channel pid skips that channel's connection" do
+    [a, b] =
+      for _ <- 1..2 do
+        c = connect!(%{"vsn" => "2.0.0"})
+        push(c, client(:v2, "1", "1", "test:from", "phx_join", "{}"))
+        assert_frame(c, reply(:v2, "1", "1", "test:from", "ok", ~s({"topic":"test:from"})))
+      end
+
+    assert_receive {:joined, "test:from", _, pid_a}
+    assert_receive {:joined, "test:from", _, _pid_b}
+    :ok = Fenix.TestEndpoint.broadcast_from(pid_a, "test:from", "e", %{"n" => 1})
+    assert_frame(b, server(:v2, nil, nil, "test:from", "e", ~s({"n":1})))
+    # Which of the two is pid_a's connection depends on join order: one gets nothing.
+    {frame, _} = WSClient.recv(a, 100)
+    assert frame in [:timeout, server(:v2, nil, nil, "test:from", "e", ~s({"n":1}))]
+  end
+
+  test "an unknown endpoint option is refused before anything starts" do
+    assert_raise ArgumentError, ~r/unknown keys \[:prot\]/, fn ->
+      Fenix.Endpoint.Supervisor.start_link(Fenix.TestEndpoint, :fenix, http: [prot: 1])
+    end
+  end
+end

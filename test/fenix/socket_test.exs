@@ -1,0 +1,98 @@
+defmodule Fenix.SocketTest do
+  use ExUnit.Case, async: true
+
+  import Fenix.Test.{Client, Frames}
+
+  alias Fenix.Test.WSClient
+
+  describe "connect" do
+    test "connect/3 gets the params and the connect info" do
+      c = connect!(%{"user_id" => "u1"}, headers: [{"user-agent", "test-agent"}, {"x-trace", "abc"}])
+      assert_receive {:connect_info, info}
+      assert %{peer_data: %{address: {127, 0, 0, 1}, port: port}, user_agent: "test-agent"} = info
+      assert is_integer(port)
+      assert info.x_headers == [{"x-trace", "abc"}]
+      assert %URI{path: "/socket/websocket"} = info.uri
+      assert info.auth_token == nil
+      WSClient.close(c)
+    end
+
+    test "an auth token in Sec-WebSocket-Protocol reaches connect_info and phoenix is echoed" do
+      params = URI.encode_query(%{"test_pid" => to_string(:erlang.pid_to_list(self()))})
+      token = Base.url_encode64("s3cret", padding: false)
+      headers = [{"sec-websocket-protocol", "phoenix, base64url.bearer.phx.#{token}"}]
+      {:ok, _c, response_headers} = WSClient.connect(port(), "/socket/websocket?#{params}", headers)
+      assert response_headers["sec-websocket-protocol"] == "phoenix"
+      assert_receive {:connect_info, %{auth_token: "s3cret"}}
+    end
+
+    test "no subprotocol header when none was offered" do
+      {:ok, _c, headers} = WSClient.connect(port(), "/socket/websocket?test_pid=#{:erlang.pid_to_list(self())}")
+      refute Map.has_key?(headers, "sec-websocket-protocol")
+      assert headers["cache-control"] == "max-age=0, private, must-revalidate"
+    end
+
+    test "{:error, reason} refuses with 403" do
+      assert {:error, {:http, 403, headers}} = WSClient.connect(port(), "/socket/websocket?deny=error")
+      assert headers["content-length"] == "0"
+    end
+
+    test "a crash in connect/3 refuses, and the server carries on" do
+      assert {:error, {:http, 403, _}} = WSClient.connect(port(), "/socket/websocket?deny=raise")
+      c = connect!()
+      push(c, client(:v1, nil, "1", "phoenix", "heartbeat", "{}"))
+      assert_frame(c, reply(:v1, nil, "1", "phoenix", "ok", "{}"))
+    end
+
+    test "an unsupported vsn answers 400" do
+      assert {:error, {:http, 400, _}} = WSClient.connect(port(), "/socket/websocket?vsn=9.0.0")
+    end
+  end
+
+  for vsn <- [:v1, :v2] do
+    test "heartbeats are answered (#{vsn})" do
+      c = connect!(%{"vsn" => vsn(unquote(vsn))})
+      push(c, client(unquote(vsn), nil, "4", "phoenix", "heartbeat", "{}"))
+      assert_frame(c, reply(unquote(vsn), nil, "4", "phoenix", "ok", "{}"))
+    end
+  end
+
+  test "a missing vsn means 1.0.0" do
+    c = connect!()
+    push(c, ~s({"topic":"test:x","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}))
+    assert_frame(c, {:text, ~s({"event":"phx_reply","payload":{"response":{"topic":"test:x"},"status":"ok"},"ref":"1","topic":"test:x"})})
+  end
+
+  test "a disconnect broadcast to the socket id closes every connection with that id (1001)" do
+    [a, b] = for _ <- 1..2, do: connect!(%{"vsn" => "2.0.0", "user_id" => "dc"})
+    other = connect!(%{"vsn" => "2.0.0", "user_id" => "other"})
+    push(a, client(:v2, "1", "1", "test:dc", "phx_join", "{}"))
+    a = assert_frame(a, reply(:v2, "1", "1", "test:dc", "ok", ~s({"topic":"test:dc"})))
+
+    :ok = Fenix.TestEndpoint.broadcast("user:dc", "disconnect", %{})
+    assert_frame(a, {:close, 1001, ""})
+    assert_frame(b, {:close, 1001, ""})
+    assert_receive {:terminate, "test:dc", {:shutdown, :closed}}
+
+    push(other, client(:v2, nil, "2", "phoenix", "heartbeat", "{}"))
+    assert_frame(other, reply(:v2, nil, "2", "phoenix", "ok", "{}"))
+  end
+
+  test "the idle timeout closes a silent connection with 1002" do
+    c = connect!(%{}, path: "/short")
+    assert_frame(c, {:close, 1002, ""}, 2_000)
+  end
+
+  describe "channel routes" do
+    test "a splat pattern must end with *" do
+      assert_raise ArgumentError, ~r/must end with \*/, fn ->
+        Code.compile_string("""
+        defmodule BadSocket do
+          use Fenix.Socket
+          channel "room:*:x", SomeChannel
+        end
+        """)
+      end
+    end
+  end
+end

@@ -1,0 +1,96 @@
+defmodule Fenix.TestEndpoint do
+  @moduledoc false
+  # The endpoint ExUnit tests run against; its callbacks report to the test process
+  # whose pid is given in the connect params (`test_pid`).
+  use Fenix.Endpoint, otp_app: :fenix
+
+  socket "/socket", Fenix.TestSocket, websocket: [timeout: 60_000, max_channels: 5, max_frame_size: 4096]
+  socket "/short", Fenix.TestSocket, websocket: [timeout: 200]
+end
+
+defmodule Fenix.TestSocket do
+  @moduledoc false
+  use Fenix.Socket
+
+  channel "test:*", Fenix.TestChannel
+  channel "exact", Fenix.TestChannel
+
+  @impl true
+  def connect(%{"deny" => "error"}, _socket, _info), do: {:error, :denied}
+  def connect(%{"deny" => "raise"}, _socket, _info), do: raise("connect crashed on purpose")
+
+  def connect(params, socket, info) do
+    test_pid = params |> Map.fetch!("test_pid") |> String.to_charlist() |> :erlang.list_to_pid()
+    send(test_pid, {:connect_info, info})
+    {:ok, assign(socket, test_pid: test_pid, user_id: params["user_id"])}
+  end
+
+  @impl true
+  def id(%{assigns: %{user_id: nil}}), do: nil
+  def id(%{assigns: %{user_id: id}}), do: "user:" <> id
+end
+
+defmodule Fenix.TestChannel do
+  @moduledoc false
+  use Fenix.Channel
+
+  intercept ["out"]
+
+  @impl true
+  def join("test:refuse", _payload, _socket), do: {:error, %{reason: "nope"}}
+  def join("test:bad_return", _payload, _socket), do: :what
+
+  def join(topic, payload, socket) do
+    send(socket.assigns.test_pid, {:joined, topic, payload, self()})
+    {:ok, %{topic: topic}, assign(socket, :joined_with, payload)}
+  end
+
+  @impl true
+  def handle_in("ping", payload, socket), do: {:reply, {:ok, payload}, socket}
+  def handle_in("status_only", _payload, socket), do: {:reply, :ok, socket}
+  def handle_in("assigns", _payload, socket), do: {:reply, {:ok, %{joined_with: socket.assigns.joined_with}}, socket}
+
+  def handle_in("reply_later", _payload, socket) do
+    send(socket.assigns.test_pid, {:socket_ref, socket_ref(socket)})
+    {:noreply, socket}
+  end
+
+  def handle_in("broadcast", payload, socket) do
+    broadcast!(socket, "b", payload)
+    {:noreply, socket}
+  end
+
+  def handle_in("broadcast_from", payload, socket) do
+    broadcast_from!(socket, "b", payload)
+    {:noreply, socket}
+  end
+
+  def handle_in("stop_shutdown", _payload, socket), do: {:stop, {:shutdown, :bye}, socket}
+  def handle_in("stop_reply", _payload, socket), do: {:stop, :normal, {:ok, %{bye: true}}, socket}
+  def handle_in("stop_abnormal", _payload, socket), do: {:stop, :oops, socket}
+  def handle_in("raise", _payload, _socket), do: raise("handle_in crashed on purpose")
+  def handle_in("bad_return", _payload, _socket), do: :what
+
+  def handle_in("bad_payload", _payload, socket) do
+    push(socket, "x", %{pid: self()})
+    {:noreply, socket}
+  end
+
+  @impl true
+  def handle_out("out", payload, socket) do
+    send(socket.assigns.test_pid, {:handle_out, payload})
+    push(socket, "out", Map.put(payload, "by", socket.assigns.user_id))
+    {:noreply, socket}
+  end
+
+  @impl true
+  def handle_info({:push, event, payload}, socket) do
+    push(socket, event, payload)
+    {:noreply, socket}
+  end
+
+  @impl true
+  def terminate(reason, socket) do
+    send(socket.assigns.test_pid, {:terminate, socket.topic, reason})
+  end
+end
