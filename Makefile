@@ -1,0 +1,53 @@
+# Fenix: `make demo` builds everything and starts the chat demo on http://127.0.0.1:4000;
+# `make test` runs the whole suite. Each installs what a fresh Debian machine with Rust lacks.
+
+SHELL := /bin/bash
+APT_PACKAGES := elixir erlang-dev erlang-nox chromium nodejs npm
+PHOENIX_JS := node_modules/phoenix/priv/static/phoenix.js
+DEMO_PORT ?= 4000
+
+.PHONY: all deps system-deps npm-deps test test-rust test-elixir test-js demo clean
+
+all: test
+
+deps: system-deps npm-deps
+
+# apt packages, installed only when a command is missing.
+system-deps:
+	@missing=""; \
+	command -v elixir >/dev/null || missing="$$missing elixir erlang-dev erlang-nox"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+npm-deps: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+test: deps test-rust test-elixir test-js
+
+test-rust:
+	cargo test --workspace
+
+test-elixir:
+	MIX_ENV=test mix test
+
+test-js: npm-deps
+	MIX_ENV=test mix compile
+	cd examples/chat && mix compile
+	cp $(PHOENIX_JS) examples/chat/priv/static/phoenix.js
+	node --test --test-concurrency=1 test/js/*.test.mjs
+
+demo: deps
+	cp $(PHOENIX_JS) examples/chat/priv/static/phoenix.js
+	cd examples/chat && PORT=$(DEMO_PORT) mix run --no-halt
+
+clean:
+	cargo clean
+	rm -rf _build priv/native examples/chat/_build examples/chat/deps node_modules

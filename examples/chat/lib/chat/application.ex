@@ -1,0 +1,19 @@
+defmodule Chat.Application do
+  @moduledoc false
+  use Application
+
+  @impl true
+  def start(_type, _args) do
+    port = String.to_integer(System.get_env("PORT", "4000"))
+
+    endpoint_opts = [
+      http: [ip: {127, 0, 0, 1}, port: port],
+      static: [from: Application.app_dir(:chat, "priv/static")]
+    ]
+
+    with {:ok, pid} <- Supervisor.start_link([{Chat.Endpoint, endpoint_opts}], strategy: :one_for_one) do
+      IO.puts("Chat demo listening on 127.0.0.1:#{Chat.Endpoint.port()} (open http://127.0.0.1:#{Chat.Endpoint.port()}/)")
+      {:ok, pid}
+    end
+  end
+end
