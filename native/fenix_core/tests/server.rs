@@ -12,9 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, Client, TestServer, SERIALIZERS};
+use common::{eventually, ChannelProcess, Client, TestServer, SERIALIZERS};
 use fenix_core::protocol::{Body, Serializer};
 use fenix_core::registry::Delivery;
+use fenix_core::ClosedReason;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -22,6 +25,14 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 // ---------------------------------------------------------------------------------------
 // HTTP: upgrade, refusal, routing
 // ---------------------------------------------------------------------------------------
+
+const UPGRADE_HEADERS: &str = "host: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                               sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n";
+
+/// A raw WebSocket upgrade request of `target` with `extra` header lines.
+fn upgrade_request(target: &str, extra: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\n{UPGRADE_HEADERS}{extra}\r\n")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_echoes_the_phoenix_subprotocol_and_decodes_the_auth_token() {
@@ -63,17 +74,11 @@ async fn refused_connect_answers_403() {
                      vary: accept-encoding\r\n\
                      cache-control: max-age=0, private, must-revalidate\r\n\
                      connection: close\r\n\r\n";
-    let upgrade = |target: &str, extra: &str| {
-        format!(
-            "GET {target} HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-             sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n{extra}\r\n"
-        )
-    };
     // token=deny in the query
-    assert_eq!(t.raw_http(&upgrade("/socket/websocket?token=deny&vsn=2.0.0", "")).await, forbidden);
+    assert_eq!(t.raw_http(&upgrade_request("/socket/websocket?token=deny&vsn=2.0.0", "")).await, forbidden);
     // an auth token of "deny" ("ZGVueQ" = base64url("deny"))
     let protocols = "sec-websocket-protocol: phoenix, base64url.bearer.phx.ZGVueQ\r\n";
-    assert_eq!(t.raw_http(&upgrade("/socket/websocket?vsn=2.0.0", protocols)).await, forbidden);
+    assert_eq!(t.raw_http(&upgrade_request("/socket/websocket?vsn=2.0.0", protocols)).await, forbidden);
     // and through a WebSocket client
     match t.try_connect("token=deny&vsn=1.0.0", None).await {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 403),
@@ -91,9 +96,7 @@ async fn unknown_paths_answer_404() {
                      connection: close\r\n\r\n";
     assert_eq!(t.raw_http("GET /nope HTTP/1.1\r\nhost: localhost\r\n\r\n").await, not_found);
     assert_eq!(t.raw_http("GET /socket HTTP/1.1\r\nhost: localhost\r\n\r\n").await, not_found);
-    let upgrade = "GET /other/websocket?vsn=2.0.0 HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\n\
-                   connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n";
-    assert_eq!(t.raw_http(upgrade).await, not_found);
+    assert_eq!(t.raw_http(&upgrade_request("/other/websocket?vsn=2.0.0", "")).await, not_found);
     assert!(t.app.connects().is_empty());
 }
 
@@ -112,9 +115,7 @@ async fn missing_vsn_means_serializer_1() {
         r#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"2","topic":"phoenix"}"#
     );
     client
-        .send_message(Message::text(
-            r#"{"topic":"room:v1","event":"phx_join","payload":{},"ref":"3","join_ref":"3"}"#,
-        ))
+        .send_message(Message::text(r#"{"topic":"room:v1","event":"phx_join","payload":{},"ref":"3","join_ref":"3"}"#))
         .await;
     assert_eq!(
         client.recv_text().await,
@@ -142,11 +143,15 @@ async fn join_is_accepted_or_refused() {
             .expect(r#"["3","3","room:lobby","phx_reply",{"response":{"joined":"room:lobby","user_id":"u1"},"status":"ok"}]"#)
             .await;
         client.send(r#"["37","37","room:private","phx_join",{}]"#).await;
-        client.expect(r#"["37","37","room:private","phx_reply",{"response":{"reason":"unauthorized"},"status":"error"}]"#).await;
+        client
+            .expect(r#"["37","37","room:private","phx_reply",{"response":{"reason":"unauthorized"},"status":"error"}]"#)
+            .await;
         // A refused join leaves nothing behind: the topic is not joined.
         client.send(r#"["37","38","room:private","echo",{}]"#).await;
         client
-            .expect(r#"[null,"38","room:private","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
+            .expect(
+                r#"[null,"38","room:private","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#,
+            )
             .await;
     }
 }
@@ -241,7 +246,9 @@ async fn leave_replies_ok_then_closes_the_channel() {
         eventually("the channel unsubscribes", || t.registry().subscriber_count("room:leavy") == 0).await;
         client.send(r#"["33","35","room:leavy","echo",{}]"#).await;
         client
-            .expect(r#"[null,"35","room:leavy","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
+            .expect(
+                r#"[null,"35","room:leavy","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#,
+            )
             .await;
     }
 }
@@ -255,7 +262,9 @@ async fn duplicate_join_replies_then_closes_the_old_channel() {
         client.join("1", "room:dup").await;
         client.send(r#"["2","2","room:dup","phx_join",{}]"#).await;
         client
-            .expect(r#"["2","2","room:dup","phx_reply",{"response":{"joined":"room:dup","user_id":"dup"},"status":"ok"}]"#)
+            .expect(
+                r#"["2","2","room:dup","phx_reply",{"response":{"joined":"room:dup","user_id":"dup"},"status":"ok"}]"#,
+            )
             .await;
         client.expect(r#"["1","1","room:dup","phx_close",{}]"#).await;
         client.send(r#"["2","3","room:dup","echo",{"after":"rejoin"}]"#).await;
@@ -325,7 +334,9 @@ async fn messages_sent_before_the_join_is_answered_follow_the_join_reply() {
         let (conn, join) = t.app.next_deferred_join().await;
         t.app.answer_join(&conn, join);
         client
-            .expect(r#"["1","1","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#)
+            .expect(
+                r#"["1","1","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#,
+            )
             .await;
         client.expect(r#"["1","2","room:slow","phx_reply",{"response":{"n":1},"status":"ok"}]"#).await;
         client.expect(r#"["1","3","room:slow","phx_reply",{"response":{"n":2},"status":"ok"}]"#).await;
@@ -346,7 +357,9 @@ async fn messages_held_for_a_refused_join_are_answered_as_not_joined() {
 
         let (conn, join) = t.app.next_deferred_join().await;
         t.app.refuse_join(&conn, &join, "unauthorized");
-        client.expect(r#"["1","1","room:slow","phx_reply",{"response":{"reason":"unauthorized"},"status":"error"}]"#).await;
+        client
+            .expect(r#"["1","1","room:slow","phx_reply",{"response":{"reason":"unauthorized"},"status":"error"}]"#)
+            .await;
         // As in Phoenix, where the socket handles them after the join returned.
         client
             .expect(r#"[null,"2","room:slow","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#)
@@ -435,7 +448,8 @@ async fn broadcasts_fan_out_to_every_subscriber_in_order_per_topic() {
             std::thread::spawn(move || {
                 for i in 1..=PER_TOPIC {
                     let body = format!(r#"{{"i":{i}}}"#);
-                    let delivery = server.registry().broadcast(topic, "tick", Body::Json(body.as_bytes()), None, |_| {});
+                    let delivery =
+                        server.registry().broadcast(topic, "tick", Body::Json(body.as_bytes()), None, |_| {});
                     assert_eq!(delivery, Delivery { queued: CLIENTS, intercepted: 0, dropped: 0 });
                 }
             })
@@ -510,7 +524,9 @@ async fn bad_input_closes_only_that_connection() {
 
         bystander.send(&format!(r#"["1","{i}","room:lobby","echo",{{"after":"{what}"}}]"#)).await;
         bystander
-            .expect(&format!(r#"["1","{i}","room:lobby","phx_reply",{{"response":{{"after":"{what}"}},"status":"ok"}}]"#))
+            .expect(&format!(
+                r#"["1","{i}","room:lobby","phx_reply",{{"response":{{"after":"{what}"}},"status":"ok"}}]"#
+            ))
             .await;
     }
     eventually("the closed connections unsubscribe", || t.registry().subscriber_count("room:lobby") == 1).await;
@@ -569,4 +585,173 @@ async fn idle_connection_is_closed_with_1002() {
         assert_eq!(client.expect_close(1002).await, "");
     }
     eventually("the idle connections unsubscribe", || t.registry().subscriber_count("room:idle") == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_is_answered_with_1000() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=bye").await;
+        client.join("1", "room:bye").await;
+        client.ws.close(None).await.unwrap();
+        assert_eq!(client.expect_close(1000).await, "");
+    }
+    eventually("the closed connections unsubscribe", || t.registry().subscriber_count("room:bye") == 0).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The registry and the channels, as the application sees them
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intercepting_subscribers_are_handed_to_the_caller() {
+    let t = TestServer::start();
+    let mut plain = t.connect(Serializer::V2, "user_id=plain").await;
+    let mut intercepting = t.connect(Serializer::V1, "user_id=intercepting").await;
+    plain.join("1", "room:out").await;
+    intercepting.send(r#"["1","1","room:out","phx_join",{"intercept":["secret"]}]"#).await;
+    intercepting
+        .expect(r#"["1","1","room:out","phx_reply",{"response":{"joined":"room:out","user_id":"intercepting"},"status":"ok"}]"#)
+        .await;
+
+    let mut handed = Vec::new();
+    let delivery = t.registry().broadcast("room:out", "secret", Body::Json(br#"{"s":1}"#), None, |sink| {
+        handed.push(sink.as_any().downcast_ref::<ChannelProcess>().expect("the test's sink").conn_id);
+    });
+    assert_eq!(delivery, Delivery { queued: 1, intercepted: 1, dropped: 0 });
+    assert_eq!(handed, [t.app.conn_id("intercepting")]);
+    plain.expect(r#"[null,null,"room:out","secret",{"s":1}]"#).await;
+
+    // Other events reach both directly; the intercepting client got nothing before.
+    let delivery = t.registry().broadcast("room:out", "public", Body::Json(br#"{"p":2}"#), None, |_| unreachable!());
+    assert_eq!(delivery, Delivery { queued: 2, intercepted: 0, dropped: 0 });
+    plain.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
+    intercepting.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_told_when_replaced_or_when_the_connection_closes() {
+    let t = TestServer::start();
+    let mut client = t.connect(Serializer::V2, "user_id=u1").await;
+    client.join("1", "room:a").await;
+    client.join("2", "room:a").await;
+    client.expect(r#"["1","1","room:a","phx_close",{}]"#).await;
+    client.join("3", "room:b").await;
+    eventually("the replaced channel is told", || !t.app.closed_channels().is_empty()).await;
+    assert_eq!(t.app.closed_channels(), [("room:a".to_owned(), Some("1".to_owned()), ClosedReason::DuplicateJoin)]);
+
+    drop(client); // the TCP connection ends without a close frame
+    eventually("both channels are told", || t.app.closed_channels().len() == 3).await;
+    let mut closed = t.app.closed_channels().split_off(1);
+    closed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        closed,
+        [
+            ("room:a".to_owned(), Some("2".to_owned()), ClosedReason::ConnectionClosed),
+            ("room:b".to_owned(), Some("3".to_owned()), ClosedReason::ConnectionClosed),
+        ]
+    );
+    assert_eq!(t.registry().topic_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_counts_follow_joins_leaves_and_closes() {
+    let t = TestServer::start();
+    let mut clients = t.connect_many(3, |i| SERIALIZERS[i % 2], "user_id=count").await;
+    for client in &mut clients {
+        client.join("1", "room:x").await;
+        client.join("2", "room:y").await;
+    }
+    assert_eq!((t.registry().subscriber_count("room:x"), t.registry().topic_count()), (3, 2));
+
+    clients[0].send(r#"["1","3","room:x","phx_leave",{}]"#).await;
+    clients[0].expect(r#"["1","3","room:x","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    clients[0].expect(r#"["1","1","room:x","phx_close",{}]"#).await;
+    assert_eq!(t.registry().subscriber_count("room:x"), 2);
+
+    clients.truncate(1);
+    eventually("closed connections unsubscribe", || t.registry().subscriber_count("room:y") == 1).await;
+    assert_eq!((t.registry().subscriber_count("room:x"), t.registry().topic_count()), (0, 1));
+    let nobody = t.registry().broadcast("room:x", "e", Body::Json(b"{}"), None, |_| {});
+    assert_eq!(nobody, Delivery::default());
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw bytes: what a WebSocket library would hide
+// ---------------------------------------------------------------------------------------
+
+/// A masked client text frame (payload < 126 bytes).
+fn masked_text(payload: &str) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81, 0x80 | u8::try_from(payload.len()).expect("short payload")];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads one unmasked server frame with a payload < 126 bytes: (first byte, payload).
+async fn read_server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 2];
+    tokio::time::timeout(common::FRAME_TIMEOUT, stream.read_exact(&mut header)).await.expect("a frame").unwrap();
+    assert!(header[1] < 126, "unmasked, short: {header:?}");
+    let mut payload = vec![0u8; usize::from(header[1])];
+    stream.read_exact(&mut payload).await.unwrap();
+    (header[0], payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_sent_with_the_upgrade_or_split_across_reads_are_handled() {
+    let t = TestServer::start();
+    let mut stream = TcpStream::connect(t.addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    // The upgrade request and a first frame in one write.
+    let mut first = upgrade_request("/socket/websocket?vsn=2.0.0", "").into_bytes();
+    first.extend(masked_text(r#"[null,"1","phoenix","heartbeat",{}]"#));
+    stream.write_all(&first).await.unwrap();
+
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(common::FRAME_TIMEOUT, stream.read_exact(&mut byte)).await.expect("a head").unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
+    // RFC6455§1.3: the accept key of "dGhlIHNhbXBsZSBub25jZQ==".
+    assert!(head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
+    let heartbeat_reply = |r: &str| {
+        (0x81, format!(r#"[null,"{r}","phoenix","phx_reply",{{"response":{{}},"status":"ok"}}]"#).into_bytes())
+    };
+    assert_eq!(read_server_frame(&mut stream).await, heartbeat_reply("1"));
+
+    // One frame written a byte at a time, then two frames in one write.
+    for byte in masked_text(r#"[null,"2","phoenix","heartbeat",{}]"#) {
+        stream.write_all(&[byte]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(read_server_frame(&mut stream).await, heartbeat_reply("2"));
+    let mut two = masked_text(r#"[null,"3","phoenix","heartbeat",{}]"#);
+    two.extend(masked_text(r#"[null,"4","phoenix","heartbeat",{}]"#));
+    stream.write_all(&two).await.unwrap();
+    assert_eq!(read_server_frame(&mut stream).await, heartbeat_reply("3"));
+    assert_eq!(read_server_frame(&mut stream).await, heartbeat_reply("4"));
+
+    // An unmasked client frame is a protocol error (RFC6455§5.1): close 1002.
+    let mut unmasked = masked_text(r#"[null,"5","phoenix","heartbeat",{}]"#);
+    unmasked[1] &= 0x7f;
+    unmasked.drain(2..6);
+    stream.write_all(&unmasked).await.unwrap();
+    let (first_byte, payload) = read_server_frame(&mut stream).await;
+    assert_eq!(first_byte, 0x88);
+    assert_eq!(payload[..2], 1002u16.to_be_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_upgrade_requests_answer_400() {
+    let t = TestServer::start();
+    let response = t.raw_http("GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nhost: localhost\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "not an upgrade: {response}");
+    let response = t.raw_http(&upgrade_request("/socket/websocket?vsn=3.0.0", "")).await;
+    assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "unknown vsn: {response}");
+    assert!(t.app.connects().is_empty());
 }

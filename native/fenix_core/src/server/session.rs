@@ -42,7 +42,7 @@ enum ReadEnd {
 
 pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
-    let _finalize = Finalize(&conn);
+    let finalize = Finalize(&conn);
     {
         let writer = write_loop(&stream, &conn);
         tokio::pin!(writer);
@@ -57,7 +57,7 @@ pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8
             }
         }
     }
-    conn.finalize();
+    drop(finalize);
     let _ = stream.shutdown().await;
 }
 

@@ -7,17 +7,19 @@
 //! - join `room:private`: `{"reason":"unauthorized"}`; any other `room:*`:
 //!   `{"joined":<topic>,"user_id":<user_id>}`; other topics: `{"reason":"unmatched topic"}`;
 //!   joins of `room:slow*` wait until the test answers them ([`App::next_deferred_join`]);
+//!   a join payload `{"intercept":["e"]}` makes the channel intercept event `e`;
 //! - each joined channel is a task (like a channel process) fed by its [`ChannelSink`]:
 //!   `echo` replies `ok` with the payload (binary too), `shout` broadcasts `shout` to the
 //!   topic, `shout_from` broadcasts `shout` to everyone but the sender and replies `ok {}`,
-//!   `phx_leave` replies `ok` and closes the channel.
+//!   `phx_leave` replies `ok` and closes the channel; what the engine tells a channel it
+//!   closed is recorded ([`App::closed_channels`]).
 //!
 //! The client writes and expects frames in the 2.0.0 array form of the capture
 //! (`shared/vectors/phoenix_wire_frames.md`); a 1.0.0 client rewrites them into objects.
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -25,7 +27,7 @@ use std::time::Duration;
 use fenix_core::protocol::{Body, Event, Payload, Serializer, Status};
 use fenix_core::registry::Registry;
 use fenix_core::server::{Config, Conn, JoinRef, Server, SocketConfig};
-use fenix_core::{ChannelEvent, ChannelSink, ConnectRequest, Handler, JoinRequest, Sink};
+use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest, Sink};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -139,10 +141,16 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 // The application
 // ---------------------------------------------------------------------------------------
 
+/// A channel the engine closed: (topic, join_ref, reason).
+pub type ClosedChannel = (String, Option<String>, ClosedReason);
+
 #[derive(Default)]
 pub struct App {
     server: OnceLock<Arc<Server>>,
     connects: Mutex<Vec<ConnectRequest>>,
+    conn_ids: Mutex<HashMap<String, u64>>,
+    /// What the engine told channels that it closed.
+    closed: Arc<Mutex<Vec<ClosedChannel>>>,
     deferred: Mutex<VecDeque<(Arc<Conn>, JoinRequest)>>,
     deferred_ready: Notify,
 }
@@ -159,6 +167,9 @@ impl Handler for App {
         if denied {
             conn.refuse().unwrap();
             return;
+        }
+        if let Some(id) = &user_id {
+            self.conn_ids.lock().unwrap().insert(id.clone(), conn.id());
         }
         let socket_id = user_id.as_ref().map(|id| format!("users_socket:{id}"));
         let socket_data = serde_json::to_vec(&user_id).unwrap();
@@ -181,6 +192,16 @@ impl App {
         self.connects.lock().unwrap().clone()
     }
 
+    /// The id of the last connection of `user_id`.
+    pub fn conn_id(&self, user_id: &str) -> u64 {
+        self.conn_ids.lock().unwrap()[user_id]
+    }
+
+    /// What the engine told channels that it closed, in order.
+    pub fn closed_channels(&self) -> Vec<ClosedChannel> {
+        self.closed.lock().unwrap().clone()
+    }
+
     /// Waits for the next join of a `room:slow*` topic.
     pub async fn next_deferred_join(&self) -> (Arc<Conn>, JoinRequest) {
         tokio::time::timeout(FRAME_TIMEOUT, async {
@@ -198,7 +219,8 @@ impl App {
 
     /// Answers a join by the rules of the `room:*` channel.
     pub fn answer_join(&self, conn: &Arc<Conn>, request: JoinRequest) {
-        let join = JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+        let join =
+            JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
         if request.topic == "room:private" {
             let _ = conn.join_failed(&join, Body::Json(br#"{"reason":"unauthorized"}"#));
             return;
@@ -210,19 +232,31 @@ impl App {
         let user_id: Value = serde_json::from_slice(&request.socket_data).unwrap();
         let response = serde_json::to_vec(&json!({"joined": request.topic, "user_id": user_id})).unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let sink: Sink = Arc::new(ChannelProcess { tx: tx.clone() });
+        let sink: Sink = Arc::new(ChannelProcess { conn_id: conn.id(), tx: tx.clone() });
+        // The join payload may list the events the channel intercepts: {"intercept":["e"]}.
+        let intercepts: Vec<String> = match &request.payload {
+            Payload::Json(payload) => serde_json::from_value(payload["intercept"].clone()).unwrap_or_default(),
+            Payload::Binary(_) => Vec::new(),
+        };
         let held = |msg| {
             let _ = tx.send(ChannelEvent::In(msg));
         };
-        if conn.joined(&join, Body::Json(&response), sink, Arc::from(Vec::new()), held).is_ok() {
-            let server = Arc::clone(self.server.get().expect("server started"));
-            tokio::spawn(run_channel(server, Arc::clone(conn), request.topic.clone(), request.join_ref.clone(), rx));
+        if conn.joined(&join, Body::Json(&response), sink, intercepts.into(), held).is_ok() {
+            let channel = Channel {
+                server: Arc::clone(self.server.get().expect("server started")),
+                conn: Arc::clone(conn),
+                topic: request.topic.clone(),
+                join_ref: request.join_ref.clone(),
+                closed: Arc::clone(&self.closed),
+            };
+            tokio::spawn(channel.run(rx));
         }
     }
 
     /// Refuses a join with `reason`.
     pub fn refuse_join(&self, conn: &Arc<Conn>, request: &JoinRequest, reason: &str) {
-        let join = JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+        let join =
+            JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
         let response = serde_json::to_vec(&json!({ "reason": reason })).unwrap();
         conn.join_failed(&join, Body::Json(&response)).expect("join still pending");
     }
@@ -230,7 +264,9 @@ impl App {
 
 /// The sink of a joined channel: a queue to its task.
 #[derive(Debug)]
-struct ChannelProcess {
+pub struct ChannelProcess {
+    /// The connection the channel belongs to.
+    pub conn_id: u64,
     tx: mpsc::UnboundedSender<ChannelEvent>,
 }
 
@@ -244,43 +280,55 @@ impl ChannelSink for ChannelProcess {
     }
 }
 
-async fn run_channel(
+/// A joined channel: its task handles the client's messages one at a time.
+struct Channel {
     server: Arc<Server>,
     conn: Arc<Conn>,
     topic: String,
     join_ref: Option<String>,
-    mut events: mpsc::UnboundedReceiver<ChannelEvent>,
-) {
-    let join_ref = join_ref.as_deref();
-    while let Some(event) = events.recv().await {
-        let ChannelEvent::In(msg) = event else { return };
-        let r#ref = msg.r#ref.as_deref();
-        match (msg.event, &msg.payload) {
-            (Event::Leave, _) => {
-                let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Json(b"{}"));
-                conn.channel_closed(&topic, join_ref);
-                return;
-            }
-            (Event::Custom(event), Payload::Binary(bytes)) if event == "echo" => {
-                let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Binary(bytes));
-            }
-            (Event::Custom(event), Payload::Json(payload)) => {
-                let body = serde_json::to_vec(payload).unwrap();
-                match event.as_str() {
-                    "echo" => {
-                        let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Json(&body));
-                    }
-                    "shout" => {
-                        server.registry().broadcast(&topic, "shout", Body::Json(&body), None, |_| {});
-                    }
-                    "shout_from" => {
-                        server.registry().broadcast(&topic, "shout", Body::Json(&body), Some(conn.id()), |_| {});
-                        let _ = conn.reply(join_ref, r#ref, &topic, Status::Ok, Body::Json(b"{}"));
-                    }
-                    _ => {}
+    closed: Arc<Mutex<Vec<ClosedChannel>>>,
+}
+
+impl Channel {
+    async fn run(self, mut events: mpsc::UnboundedReceiver<ChannelEvent>) {
+        let Channel { server, conn, topic, join_ref, closed } = &self;
+        let join_ref = join_ref.as_deref();
+        while let Some(event) = events.recv().await {
+            let msg = match event {
+                ChannelEvent::In(msg) => msg,
+                ChannelEvent::Closed(reason) => {
+                    closed.lock().unwrap().push((topic.clone(), join_ref.map(str::to_owned), reason));
+                    return;
                 }
+            };
+            let r#ref = msg.r#ref.as_deref();
+            match (msg.event, &msg.payload) {
+                (Event::Leave, _) => {
+                    let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(b"{}"));
+                    conn.channel_closed(topic, join_ref);
+                    return;
+                }
+                (Event::Custom(event), Payload::Binary(bytes)) if event == "echo" => {
+                    let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Binary(bytes));
+                }
+                (Event::Custom(event), Payload::Json(payload)) => {
+                    let body = serde_json::to_vec(payload).unwrap();
+                    match event.as_str() {
+                        "echo" => {
+                            let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(&body));
+                        }
+                        "shout" => {
+                            server.registry().broadcast(topic, "shout", Body::Json(&body), None, |_| {});
+                        }
+                        "shout_from" => {
+                            server.registry().broadcast(topic, "shout", Body::Json(&body), Some(conn.id()), |_| {});
+                            let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(b"{}"));
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
             }
-            _ => {}
         }
     }
 }
