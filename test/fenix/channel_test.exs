@@ -74,6 +74,11 @@ defmodule Fenix.ChannelTest do
         assert_frame(c, reply(@vsn, "1", "2", "test:r", "ok", "{}"))
       end
 
+      test "{:reply, {status, payload}, socket} with a status of the application's own", %{c: c} do
+        push(c, client(@vsn, "1", "2", "test:r", "custom_status", ~s({"why":"no"})))
+        assert_frame(c, reply(@vsn, "1", "2", "test:r", "unauthorized", ~s({"why":"no"})))
+      end
+
       test "assigns made in join/3 are kept", %{c: c} do
         push(c, client(@vsn, "1", "2", "test:r", "assigns", "{}"))
         assert_frame(c, reply(@vsn, "1", "2", "test:r", "ok", ~s({"joined_with":{"n":1}})))

@@ -67,21 +67,40 @@ impl Event {
     }
 }
 
-/// The status of a `phx_reply`.
+/// The status of a `phx_reply`: `ok` and `error`, or any other name an application
+/// replies with (`{:reply, {:unauthorized, payload}, socket}` in Elixir).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum Status<'a> {
     /// `"ok"`
     Ok,
     /// `"error"`
     Error,
+    /// Any other status.
+    Other(&'a str),
 }
 
-impl Status {
+impl<'a> Status<'a> {
+    /// Reads a status name.
+    ///
+    /// ```
+    /// use fenix_core::protocol::Status;
+    /// assert_eq!(Status::from_name("ok"), Status::Ok);
+    /// assert_eq!(Status::from_name("noauth").as_str(), "noauth");
+    /// ```
+    pub fn from_name(name: &'a str) -> Status<'a> {
+        match name {
+            "ok" => Status::Ok,
+            "error" => Status::Error,
+            other => Status::Other(other),
+        }
+    }
+
     /// The status as it appears on the wire.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'a str {
         match self {
             Status::Ok => "ok",
             Status::Error => "error",
+            Status::Other(name) => name,
         }
     }
 }

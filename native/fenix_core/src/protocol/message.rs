@@ -49,7 +49,7 @@ pub struct Outgoing<'a> {
     /// The event name.
     pub event: &'a str,
     /// `Some` for a `phx_reply`: the payload is then the reply's response.
-    pub status: Option<Status>,
+    pub status: Option<Status<'a>>,
     /// The payload (for a reply, its response).
     pub body: Body<'a>,
 }
@@ -64,7 +64,7 @@ impl<'a> Outgoing<'a> {
         join_ref: Option<&'a str>,
         r#ref: Option<&'a str>,
         topic: &'a str,
-        status: Status,
+        status: Status<'a>,
         response: Body<'a>,
     ) -> Self {
         Outgoing { join_ref, r#ref, topic, event: Event::Reply.as_str_static(), status: Some(status), body: response }

@@ -65,7 +65,7 @@ pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, P
 }
 
 /// The payload slot: the body itself, or for a reply `{"response":body,"status":..}`.
-pub(super) fn write_payload(out: &mut Vec<u8>, status: Option<Status>, body: &[u8]) {
+pub(super) fn write_payload(out: &mut Vec<u8>, status: Option<Status<'_>>, body: &[u8]) {
     match status {
         None => out.extend_from_slice(body),
         Some(status) => {

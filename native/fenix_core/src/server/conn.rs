@@ -307,7 +307,7 @@ impl Conn {
     }
 
     /// Sends a `phx_reply`.
-    pub fn reply(&self, join_ref: Option<&str>, r#ref: Option<&str>, topic: &str, status: Status, body: Body<'_>) -> Result<()> {
+    pub fn reply(&self, join_ref: Option<&str>, r#ref: Option<&str>, topic: &str, status: Status<'_>, body: Body<'_>) -> Result<()> {
         self.send_outgoing(&Outgoing::reply(join_ref, r#ref, topic, status, body))
     }
 
@@ -316,7 +316,7 @@ impl Conn {
         self.send_outgoing(&Outgoing::push(join_ref, topic, event, body))
     }
 
-    fn send_reply(&self, join_ref: Option<&str>, r#ref: Option<&str>, topic: &str, status: Status, body: &[u8]) {
+    fn send_reply(&self, join_ref: Option<&str>, r#ref: Option<&str>, topic: &str, status: Status<'_>, body: &[u8]) {
         // Only fails when closed or full, which send() already handled.
         let _ = self.send_outgoing(&Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body)));
     }

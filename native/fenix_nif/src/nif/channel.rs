@@ -12,7 +12,10 @@ use crate::term::encode_payload;
 /// Replies to the client message `ref` with `{status, payload}`.
 #[rustler::nif]
 fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
-    let status = if status == atoms::ok() { Status::Ok } else { Status::Error };
+    let Ok(status_name) = status.to_term(env).atom_to_string() else {
+        return error(env, atoms::unsupported_term());
+    };
+    let status = Status::from_name(&status_name);
     let Ok(payload) = encode_payload(payload) else {
         return error(env, atoms::unsupported_term());
     };

@@ -1,0 +1,141 @@
+// The chat demo (examples/chat, `PORT=<port> mix run --no-halt`) in headless Chromium:
+// two pages join room:lobby through the unmodified phoenix.js; a message typed in one
+// appears in the other.
+//
+// Run: node --test test/js/browser.test.mjs
+//   FENIX_CHAT_URL=http://127.0.0.1:4000  use a chat demo that is already running
+//   CHROMIUM=/path/to/chromium            default /usr/bin/chromium
+
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { ROOT, startChat } from "./helpers.mjs";
+
+const T = { timeout: 60_000 };
+const WAIT = { timeout: 15_000 };
+
+let chat;
+let browser;
+const pageErrors = [];
+
+before(
+  async () => {
+    chat = await startChat();
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  },
+  { timeout: 150_000 },
+);
+
+after(async () => {
+  await browser?.close();
+  await chat?.stop();
+});
+
+/** A fresh browser context (own storage) with one page, errors recorded. */
+async function openPage(query) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(`${query}: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") pageErrors.push(`${query}: console: ${msg.text()}`);
+  });
+  await page.goto(`${chat.url}/${query}`);
+  return page;
+}
+
+const joined = (page) => page.locator('[data-testid="status"][data-state="joined"]').waitFor(WAIT);
+
+async function say(page, text) {
+  const input = page.locator('[data-testid="message-input"]');
+  await input.fill(text);
+  await input.press("Enter");
+}
+
+/** Waits for a message with this body and returns its user. */
+async function seen(page, text) {
+  const message = page.locator('[data-testid="message"]').filter({
+    has: page.locator('[data-testid="message-body"]', { hasText: text }),
+  });
+  await message.first().waitFor(WAIT);
+  assert.equal(await message.count(), 1, `"${text}" rendered once`);
+  return (await message.locator('[data-testid="message-user"]').textContent()).trim();
+}
+
+describe("chat demo in headless Chromium", () => {
+  it("serves the page and the unmodified phoenix.js (global Phoenix)", T, async () => {
+    const page = await openPage("?name=probe");
+    assert.equal(await page.evaluate(() => typeof window.Phoenix?.Socket), "function");
+    const res = await fetch(`${chat.url}/phoenix.js`);
+    assert.equal(res.status, 200);
+    const served = await res.text();
+    const shipped = await fs.readFile(path.join(ROOT, "node_modules/phoenix/priv/static/phoenix.js"), "utf8");
+    assert.ok(served === shipped, "/phoenix.js is node_modules/phoenix/priv/static/phoenix.js, unmodified");
+    await joined(page);
+    await page.context().close();
+  });
+
+  it("a message typed in one page appears in the other (and in the sender's)", T, async () => {
+    const alice = await openPage("?name=alice");
+    const bob = await openPage("?name=bob");
+    await Promise.all([joined(alice), joined(bob)]);
+
+    const hello = `hello from alice ${Date.now()}`;
+    await say(alice, hello);
+    assert.equal(await seen(bob, hello), "alice");
+    assert.equal(await seen(alice, hello), "alice");
+    // The input is cleared after sending.
+    assert.equal(await alice.locator('[data-testid="message-input"]').inputValue(), "");
+
+    const reply = `hi alice, bob here ${Date.now()}`;
+    await say(bob, reply);
+    assert.equal(await seen(alice, reply), "bob");
+    assert.equal(await seen(bob, reply), "bob");
+
+    // Markup in a message is shown as text, not interpreted.
+    const markup = `<b id="injected">bold?</b> ${Date.now()}`;
+    await say(alice, markup);
+    assert.equal(await seen(bob, markup), "alice");
+    assert.equal(await bob.locator("#injected").count(), 0);
+
+    await alice.context().close();
+    await bob.context().close();
+  });
+
+  it("without ?name the page asks for a name (default guest-NNNN), then joins", T, async () => {
+    const page = await openPage("");
+    const nameInput = page.locator('[data-testid="name-input"]');
+    await nameInput.waitFor(WAIT);
+    assert.match(await nameInput.inputValue(), /^guest-\d{4}$/);
+    await nameInput.fill("carol");
+    await page.locator('[data-testid="join"]').click();
+    await joined(page);
+    assert.equal(await page.locator('[data-testid="me"]').textContent(), "carol");
+
+    const other = await openPage("?name=dave");
+    await joined(other);
+    const text = `carol was here ${Date.now()}`;
+    await say(page, text);
+    assert.equal(await seen(other, text), "carol");
+
+    await page.context().close();
+    await other.context().close();
+  });
+
+  it("no script errors in any page", () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});
