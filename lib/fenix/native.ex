@@ -26,6 +26,9 @@ defmodule Fenix.Native do
   @spec endpoint_subscribers(endpoint(), String.t()) :: {non_neg_integer(), non_neg_integer()}
   def endpoint_subscribers(_endpoint, _topic), do: :erlang.nif_error(:nif_not_loaded)
 
+  @spec endpoint_log_to(pid()) :: :ok
+  def endpoint_log_to(_pid), do: :erlang.nif_error(:nif_not_loaded)
+
   @spec conn_accept(conn(), String.t() | nil, binary()) :: :ok | {:error, :closed}
   def conn_accept(_conn, _socket_id, _socket), do: :erlang.nif_error(:nif_not_loaded)
 

@@ -41,6 +41,19 @@ defmodule Fenix.BadInputTest do
     end
   end
 
+  test "the close is logged through Logger" do
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        c = connect!(%{"vsn" => "2.0.0"})
+        push(c, "not json")
+        assert_closed_with(c, 1007)
+        Process.sleep(100)
+      end)
+
+    assert log =~ "fenix: closing connection"
+    assert log =~ "malformed channel message"
+  end
+
   test "a binary frame on vsn 1.0.0 closes with 1007", %{bystander: bystander} do
     c = connect!(%{"vsn" => "1.0.0"})
     WSClient.send_binary(c, <<0, 1, 1, 1, 1, "1", "1", "t", "e">>)

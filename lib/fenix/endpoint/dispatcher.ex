@@ -5,7 +5,9 @@ defmodule Fenix.Endpoint.Dispatcher do
   #   {:fenix_connect, conn, socket_index, params, connect_info}
   #       runs the socket's connect/3 in a task, then accepts or refuses the conn;
   #   {:fenix_join, conn, socket_state, topic, join_ref, ref, payload}
-  #       finds the channel for the topic and starts its process.
+  #       finds the channel for the topic and starts its process;
+  #   {:fenix_log, level, message}
+  #       an engine log event, for Logger.
   #
   # It does no user work itself, so one slow callback never delays another client.
 
@@ -33,6 +35,7 @@ defmodule Fenix.Endpoint.Dispatcher do
 
     case Native.endpoint_start(self(), options) do
       {:ok, engine} ->
+        Native.endpoint_log_to(self())
         :persistent_term.put({Fenix.Endpoint, endpoint}, engine)
         state = %{endpoint: endpoint, engine: engine, sockets: List.to_tuple(sockets)}
         {:ok, state}
@@ -66,6 +69,11 @@ defmodule Fenix.Endpoint.Dispatcher do
         Native.conn_join_failed(conn, join, %{reason: "unmatched topic"})
     end
 
+    {:noreply, state}
+  end
+
+  def handle_info({:fenix_log, level, message}, state) do
+    Logger.log(level, message)
     {:noreply, state}
   end
 

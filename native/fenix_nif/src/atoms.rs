@@ -8,6 +8,10 @@ rustler::atoms! {
     stale,
     dirty,
     binary,
+    fenix_log,
+    warning,
+    info,
+    debug,
     // messages to the endpoint's dispatcher
     fenix_connect,
     fenix_join,

@@ -5,6 +5,7 @@
 
 mod atoms;
 mod beam;
+mod log;
 mod nif;
 mod resources;
 mod runtime;

@@ -84,3 +84,10 @@ fn endpoint_subscribers(endpoint: ResourceArc<EndpointResource>, topic: &str) ->
     let registry = endpoint.server.registry();
     (registry.topic_count(), registry.subscriber_count(topic))
 }
+
+/// Sends the engine's log events to `pid` (as `{:fenix_log, level, message}`).
+#[rustler::nif]
+fn endpoint_log_to(pid: LocalPid) -> rustler::Atom {
+    crate::log::set_target(pid);
+    atoms::ok()
+}
