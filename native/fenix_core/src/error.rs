@@ -62,6 +62,9 @@ pub enum CapacityError {
         /// The configured limit.
         max: usize,
     },
+    /// More messages for a topic than may be held while its join is answered.
+    #[error("more than {0} messages sent before their join was answered")]
+    HeldMessages(usize),
     /// The connection's outbound queue is full: the client does not read.
     #[error("outbound queue full ({0} frames): slow reader")]
     OutboxFull(usize),

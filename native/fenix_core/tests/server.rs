@@ -18,6 +18,8 @@ use fenix_core::registry::Delivery;
 use fenix_core::ClosedReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -346,6 +348,20 @@ async fn messages_sent_before_the_join_is_answered_follow_the_join_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_messages_before_the_join_is_answered_close_with_1008() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"["1","1","room:slow","phx_join",{}]"#).await;
+        for i in 0..65 {
+            client.send(&format!(r#"["1","{}","room:slow","echo",{{}}]"#, i + 2)).await;
+        }
+        assert!(client.expect_close(1008).await.contains("before their join was answered"));
+        let _ = t.app.next_deferred_join().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_held_for_a_refused_join_are_answered_as_not_joined() {
     let t = TestServer::start();
     for serializer in SERIALIZERS {
@@ -588,13 +604,18 @@ async fn idle_connection_is_closed_with_1002() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_close_is_answered_with_1000() {
+async fn client_close_is_answered_with_its_own_code() {
     let t = TestServer::start();
     for serializer in SERIALIZERS {
         let mut client = t.connect(serializer, "user_id=bye").await;
         client.join("1", "room:bye").await;
         client.ws.close(None).await.unwrap();
         assert_eq!(client.expect_close(1000).await, "");
+        let mut client = t.connect(serializer, "user_id=bye").await;
+        client.join("1", "room:bye").await;
+        let going_away = CloseFrame { code: CloseCode::Away, reason: "".into() };
+        client.ws.close(Some(going_away)).await.unwrap();
+        assert_eq!(client.expect_close(1001).await, "");
     }
     eventually("the closed connections unsubscribe", || t.registry().subscriber_count("room:bye") == 0).await;
 }

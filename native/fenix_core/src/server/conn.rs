@@ -31,7 +31,8 @@ use crate::server::outbox::{Outbox, PushError};
 use crate::server::{Shared, SocketConfig};
 use crate::websocket::{frame, CloseCode};
 
-/// How many client messages are held per topic while its join is answered.
+/// How many client messages are held per topic while its join is answered; a client
+/// that sends more is closed (1008). The phoenix client sends nothing before the reply.
 const HELD_LIMIT: usize = 64;
 
 const EMPTY: &[u8] = b"{}";
@@ -142,15 +143,17 @@ impl Conn {
         decision.send(Decision::Refuse).map_err(|_| Error::Closed)
     }
 
-    /// Handles a message read from the client.
-    pub fn handle_message(self: &Arc<Self>, msg: Message) {
+    /// Handles a message read from the client. An error means the client broke a
+    /// limit and the connection must be closed.
+    pub fn handle_message(self: &Arc<Self>, msg: Message) -> Result<(), CapacityError> {
         match msg.event {
             Event::Heartbeat if msg.topic == HEARTBEAT_TOPIC => {
                 self.send_reply(None, msg.r#ref.as_deref(), HEARTBEAT_TOPIC, Status::Ok, EMPTY);
             }
             Event::Join => self.handle_join(msg),
-            _ => self.route(msg),
+            _ => return self.route(msg),
         }
+        Ok(())
     }
 
     fn handle_join(self: &Arc<Self>, msg: Message) {
@@ -184,14 +187,14 @@ impl Conn {
         self.shared.handler.join(self, request);
     }
 
-    fn route(self: &Arc<Self>, msg: Message) {
+    fn route(self: &Arc<Self>, msg: Message) -> Result<(), CapacityError> {
         let mut state = self.lock();
         let stale = |current: &Option<String>| msg.join_ref.is_some() && msg.join_ref != *current;
         match state.channels.get_mut(&msg.topic) {
             Some(Slot::Joined { join_ref, sink }) => {
                 if stale(join_ref) {
                     tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
-                    return;
+                    return Ok(());
                 }
                 let sink = Arc::clone(sink);
                 drop(state);
@@ -201,7 +204,7 @@ impl Conn {
                 if stale(join_ref) {
                     tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
                 } else if held.len() >= HELD_LIMIT {
-                    tracing::warn!(topic = msg.topic, "dropped a message sent before its join was answered");
+                    return Err(CapacityError::HeldMessages(HELD_LIMIT));
                 } else {
                     held.push(msg);
                 }
@@ -211,6 +214,7 @@ impl Conn {
                 self.reply_not_joined(&msg);
             }
         }
+        Ok(())
     }
 
     /// The answer to a message for a topic that is not joined: `unmatched topic`, or

@@ -223,7 +223,7 @@ impl FrameReader {
                 Ok(())
             }
             Opcode::Pong => Ok(()),
-            Opcode::Close => Err(ReadEnd::Close(CloseCode::Normal, String::new())),
+            Opcode::Close => Err(ReadEnd::Close(CloseCode::echo(payload), String::new())),
             Opcode::Text | Opcode::Binary if self.fragments.is_some() => {
                 Err(close_for(conn, ProtocolError::UnexpectedContinuation.into()))
             }
@@ -258,10 +258,7 @@ fn dispatch(opcode: Opcode, payload: &[u8], conn: &Arc<Conn>) -> Result<(), Read
         _ => conn.serializer().decode_text(payload),
     };
     match decoded {
-        Ok(message) => {
-            conn.handle_message(message);
-            Ok(())
-        }
+        Ok(message) => conn.handle_message(message).map_err(|error| close_for(conn, error.into())),
         Err(error) => Err(close_for(conn, error.into())),
     }
 }
@@ -270,7 +267,8 @@ fn dispatch(opcode: Opcode, payload: &[u8], conn: &Arc<Conn>) -> Result<(), Read
 fn close_for(conn: &Conn, error: Error) -> ReadEnd {
     tracing::warn!(conn = conn.id(), %error, "closing connection");
     let code = match &error {
-        Error::Capacity(_) => CloseCode::TooBig,
+        Error::Capacity(CapacityError::MessageTooLarge { .. }) => CloseCode::TooBig,
+        Error::Capacity(_) => CloseCode::Policy,
         Error::Protocol(ProtocolError::MalformedMessage(_) | ProtocolError::MalformedBinary(_)) => {
             CloseCode::InvalidPayload
         }

@@ -72,6 +72,8 @@ pub enum CloseCode {
     TooBig,
     /// 1011: the server hit an unexpected condition.
     Internal,
+    /// The code a client closed with, echoed back (RFC6455§5.5.1).
+    Echo(u16),
 }
 
 impl CloseCode {
@@ -85,6 +87,21 @@ impl CloseCode {
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::Internal => 1011,
+            CloseCode::Echo(code) => code,
+        }
+    }
+
+    /// The answer to a client's close frame: its code echoed, or 1000 if it gave none.
+    ///
+    /// ```
+    /// use fenix_core::websocket::CloseCode;
+    /// assert_eq!(CloseCode::echo(&[0x03, 0xe9, b'x']).as_u16(), 1001);
+    /// assert_eq!(CloseCode::echo(&[]).as_u16(), 1000);
+    /// ```
+    pub fn echo(close_payload: &[u8]) -> CloseCode {
+        match close_payload {
+            [high, low, ..] => CloseCode::Echo(u16::from_be_bytes([*high, *low])),
+            _ => CloseCode::Normal,
         }
     }
 }

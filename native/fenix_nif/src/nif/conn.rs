@@ -50,8 +50,7 @@ fn conn_joined<'a>(
             env.monitor(&resource, &pid);
             (atoms::ok(), resource).encode(env)
         }
-        Err(JoinError::Closed) => error(env, atoms::closed()),
-        Err(JoinError::Stale) => error(env, atoms::stale()),
+        Err(e) => join_error(env, e),
     }
 }
 
@@ -70,7 +69,13 @@ fn conn_join_failed<'a>(
     let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
     match conn.0.join_failed(&request, response.body()) {
         Ok(()) => atoms::ok().encode(env),
-        Err(JoinError::Closed) => error(env, atoms::closed()),
-        Err(JoinError::Stale) => error(env, atoms::stale()),
+        Err(e) => join_error(env, e),
+    }
+}
+
+fn join_error(env: Env<'_>, e: JoinError) -> Term<'_> {
+    match e {
+        JoinError::Closed => error(env, atoms::closed()),
+        JoinError::Stale => error(env, atoms::stale()),
     }
 }
