@@ -49,7 +49,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
         Ok(None) => return,
         Err(status) => return respond(&mut stream, status, "", b"").await,
     };
-    let socket = shared.config.sockets.iter().position(|s| request.path == format!("{}/websocket", s.path));
+    let socket = shared.sockets.iter().position(|s| request.path.strip_suffix("/websocket") == Some(s.path.as_str()));
     if let Some(socket) = socket {
         return upgrade(stream, peer, request, leftover, socket, shared).await;
     }
@@ -116,7 +116,7 @@ async fn upgrade(
     let auth_token = offered.iter().find_map(|p| p.strip_prefix(AUTH_TOKEN_PREFIX)).and_then(decode_auth_token);
     let accept = accept_key(key.as_bytes());
 
-    let config = Arc::new(shared.config.sockets[socket].clone());
+    let config = Arc::clone(&shared.sockets[socket]);
     let (decided, decision) = oneshot::channel();
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(&shared), decided));

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) config: Config,
+    /// `config.sockets`, shared by the connections of each socket.
+    pub(crate) sockets: Vec<Arc<SocketConfig>>,
     pub(crate) next_conn_id: AtomicU64,
 }
 
@@ -55,7 +57,9 @@ impl Server {
         let listener = std::net::TcpListener::bind(config.addr)?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { registry: Registry::default(), handler, config, next_conn_id: AtomicU64::new(1) });
+        let sockets = config.sockets.iter().cloned().map(Arc::new).collect();
+        let shared =
+            Arc::new(Shared { registry: Registry::default(), handler, config, sockets, next_conn_id: AtomicU64::new(1) });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let listener = {
             let _guard = runtime.enter();
