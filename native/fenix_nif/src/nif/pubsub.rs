@@ -58,9 +58,10 @@ fn broadcast<'a>(
         return error(env, atoms::unsupported_term());
     };
     // Intercepting channels get the original term: no JSON round trip for handle_out.
-    let message = (atoms::fenix_out(), event, payload).encode(env);
+    let mut message = None;
     let intercept = |sink: &std::sync::Arc<dyn ChannelSink>| {
         if let Some(process) = sink.as_any().downcast_ref::<ChannelProcess>() {
+            let message = *message.get_or_insert_with(|| (atoms::fenix_out(), event, payload).encode(env));
             let _ = env.send(&process.pid, message);
         }
     };
