@@ -62,9 +62,14 @@ impl Outbox {
         if state.frames.len() >= self.capacity {
             return Err(PushError::Full(frame));
         }
+        let was_empty = state.frames.is_empty();
         state.frames.push_back(frame);
         drop(state);
-        self.ready.notify_one();
+        // The writer takes every queued frame at once: it needs waking only when the
+        // queue stops being empty, not for each frame of a burst.
+        if was_empty {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
