@@ -2,11 +2,10 @@
 # `make test` runs the whole suite. Each installs what a fresh Debian machine with Rust lacks.
 
 SHELL := /bin/bash
-APT_PACKAGES := elixir erlang-dev erlang-nox chromium nodejs npm
 PHOENIX_JS := node_modules/phoenix/priv/static/phoenix.js
 DEMO_PORT ?= 4000
 
-.PHONY: all deps system-deps npm-deps test test-rust test-elixir test-js demo clean
+.PHONY: all deps system-deps npm-deps test test-rust test-elixir test-js test-bench bench demo clean
 
 all: test
 
@@ -30,7 +29,7 @@ npm-deps: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-test: deps test-rust test-elixir test-js
+test: deps test-rust test-elixir test-js test-bench
 
 test-rust:
 	cargo test --workspace
@@ -43,6 +42,18 @@ test-js: npm-deps
 	cd examples/chat && mix compile
 	cp $(PHOENIX_JS) examples/chat/priv/static/phoenix.js
 	node --test --test-concurrency=1 test/js/*.test.mjs
+
+# The benchmark tools at tiny sizes, against both servers: they must keep working.
+test-bench:
+	cargo build --release -p fenix-loadgen -p fenix-limit
+	MIX_ENV=test mix compile
+	python3 bench/smoke.py
+
+# The standard benchmark set (minutes): writes bench/results/<date>.md and .svg.
+bench: system-deps
+	cargo build --release -p fenix-loadgen -p fenix-limit
+	MIX_ENV=test mix compile
+	python3 bench/run.py
 
 demo: deps
 	cp $(PHOENIX_JS) examples/chat/priv/static/phoenix.js

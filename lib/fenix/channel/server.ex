@@ -84,7 +84,9 @@ defmodule Fenix.Channel.Server do
       {:ok, channel_ref} ->
         conn_id = Native.channel_conn_id(channel_ref)
         Process.put(:fenix_conn_id, conn_id)
-        {:noreply, %{socket | joined: true, channel_ref: channel_ref, conn_id: conn_id, ref: nil}}
+        # Most channels then wait for messages: hibernating now gives the join's
+        # garbage back at once, which is what an idle connection costs.
+        {:noreply, %{socket | joined: true, channel_ref: channel_ref, conn_id: conn_id, ref: nil}, :hibernate}
 
       {:error, :unsupported_term} ->
         raise ArgumentError, "join reply cannot be encoded as JSON: #{inspect(reply)}"

@@ -55,7 +55,8 @@ defmodule Fenix.Endpoint.Dispatcher do
   end
 
   def handle_info({:fenix_join, conn, socket_state, topic, join_ref, ref, payload}, state) do
-    socket = :erlang.binary_to_term(socket_state)
+    {handler, id, assigns, serializer} = :erlang.binary_to_term(socket_state)
+    socket = %Socket{endpoint: state.endpoint, handler: handler, id: id, assigns: assigns, serializer: serializer}
     join = {topic, join_ref, ref}
 
     case socket.handler.__channel__(topic) do
@@ -100,7 +101,12 @@ defmodule Fenix.Endpoint.Dispatcher do
       end
 
     case result do
-      {:ok, socket} -> Native.conn_accept(conn, socket.id, :erlang.term_to_binary(socket))
+      {:ok, socket} ->
+        # The engine keeps this per connection and hands it back with every join:
+        # only what a channel's socket needs, not the whole struct.
+        socket_state = {socket.handler, socket.id, socket.assigns, socket.serializer}
+        Native.conn_accept(conn, socket.id, :erlang.term_to_binary(socket_state))
+
       _refused -> Native.conn_refuse(conn)
     end
   end

@@ -63,12 +63,12 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
 async fn read_head(stream: &mut TcpStream) -> Result<Option<(Request, Vec<u8>)>, u16> {
     let mut buf = Vec::with_capacity(1024);
     loop {
-        let mut chunk = [0u8; 1024];
-        let n = match stream.read(&mut chunk).await {
+        // read_buf fills the Vec's spare room: no buffer lives in the task's own state.
+        buf.reserve(1024);
+        match stream.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
+            Ok(_) => {}
+        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
         match parsed.parse(&buf) {
@@ -120,12 +120,16 @@ async fn upgrade(
     let (decided, decision) = oneshot::channel();
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(&shared), decided));
-    let connect = ConnectRequest { socket, params, auth_token, peer, uri: request.uri(), headers: request.headers.clone() };
+    let offers_phoenix = offered.contains(&PHOENIX_SUBPROTOCOL);
+    drop(offered);
+    let uri = request.uri();
+    // The request is handed over whole: a connection keeps none of it.
+    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers };
     shared.handler.connect(&conn, connect);
 
     match tokio::time::timeout(config.connect_timeout, decision).await {
         Ok(Ok(Decision::Accept)) => {
-            let protocol = if offered.contains(&PHOENIX_SUBPROTOCOL) {
+            let protocol = if offers_phoenix {
                 format!("sec-websocket-protocol: {PHOENIX_SUBPROTOCOL}\r\n")
             } else {
                 String::new()

@@ -1,0 +1,217 @@
+//! fenix-loadgen: benchmark load generator for Phoenix-Channels servers hosting the
+//! conformance app (events `echo`, `shout`, `blast` on `room:*`), speaking serializer
+//! vsn 2.0.0 over a minimal hand-written WebSocket client on a current-thread tokio
+//! runtime. Progress goes to stderr; exactly one JSON line of results goes to stdout.
+//! Exit status: 0 ok, 1 the run completed but lost/duplicated/reordered something or a
+//! client failed, 2 the scenario could not be run (usage, server down, setup failed).
+
+mod group;
+mod phx;
+mod scenarios;
+mod sys;
+mod ui;
+mod workers;
+mod ws;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use scenarios::Opts;
+use ui::Ui;
+
+#[derive(Parser)]
+#[command(name = "fenix-loadgen", version, about = "Load generator for Phoenix-Channels servers (conformance app, vsn 2.0.0)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N subscribers on one topic; a sender pushes `blast` n=M; every subscriber must get
+    /// `blasted` i=1..M in order. Reports msgs_per_sec (and server CPU per delivery).
+    Fanout {
+        #[arg(long)]
+        subscribers: usize,
+        #[arg(long)]
+        broadcasts: u64,
+        /// Bytes of the `body` string in every broadcast
+        #[arg(long, default_value_t = 64)]
+        body_size: usize,
+        #[arg(long, default_value = "room:bench")]
+        topic: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// N subscribers; a sender `shout`s R times a second for S seconds, stamped with its
+    /// send time; reports the broadcast latency distribution (p50 .. max).
+    Latency {
+        #[arg(long)]
+        subscribers: usize,
+        /// Shouts per second
+        #[arg(long)]
+        rate: f64,
+        /// Seconds of sending
+        #[arg(long)]
+        duration: f64,
+        /// Bytes of an extra `body` string in every shout (0: none)
+        #[arg(long, default_value_t = 0)]
+        body_size: usize,
+        #[arg(long, default_value = "room:latency")]
+        topic: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// C clients, each joined to its own topic, each in a closed loop of `echo` push and
+    /// reply for S seconds; reports round trips per second and their latency.
+    Echo {
+        #[arg(long)]
+        clients: usize,
+        /// Seconds of the closed loop
+        #[arg(long)]
+        duration: f64,
+        /// Bytes of an extra `body` string in every echo (0: none)
+        #[arg(long, default_value_t = 0)]
+        body_size: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// N clients connect and join (each its own topic `<topic>:<i>`, or all `--topic` with
+    /// --shared-topic); reports joins per second, and with --server-pid the server's RSS
+    /// growth per connection.
+    Connect {
+        #[arg(long)]
+        clients: usize,
+        /// All clients join --topic instead of one topic each
+        #[arg(long)]
+        shared_topic: bool,
+        #[arg(long, default_value = "room:connect")]
+        topic: String,
+        /// After all joined: hold the connections idle this long before closing
+        #[arg(long)]
+        hold_ms: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Tiny sizes of every scenario in sequence (a few seconds); exits non-zero if
+    /// anything is lost, out of order or failed. No timing is judged.
+    Smoke {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Internal: a worker process of --processes K.
+    #[command(name = "__worker", hide = true)]
+    Worker { spec: String },
+}
+
+#[derive(Args, Clone, Debug)]
+struct Common {
+    /// WebSocket endpoint (vsn=2.0.0 is added to the query)
+    #[arg(long, default_value = "ws://127.0.0.1:4001/socket/websocket")]
+    url: String,
+    /// Channel serializer version; only 2.0.0 is spoken
+    #[arg(long, default_value = "2.0.0")]
+    vsn: String,
+    /// Seconds each phase (setup, delivery, ...) may take before the run fails
+    /// [default: 120; smoke: 15]
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Split the clients across this many worker processes (the sender stays in this one)
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// Server process id: report its CPU time (and for connect its RSS) from /proc,
+    /// counting the process and its descendants
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Connections being opened at once (split across processes)
+    #[arg(long, default_value_t = 100)]
+    concurrency: usize,
+    /// Connect every client from the default source address instead of spreading them
+    /// over 127.0.0.2-127.0.0.254
+    #[arg(long)]
+    no_spread: bool,
+    /// No progress on stderr
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl Common {
+    fn opts(&self, default_timeout: f64) -> Result<Opts, String> {
+        if self.vsn != "2.0.0" {
+            return Err(format!("--vsn {}: only 2.0.0 is supported", self.vsn));
+        }
+        ws::split_url(&self.url)?;
+        let t = self.timeout.unwrap_or(default_timeout);
+        if !scenarios::positive(t) {
+            return Err("--timeout must be positive".into());
+        }
+        if self.processes == 0 || self.processes > 64 {
+            return Err("--processes must be 1..64".into());
+        }
+        Ok(Opts {
+            url: self.url.clone(),
+            timeout: Duration::from_secs_f64(t),
+            processes: self.processes,
+            server_pid: self.server_pid,
+            concurrency: self.concurrency.max(1),
+            spread: !self.no_spread,
+        })
+    }
+}
+
+async fn run(cmd: Cmd) -> Result<Value, String> {
+    match cmd {
+        Cmd::Fanout { subscribers, broadcasts, body_size, topic, common } => {
+            let ui = Ui::new(common.quiet);
+            scenarios::fanout(&common.opts(120.0)?, subscribers, broadcasts, body_size, &topic, &ui).await
+        }
+        Cmd::Latency { subscribers, rate, duration, body_size, topic, common } => {
+            let ui = Ui::new(common.quiet);
+            scenarios::latency(&common.opts(120.0)?, subscribers, rate, duration, body_size, &topic, &ui).await
+        }
+        Cmd::Echo { clients, duration, body_size, common } => {
+            let ui = Ui::new(common.quiet);
+            scenarios::echo(&common.opts(120.0)?, clients, duration, body_size, &ui).await
+        }
+        Cmd::Connect { clients, shared_topic, topic, hold_ms, common } => {
+            let ui = Ui::new(common.quiet);
+            scenarios::connect(&common.opts(120.0)?, clients, &topic, shared_topic, hold_ms, &ui).await
+        }
+        Cmd::Smoke { common } => {
+            let ui = Ui::new(common.quiet);
+            Ok(scenarios::smoke(&common.opts(15.0)?, &ui).await)
+        }
+        Cmd::Worker { .. } => unreachable!("handled in main"),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Cmd::Worker { spec } = &cli.cmd {
+        std::process::exit(workers::worker_main(spec));
+    }
+    sys::raise_nofile();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&rt, run(cli.cmd));
+    // Leave the runtime without waiting for aborted connection tasks.
+    drop(local);
+    drop(rt);
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            if !ok {
+                let why = v["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default();
+                eprintln!("fenix-loadgen: {} FAILED{why}", v["scenario"].as_str().unwrap_or("run"));
+            }
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Err(e) => {
+            eprintln!("fenix-loadgen: error: {e}");
+            std::process::exit(2);
+        }
+    }
+}

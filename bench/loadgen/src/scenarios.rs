@@ -1,0 +1,481 @@
+//! The scenarios. Each returns its JSON result (with `"ok"`), or an error when it could
+//! not be run at all (the server is down, a join was refused, setup timed out, ...).
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio::task::spawn_local;
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+
+use crate::group::{merge, Client, Go, GroupSpec, Kind};
+use crate::sys::{self, mono_ns};
+use crate::ui::Ui;
+use crate::workers::Workers;
+use crate::ws::WsUrl;
+
+/// Options every scenario takes.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub url: String,
+    pub timeout: Duration,
+    pub processes: usize,
+    pub server_pid: Option<u32>,
+    pub concurrency: usize,
+    pub spread: bool,
+}
+
+/// Splits `total` clients into at most `k` contiguous (first, count) ranges.
+pub fn split(total: usize, k: usize) -> Vec<(usize, usize)> {
+    let k = k.clamp(1, total.max(1));
+    let (base, extra) = (total / k, total % k);
+    let mut out = Vec::new();
+    let mut first = 0;
+    for i in 0..k {
+        let n = base + usize::from(i < extra);
+        if n > 0 {
+            out.push((first, n));
+        }
+        first += n;
+    }
+    out
+}
+
+fn specs(o: &Opts, total: usize, kind: Kind) -> Vec<GroupSpec> {
+    split(total, o.processes)
+        .into_iter()
+        .map(|(first, count)| GroupSpec {
+            url: o.url.clone(),
+            first,
+            count,
+            concurrency: o.concurrency.div_ceil(o.processes.max(1)).max(1),
+            timeout_ms: o.timeout.as_millis() as u64,
+            spread: o.spread,
+            kind: kind.clone(),
+        })
+        .collect()
+}
+
+/// Open files this process needs for `clients` connections.
+fn check_files(o: &Opts, clients: usize) -> Result<(), String> {
+    let per_process = clients.div_ceil(o.processes.max(1)) + 1 + 64;
+    let limit = sys::raise_nofile();
+    if limit != 0 && (per_process as u64) > limit {
+        return Err(format!(
+            "{per_process} open files needed per process but the limit is {limit}: \
+             raise it (ulimit -n) or split the clients with --processes"
+        ));
+    }
+    Ok(())
+}
+
+fn cpu(o: &Opts) -> Result<Option<u64>, String> {
+    o.server_pid
+        .map(|p| sys::cpu_ns(p).map_err(|e| format!("cannot read CPU time of server pid {p}: {e}")))
+        .transpose()
+}
+
+fn rss(o: &Opts) -> Result<Option<u64>, String> {
+    o.server_pid
+        .map(|p| sys::rss_bytes(p).map_err(|e| format!("cannot read RSS of server pid {p}: {e}")))
+        .transpose()
+}
+
+/// A finite number above zero.
+pub fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+/// Seconds, rounded to the microsecond.
+fn secs(ns: u64) -> f64 {
+    (ns as f64 / 1e3).round() / 1e6
+}
+
+fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e6 * 1000.0).round() / 1000.0
+}
+
+fn rate(n: u64, elapsed_s: f64) -> f64 {
+    if elapsed_s > 0.0 { (n as f64 / elapsed_s).round() } else { 0.0 }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({"p50_ms": null, "p90_ms": null, "p99_ms": null, "p999_ms": null, "max_ms": null, "mean_ms": null});
+    }
+    json!({
+        "p50_ms": ms(h.value_at_quantile(0.5)),
+        "p90_ms": ms(h.value_at_quantile(0.9)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "p999_ms": ms(h.value_at_quantile(0.999)),
+        "max_ms": ms(h.max()),
+        "mean_ms": ms(h.mean() as u64),
+    })
+}
+
+fn extend(v: &mut Value, more: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (v, more) {
+        a.extend(b);
+    }
+}
+
+async fn open_sender(o: &Opts, index: usize, topic: &str) -> Result<Client, String> {
+    let url = WsUrl::parse(&o.url)?;
+    timeout(o.timeout, Client::open(&url, index, o.spread, topic))
+        .await
+        .map_err(|_| "the sender timed out connecting and joining".to_string())?
+        .map_err(|e| format!("sender: {e}"))
+}
+
+/// N subscribers on one topic; one more client pushes `blast` n=M; every subscriber must
+/// get `blasted` i = 1..M in order.
+pub async fn fanout(o: &Opts, n: usize, m: u64, body_size: usize, topic: &str, ui: &Ui) -> Result<Value, String> {
+    if n == 0 || m == 0 {
+        return Err("--subscribers and --broadcasts must be at least 1".into());
+    }
+    check_files(o, n + 1)?;
+    let setup_t = Instant::now();
+    ui.phase(&format!("fanout: joining {n} subscribers to {topic}"), n as u64);
+    let mut w = Workers::start(specs(o, n, Kind::Fanout { topic: topic.into(), broadcasts: m }), o.processes, ui, o.timeout).await?;
+    let mut sender = open_sender(o, n, topic).await?;
+    let setup_s = secs(setup_t.elapsed().as_nanos() as u64);
+    let payload = json!({"n": m, "body": "x".repeat(body_size)}).to_string();
+
+    ui.phase(&format!("fanout: {m} broadcasts to {n} subscribers"), n as u64 * m);
+    let cpu0 = cpu(o)?;
+    let t0 = mono_ns();
+    let go = Go { start_ns: t0, end_ns: t0, deadline_ns: t0 + o.timeout.as_nanos() as u64 };
+    w.go(go)?;
+    let reply = timeout_at(crate::group::instant_of(go.deadline_ns), sender.request("blast", payload.as_bytes())).await;
+    let reply_ok = matches!(&reply, Ok(Ok((s, _))) if s == "ok");
+    let reply_err = match reply {
+        Ok(Ok((s, r))) if s != "ok" => Some(format!("blast replied {s}: {r}")),
+        Ok(Err(e)) => Some(format!("blast: {e}")),
+        Err(_) => Some("no reply to blast in time".to_string()),
+        _ => None,
+    };
+    let results = w.done(ui, crate::group::instant_of(go.deadline_ns) + Duration::from_secs(5)).await?;
+    let cpu1 = cpu(o)?;
+    w.close().await;
+    drop(sender);
+
+    let (r, _) = merge(results);
+    let expected = n as u64 * m;
+    let lost = expected.saturating_sub(r.delivered);
+    let elapsed = if r.last_ns > t0 { secs(r.last_ns - t0) } else { 0.0 };
+    let ok = lost == 0 && r.duplicates == 0 && r.out_of_order == 0 && r.unexpected == 0 && r.errors == 0 && !r.timed_out && reply_ok;
+    let mut v = json!({
+        "scenario": "fanout",
+        "ok": ok,
+        "url": o.url,
+        "processes": o.processes,
+        "subscribers": n,
+        "broadcasts": m,
+        "body_size": body_size,
+        "topic": topic,
+        "setup_s": setup_s,
+        "delivered": r.delivered,
+        "expected": expected,
+        "lost": lost,
+        "duplicates": r.duplicates,
+        "out_of_order": r.out_of_order,
+        "unexpected": r.unexpected,
+        "errors": r.errors,
+        "timed_out": r.timed_out,
+        "elapsed_s": elapsed,
+        "msgs_per_sec": rate(r.delivered, elapsed),
+    });
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        let used = b.saturating_sub(a);
+        extend(&mut v, json!({
+            "server_pid": o.server_pid,
+            "server_cpu_ns": used,
+            "ns_per_delivery": if r.delivered > 0 { Some((used as f64 / r.delivered as f64).round()) } else { None },
+        }));
+    }
+    if let Some(e) = reply_err.or(r.first_error) {
+        extend(&mut v, json!({"error": e}));
+    }
+    Ok(v)
+}
+
+/// N subscribers; a sender shouts {"t": send time, "seq": k} R times a second for S
+/// seconds; each subscriber records receive time - t.
+pub async fn latency(o: &Opts, n: usize, per_sec: f64, duration: f64, body_size: usize, topic: &str, ui: &Ui) -> Result<Value, String> {
+    if n == 0 || !positive(per_sec) || !positive(duration) {
+        return Err("--subscribers, --rate and --duration must be positive".into());
+    }
+    let total = (per_sec * duration).round().max(1.0) as u64;
+    check_files(o, n + 1)?;
+    ui.phase(&format!("latency: joining {n} subscribers to {topic}"), n as u64);
+    let mut w = Workers::start(specs(o, n, Kind::Latency { topic: topic.into(), messages: total }), o.processes, ui, o.timeout).await?;
+    let mut sender = open_sender(o, n, topic).await?;
+    let body = if body_size > 0 { format!(",\"body\":\"{}\"", "x".repeat(body_size)) } else { String::new() };
+
+    ui.phase(&format!("latency: {total} shouts at {per_sec}/s to {n} subscribers"), total);
+    let cpu0 = cpu(o)?;
+    let t0 = mono_ns();
+    let dur_ns = (duration * 1e9) as u64;
+    let go = Go { start_ns: t0, end_ns: t0 + dur_ns, deadline_ns: t0 + dur_ns + o.timeout.as_nanos() as u64 };
+    w.go(go)?;
+    let start = Instant::now();
+    let step = 1e9 / per_sec;
+    let mut sent = 0u64;
+    let mut send_err = None;
+    for k in 1..=total {
+        let at = start + Duration::from_nanos(((k - 1) as f64 * step) as u64);
+        // Wait for the send time, draining the sender's own copies of the broadcast.
+        let drained = loop {
+            tokio::select! {
+                biased;
+                _ = sleep_until(at) => break Ok(()),
+                m = sender.conn.next_msg() => match m {
+                    Ok(crate::ws::Msg::Close(c)) => break Err(format!("server closed the sender (code {c:?})")),
+                    Err(e) => break Err(format!("sender: {e}")),
+                    Ok(_) => {}
+                },
+            }
+        };
+        if let Err(e) = drained {
+            send_err = Some(e);
+            break;
+        }
+        let payload = format!("{{\"t\":{},\"seq\":{k}{body}}}", mono_ns());
+        if let Err(e) = sender.push("shout", payload.as_bytes()).await {
+            send_err = Some(format!("sender: {e}"));
+            break;
+        }
+        sent = k;
+        ui.update(k);
+    }
+    let send_s = secs(start.elapsed().as_nanos() as u64);
+    let drain = spawn_local(async move {
+        while sender.conn.next_msg().await.is_ok() {}
+    });
+    ui.phase("latency: waiting for the last deliveries", n as u64 * total);
+    let limit = if send_err.is_some() { Instant::now() } else { crate::group::instant_of(go.deadline_ns) };
+    let results = w.done(ui, limit.max(Instant::now()) + Duration::from_secs(5)).await?;
+    let cpu1 = cpu(o)?;
+    w.close().await;
+    drain.abort();
+
+    let (r, h) = merge(results);
+    let expected = n as u64 * total;
+    let lost = expected.saturating_sub(r.delivered);
+    let ok = send_err.is_none() && lost == 0 && r.duplicates == 0 && r.out_of_order == 0 && r.unexpected == 0 && r.errors == 0 && !r.timed_out;
+    let mut v = json!({
+        "scenario": "latency",
+        "ok": ok,
+        "url": o.url,
+        "processes": o.processes,
+        "subscribers": n,
+        "rate": per_sec,
+        "duration_s": duration,
+        "body_size": body_size,
+        "topic": topic,
+        "sent": sent,
+        "send_s": send_s,
+        "count": h.len(),
+        "expected": expected,
+        "lost": lost,
+        "duplicates": r.duplicates,
+        "out_of_order": r.out_of_order,
+        "unexpected": r.unexpected,
+        "errors": r.errors,
+        "timed_out": r.timed_out,
+    });
+    extend(&mut v, percentiles(&h));
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        let used = b.saturating_sub(a);
+        extend(&mut v, json!({
+            "server_pid": o.server_pid,
+            "server_cpu_ns": used,
+            "ns_per_delivery": if r.delivered > 0 { Some((used as f64 / r.delivered as f64).round()) } else { None },
+        }));
+    }
+    if let Some(e) = send_err.or(r.first_error) {
+        extend(&mut v, json!({"error": e}));
+    }
+    Ok(v)
+}
+
+/// C clients, each on its own topic, each in a closed loop of `echo` push + reply.
+pub async fn echo(o: &Opts, c: usize, duration: f64, body_size: usize, ui: &Ui) -> Result<Value, String> {
+    if c == 0 || !positive(duration) {
+        return Err("--clients and --duration must be positive".into());
+    }
+    check_files(o, c)?;
+    let prefix = "room:echo-";
+    ui.phase(&format!("echo: joining {c} clients"), c as u64);
+    let mut w = Workers::start(specs(o, c, Kind::Echo { topic_prefix: prefix.into(), body_size }), o.processes, ui, o.timeout).await?;
+
+    ui.phase(&format!("echo: {c} clients for {duration} s, round trips"), 0);
+    let cpu0 = cpu(o)?;
+    let t0 = mono_ns();
+    let dur_ns = (duration * 1e9) as u64;
+    let go = Go { start_ns: t0, end_ns: t0 + dur_ns, deadline_ns: t0 + dur_ns + o.timeout.as_nanos() as u64 };
+    w.go(go)?;
+    let results = w.done(ui, crate::group::instant_of(go.deadline_ns) + Duration::from_secs(5)).await?;
+    let cpu1 = cpu(o)?;
+    w.close().await;
+
+    let (r, h) = merge(results);
+    let elapsed = if r.last_ns > t0 { secs(r.last_ns - t0) } else { 0.0 };
+    let ok = r.errors == 0 && r.unexpected == 0 && !r.timed_out && r.round_trips > 0;
+    let mut v = json!({
+        "scenario": "echo",
+        "ok": ok,
+        "url": o.url,
+        "processes": o.processes,
+        "clients": c,
+        "duration_s": duration,
+        "body_size": body_size,
+        "round_trips": r.round_trips,
+        "elapsed_s": elapsed,
+        "round_trips_per_sec": rate(r.round_trips, elapsed),
+        "errors": r.errors,
+        "timed_out": r.timed_out,
+    });
+    extend(&mut v, percentiles(&h));
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        let used = b.saturating_sub(a);
+        extend(&mut v, json!({
+            "server_pid": o.server_pid,
+            "server_cpu_ns": used,
+            "ns_per_round_trip": if r.round_trips > 0 { Some((used as f64 / r.round_trips as f64).round()) } else { None },
+        }));
+    }
+    if let Some(e) = r.first_error {
+        extend(&mut v, json!({"error": e}));
+    }
+    Ok(v)
+}
+
+/// N clients connect and join; optionally hold them idle and sample the server's RSS.
+pub async fn connect(o: &Opts, n: usize, topic: &str, shared: bool, hold_ms: Option<u64>, ui: &Ui) -> Result<Value, String> {
+    if n == 0 {
+        return Err("--clients must be at least 1".into());
+    }
+    check_files(o, n)?;
+    let rss_before = rss(o)?;
+    let cpu0 = cpu(o)?;
+    ui.phase(&format!("connect: {n} clients, {} at once", o.concurrency), n as u64);
+    let mut w = Workers::start(specs(o, n, Kind::Connect { topic: topic.into(), shared }), o.processes, ui, o.timeout).await?;
+    let t0 = mono_ns();
+    let go = Go { start_ns: t0, end_ns: t0, deadline_ns: t0 + o.timeout.as_nanos() as u64 };
+    w.go(go)?;
+    let results = w.done(ui, crate::group::instant_of(go.deadline_ns) + Duration::from_secs(5)).await?;
+    let rss_after = rss(o)?;
+    let cpu1 = cpu(o)?;
+    let mut rss_after_hold = None;
+    if let Some(h) = hold_ms {
+        ui.note(&format!("connect: holding {} connections idle for {h} ms", n));
+        tokio::time::sleep(Duration::from_millis(h)).await;
+        rss_after_hold = rss(o)?;
+    }
+    let closed = w.close().await;
+
+    let (r, _) = merge(results);
+    let failures = n as u64 - r.joined;
+    let elapsed = if r.join_last_ns > r.join_first_ns { secs(r.join_last_ns - r.join_first_ns) } else { 0.0 };
+    let ok = failures == 0 && (hold_ms.is_none() || closed == 0);
+    let mut v = json!({
+        "scenario": "connect",
+        "ok": ok,
+        "url": o.url,
+        "processes": o.processes,
+        "clients": n,
+        "concurrency": o.concurrency,
+        "shared_topic": shared,
+        "topic": topic,
+        "joined": r.joined,
+        "failures": failures,
+        "elapsed_s": elapsed,
+        "joins_per_sec": rate(r.joined, elapsed),
+    });
+    if let Some(h) = hold_ms {
+        extend(&mut v, json!({"hold_ms": h, "closed_during_hold": closed}));
+    }
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        extend(&mut v, json!({
+            "server_pid": o.server_pid,
+            "rss_before": before,
+            "rss_after": after,
+            "bytes_per_conn": if r.joined > 0 { Some(((after as f64 - before as f64) / r.joined as f64).round()) } else { None },
+        }));
+        if let Some(a) = rss_after_hold {
+            extend(&mut v, json!({"rss_after_hold": a}));
+        }
+    }
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        let used = b.saturating_sub(a);
+        extend(&mut v, json!({
+            "server_cpu_ns": used,
+            "ns_per_join": if r.joined > 0 { Some((used as f64 / r.joined as f64).round()) } else { None },
+        }));
+    }
+    if let Some(e) = r.first_error {
+        extend(&mut v, json!({"error": e}));
+    }
+    Ok(v)
+}
+
+/// Tiny sizes of every scenario in sequence; ok only if nothing was lost, duplicated,
+/// out of order or failed. No timing is judged.
+pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
+    let mut results = Vec::new();
+    let mut ok = true;
+    let two = Opts { processes: 2, ..o.clone() };
+    let runs: Vec<(&str, Result<Value, String>)> = vec![
+        ("fanout", fanout(o, 5, 10, 64, "room:smoke-fanout", ui).await),
+        ("fanout", fanout(&two, 6, 10, 16, "room:smoke-fanout2", ui).await),
+        ("echo", echo(o, 2, 1.0, 0, ui).await),
+        ("connect", connect(o, 5, "room:smoke-connect", false, None, ui).await),
+        ("connect", connect(o, 5, "room:smoke-connect-shared", true, Some(50), ui).await),
+        ("latency", latency(o, 5, 20.0, 1.0, 0, "room:smoke-latency", ui).await),
+    ];
+    for (name, r) in runs {
+        let v = match r {
+            Ok(v) => v,
+            Err(e) => json!({"scenario": name, "ok": false, "error": e}),
+        };
+        let this_ok = v["ok"].as_bool().unwrap_or(false);
+        ok &= this_ok;
+        ui.note(&format!("smoke: {name} {}", if this_ok { "ok" } else { "FAILED" }));
+        results.push(v);
+    }
+    json!({"scenario": "smoke", "ok": ok, "url": o.url, "results": results})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_clients() {
+        assert_eq!(split(10, 1), vec![(0, 10)]);
+        assert_eq!(split(10, 3), vec![(0, 4), (4, 3), (7, 3)]);
+        assert_eq!(split(2, 4), vec![(0, 1), (1, 1)]);
+        assert_eq!(split(0, 3), Vec::<(usize, usize)>::new());
+        assert_eq!(split(10_000, 2), vec![(0, 5000), (5000, 5000)]);
+    }
+
+    #[test]
+    fn merges_results_and_histograms() {
+        use crate::group::GroupResult;
+        let mut h1 = crate::group::new_histogram();
+        h1.record(1_000_000).unwrap();
+        h1.record(2_000_000).unwrap();
+        let mut h2 = crate::group::new_histogram();
+        h2.record_n(3_000_000, 2).unwrap();
+        let hist = |h: &Histogram<u64>| h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        let a = GroupResult { clients: 2, delivered: 10, join_first_ns: 50, join_last_ns: 70, last_ns: 5, hist: hist(&h1), ..Default::default() };
+        let b = GroupResult { clients: 3, delivered: 5, join_first_ns: 40, join_last_ns: 60, last_ns: 9, hist: hist(&h2), first_error: Some("x".into()), ..Default::default() };
+        let (t, h) = merge(vec![a, b]);
+        assert_eq!((t.clients, t.delivered, t.join_first_ns, t.join_last_ns, t.last_ns), (5, 15, 40, 70, 9));
+        assert_eq!(t.first_error.as_deref(), Some("x"));
+        assert_eq!(h.len(), 4);
+        assert!(ms(h.max()) >= 2.999 && ms(h.max()) <= 3.01);
+        assert!(ms(h.value_at_quantile(0.5)) >= 1.99 && ms(h.value_at_quantile(0.5)) <= 2.01);
+    }
+}

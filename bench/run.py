@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""The standard benchmark set: Fenix against the limit server, interleaved, two rounds.
+
+Each server runs pinned to core 0 with one engine thread; the load generator runs
+pinned to core 1. Every scenario of a round runs on both servers back to back, so the
+two columns of a row were measured minutes apart on the same machine. Results go to
+bench/results/<date>.md (a table with ratios) and bench/results/<date>.svg (a plot),
+and the raw JSON lines to bench/results/<date>.jsonl.
+
+    python3 bench/run.py            # the standard set (several minutes)
+    python3 bench/run.py --quick    # small sizes, to try the harness
+"""
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOADGEN = ROOT / "target/release/fenix-loadgen"
+LIMIT = ROOT / "target/release/fenix-limit"
+SERVER_CORE, LOADGEN_CORE = "0", "1"
+
+
+class Server:
+    """A benchmarked server process, pinned to SERVER_CORE."""
+
+    def __init__(self, name, port):
+        self.name, self.port = name, port
+        env = dict(os.environ, PORT=str(port))
+        if name == "fenix":
+            env.update(MIX_ENV="test", FENIX_ENGINE_THREADS="1", ELIXIR_ERL_OPTIONS="+S 1:1 +SDcpu 1:1")
+            cmd = ["mix", "fenix.conformance"]
+        else:
+            cmd = [str(LIMIT), "--threads", "1"]
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE] + cmd,
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True, preexec_fn=raise_nofile,
+        )
+        deadline = time.time() + 180
+        for line in self.proc.stdout:
+            if "listening on" in line:
+                break
+            if time.time() > deadline:
+                raise RuntimeError(f"{name} did not start")
+        else:
+            raise RuntimeError(f"{name} exited before listening")
+        # Drain the rest of its output so it never blocks on a full pipe.
+        subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/socket/websocket"
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadgen(args):
+    """Runs one load generator scenario; returns its JSON result."""
+    out = subprocess.run(
+        ["taskset", "-c", LOADGEN_CORE, str(LOADGEN)] + [str(a) for a in args],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile, timeout=900,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": f"exit {out.returncode}", "scenario": args[0]}
+    return json.loads(lines[-1])
+
+
+def scenarios(quick):
+    """(key, label, loadgen args without url/pid, figure, unit, better) for the standard set."""
+    s = 10 if quick else 1
+    return [
+        ("fanout_100", "fan-out 100 x 1,000", ["fanout", "--subscribers", 100 // min(s, 10), "--broadcasts", 1000 // s, "--body-size", 64], "msgs_per_sec", "msg/s", "higher"),
+        ("fanout_1k", "fan-out 1,000 x 1,000", ["fanout", "--subscribers", 1000 // s, "--broadcasts", 1000 // s, "--body-size", 64], "msgs_per_sec", "msg/s", "higher"),
+        ("fanout_10k", "fan-out 10,000 x 100", ["fanout", "--subscribers", 10000 // s, "--broadcasts", 100, "--body-size", 64], "msgs_per_sec", "msg/s", "higher"),
+        ("latency_100", "latency p99, 100 subs at 20/s", ["latency", "--subscribers", 100 // min(s, 10), "--rate", 20, "--duration", 10 // min(s, 5)], "p99_ms", "ms", "lower"),
+        ("latency_1k", "latency p99, 1,000 subs at 20/s", ["latency", "--subscribers", 1000 // s, "--rate", 20, "--duration", 10 // min(s, 5)], "p99_ms", "ms", "lower"),
+        ("echo_100", "echo round trips, 100 clients", ["echo", "--clients", 100 // s, "--duration", 10 // min(s, 5)], "round_trips_per_sec", "req/s", "higher"),
+        ("connect_10k", "connect + join, 10,000 clients", ["connect", "--clients", 10000 // s, "--hold-ms", 2000], "joins_per_sec", "joins/s", "higher"),
+    ]
+
+
+TARGETS = {
+    "fanout_1k": ("msgs_per_sec", ">=", 2_500_000, "ns_per_delivery", "<=", 150),
+    "fanout_10k": ("msgs_per_sec", ">=", 2_000_000, "ns_per_delivery", "<=", 300),
+    "latency_1k": ("p99_ms", "<=", 12),
+    "echo_100": ("round_trips_per_sec", ">=", 60_000),
+    "connect_10k": ("joins_per_sec", ">=", 10_000, "bytes_per_conn", "<=", 6_000),
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=2)
+    opts = parser.parse_args()
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+    results = []  # (round, server, key, result)
+    for rnd in range(1, opts.rounds + 1):
+        for key, label, args, *_ in scenarios(opts.quick):
+            for name in ("fenix", "limit"):
+                server = Server(name, free_port())
+                try:
+                    print(f"round {rnd} {name:5} {label} ...", file=sys.stderr, flush=True)
+                    result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
+                finally:
+                    server.stop()
+                result.update(round=rnd, server=name, key=key)
+                results.append(result)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+    out_dir = ROOT / "bench/results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    write_svg(out_dir / f"{stamp}.svg", results)
+    write_table(out_dir / f"{stamp}.md", results, opts, stamp)
+    print(f"wrote bench/results/{stamp}.md", file=sys.stderr)
+
+
+def figure(results, rnd, server, key, field):
+    for r in results:
+        if r["round"] == rnd and r["server"] == server and r["key"] == key:
+            return r.get(field)
+    return None
+
+
+def fmt(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and value < 100:
+        return f"{value:.2f}"
+    return f"{value:,.0f}"
+
+
+def write_table(path, results, opts, stamp):
+    rounds = range(1, opts.rounds + 1)
+    lines = [
+        f"# Benchmarks {stamp}",
+        "",
+        "Server pinned to core 0 (`taskset -c 0`, one engine thread; the BEAM with `+S 1`), "
+        "load generator pinned to core 1. Fenix hosts the conformance app; the limit server "
+        "is `bench/limit` (pure tokio, no BEAM). Ratio = Fenix / limit (for latency and CPU "
+        "per message, lower is better).",
+        "",
+        "| scenario | figure | " + " | ".join(f"Fenix r{r}" for r in rounds) + " | "
+        + " | ".join(f"limit r{r}" for r in rounds) + " | ratio (mean) | target | met |",
+        "|---" * (5 + 2 * len(rounds)) + "|",
+    ]
+    for key, label, _args, field, unit, _better in scenarios(opts.quick):
+        fields = [(field, unit)]
+        extra = {"fanout_1k": "ns_per_delivery", "fanout_10k": "ns_per_delivery", "echo_100": "ns_per_round_trip", "connect_10k": "bytes_per_conn"}.get(key)
+        if extra:
+            fields.append((extra, {"ns_per_delivery": "ns CPU", "ns_per_round_trip": "ns CPU", "bytes_per_conn": "B/conn"}[extra]))
+        for f, u in fields:
+            fenix = [figure(results, r, "fenix", key, f) for r in rounds]
+            limit = [figure(results, r, "limit", key, f) for r in rounds]
+            ratio = mean_ratio(fenix, limit)
+            target, met = target_of(key, f, fenix)
+            lines.append(
+                f"| {label} | {f} ({u}) | " + " | ".join(fmt(v) for v in fenix) + " | "
+                + " | ".join(fmt(v) for v in limit) + f" | {ratio} | {target} | {met} |"
+            )
+    errors = [r for r in results if "error" in r or r.get("lost")]
+    if errors:
+        lines += ["", "Runs with errors or lost messages:", ""]
+        lines += [f"- round {r['round']} {r['server']} {r['key']}: {r.get('error') or str(r.get('lost')) + ' lost'}" for r in errors]
+    lines += ["", f"![throughput and p99 latency against subscribers]({path.stem}.svg)", ""]
+    path.write_text("\n".join(lines))
+
+
+def mean_ratio(fenix, limit):
+    pairs = [(f, l) for f, l in zip(fenix, limit) if f and l]
+    if not pairs:
+        return "n/a"
+    return f"{sum(f / l for f, l in pairs) / len(pairs):.2f}"
+
+
+def target_of(key, field, values):
+    spec = TARGETS.get(key, ())
+    for i in range(0, len(spec), 3):
+        if spec[i] == field:
+            op, bound = spec[i + 1], spec[i + 2]
+            got = [v for v in values if v is not None]
+            if not got:
+                return f"{op} {bound:,}", "n/a"
+            ok = all((v >= bound) if op == ">=" else (v <= bound) for v in got)
+            return f"{op} {bound:,}", "yes" if ok else "**no**"
+    return "", ""
+
+
+def write_svg(path, results):
+    """Two panels: fan-out msg/s and broadcast p99 latency against subscriber count."""
+    panels = [
+        ("fan-out throughput (msg/s)", [("fanout_100", 100), ("fanout_1k", 1000), ("fanout_10k", 10000)], "msgs_per_sec"),
+        ("broadcast latency p99 (ms)", [("latency_100", 100), ("latency_1k", 1000)], "p99_ms"),
+    ]
+    width, height, pad = 460, 300, 50
+    colors = {"fenix": "#e8590c", "limit": "#1c7ed6"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height}" font-family="sans-serif" font-size="11">']
+    for p, (title, points, field) in enumerate(panels):
+        x0 = p * width
+        series = {}
+        for server in colors:
+            vals = []
+            for key, subs in points:
+                got = [r.get(field) for r in results if r["server"] == server and r["key"] == key and r.get(field) is not None]
+                if got:
+                    vals.append((subs, sum(got) / len(got)))
+            series[server] = vals
+        ymax = max([v for s in series.values() for _, v in s] + [1]) * 1.15
+        xs = [subs for _, subs in points]
+        import math
+        lx = lambda s: x0 + pad + (math.log10(s) - math.log10(min(xs))) / max(math.log10(max(xs)) - math.log10(min(xs)), 1e-9) * (width - 2 * pad)
+        ly = lambda v: height - pad - v / ymax * (height - 2 * pad)
+        parts.append(f'<text x="{x0 + width / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>')
+        parts.append(f'<line x1="{x0 + pad}" y1="{height - pad}" x2="{x0 + width - pad}" y2="{height - pad}" stroke="#333"/>')
+        parts.append(f'<line x1="{x0 + pad}" y1="{pad}" x2="{x0 + pad}" y2="{height - pad}" stroke="#333"/>')
+        for subs in xs:
+            parts.append(f'<text x="{lx(subs)}" y="{height - pad + 15}" text-anchor="middle">{subs:,}</text>')
+        parts.append(f'<text x="{x0 + width / 2}" y="{height - 12}" text-anchor="middle">subscribers</text>')
+        for i in range(5):
+            v = ymax * i / 4
+            parts.append(f'<text x="{x0 + pad - 4}" y="{ly(v) + 4}" text-anchor="end">{fmt(v)}</text>')
+        for k, (server, vals) in enumerate(series.items()):
+            if vals:
+                pts = " ".join(f"{lx(s):.1f},{ly(v):.1f}" for s, v in vals)
+                parts.append(f'<polyline points="{pts}" fill="none" stroke="{colors[server]}" stroke-width="2"/>')
+                parts += [f'<circle cx="{lx(s):.1f}" cy="{ly(v):.1f}" r="3" fill="{colors[server]}"/>' for s, v in vals]
+            parts.append(f'<text x="{x0 + width - pad - 60}" y="{pad + 14 * k}" fill="{colors[server]}">{server}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env python3
+"""Runs the load generator's `smoke` scenario (tiny sizes of every scenario) against
+Fenix and the limit server, so the benchmark tools keep working. No timing is asserted:
+it fails only if a message is lost, duplicated or out of order, or a phase fails."""
+
+import sys
+
+from run import Server, free_port, loadgen
+
+failed = 0
+for name in ("fenix", "limit"):
+    server = Server(name, free_port())
+    try:
+        result = loadgen(["smoke", "--url", server.url])
+    finally:
+        server.stop()
+    ok = "error" not in result and result.get("ok", False)
+    failed += not ok
+    print(f"bench smoke {name}: {'ok' if ok else 'FAILED'} {result}")
+print(f"{2 - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
