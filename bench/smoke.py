@@ -16,6 +16,7 @@ for name in ("fenix", "limit"):
         server.stop()
     ok = "error" not in result and result.get("ok", False)
     failed += not ok
-    print(f"bench smoke {name}: {'ok' if ok else 'FAILED'} {result}")
+    parts = ", ".join(f"{r.get('scenario')} {'ok' if r.get('ok') else 'FAILED'}" for r in result.get("results", []))
+    print(f"bench smoke {name}: {'ok' if ok else 'FAILED'} ({parts or result})")
 print(f"{2 - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

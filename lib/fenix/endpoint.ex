@@ -114,7 +114,7 @@ defmodule Fenix.Endpoint do
     timeout: 60_000,
     max_frame_size: 1_048_576,
     max_channels: 100,
-    outbox_capacity: 1024,
+    outbox_capacity: 4096,
     connect_timeout: 10_000
   ]
 

@@ -56,7 +56,7 @@ defmodule Fenix.Socket do
     * `:max_channels` - the most channels one connection may join; further joins get
       `{"reason": "too many channels joined"}`. Default `100`.
     * `:outbox_capacity` - the most frames queued for one client; a client that falls
-      further behind is disconnected. Default `1024`.
+      further behind is disconnected. Default `4096`.
     * `:connect_timeout` - ms that `c:connect/3` may take before the upgrade fails. Default `10_000`.
 
   ## Fields

@@ -33,7 +33,8 @@ pub struct SocketConfig {
     /// The most channels one connection may join. Default 100.
     pub max_channels: usize,
     /// The most frames queued for one client; a client that falls further behind is
-    /// disconnected. Default 1024.
+    /// disconnected. Default 4096: a burst of a few thousand broadcasts must not
+    /// drop a client that reads, while one that stops reading costs at most this many slots.
     pub outbox_capacity: usize,
     /// How long the application may take to answer a connect. Default 10 s.
     pub connect_timeout: Duration,
@@ -47,7 +48,7 @@ impl SocketConfig {
             timeout: Duration::from_secs(60),
             max_frame_size: 1 << 20,
             max_channels: 100,
-            outbox_capacity: 1024,
+            outbox_capacity: 4096,
             connect_timeout: Duration::from_secs(10),
         }
     }

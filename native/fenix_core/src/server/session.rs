@@ -24,11 +24,15 @@ use crate::websocket::CloseCode;
 const SCRATCH_SIZE: usize = 64 * 1024;
 /// Most frames handed to one `writev`.
 const MAX_IOVECS: usize = 256;
+/// Batches up to this size are copied into one per-thread buffer and written with one
+/// `write`: the kernel copies one long run much faster than many short iovecs.
+const COALESCE_LIMIT: usize = 64 * 1024;
 /// How long a closing connection may take to flush what is queued.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_SIZE].into_boxed_slice());
+    static COALESCE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How the reader ended.
@@ -87,6 +91,30 @@ async fn write_loop(stream: &TcpStream, conn: &Conn) {
 }
 
 async fn write_all(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
+    let total: usize = frames.iter().map(Bytes::len).sum();
+    if frames.len() == 1 || total > COALESCE_LIMIT {
+        return write_vectored(stream, frames, conn).await;
+    }
+    // Write the whole batch now if the socket takes it (the common case); only what
+    // it does not take is copied out of the per-thread buffer and waited for.
+    let rest = COALESCE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        frames.iter().for_each(|frame| buf.extend_from_slice(frame));
+        let written = match stream.try_write(&buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        Ok((written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])))
+    })?;
+    match rest {
+        Some(rest) => write_vectored(stream, &[rest], conn).await,
+        None => Ok(()),
+    }
+}
+
+async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
     let (mut index, mut offset) = (0, 0);
     while index < frames.len() {
         let written = {
