@@ -238,6 +238,10 @@ defmodule Fenix.Channel do
   defp ok!(:ok, _payload), do: :ok
   defp ok!({:error, :closed}, _payload), do: :ok
 
+  defp ok!({:error, :overloaded}, _payload) do
+    raise RuntimeError, "the Fenix engine's outbound queue is full"
+  end
+
   defp ok!({:error, :unsupported_term}, payload) do
     raise ArgumentError, "payload cannot be encoded as JSON: #{inspect(payload)}"
   end

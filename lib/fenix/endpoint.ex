@@ -192,8 +192,9 @@ defmodule Fenix.Endpoint do
       end
 
     case result do
-      {:ok, _delivered} -> :ok
+      :ok -> :ok
       {:error, :unsupported_term} -> {:error, {:unsupported_payload, payload}}
+      {:error, :overloaded} -> {:error, :overloaded}
     end
   end
 
@@ -202,6 +203,10 @@ defmodule Fenix.Endpoint do
 
   def __raise_on_error__({:error, {:unsupported_payload, payload}}) do
     raise ArgumentError, "broadcast payload cannot be encoded as JSON: #{inspect(payload)}"
+  end
+
+  def __raise_on_error__({:error, :overloaded}) do
+    raise RuntimeError, "broadcast failed: the Fenix engine's outbound queue is full"
   end
 
   @doc false

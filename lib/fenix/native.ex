@@ -44,10 +44,10 @@ defmodule Fenix.Native do
   def conn_join_failed(_conn, _join, _response), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec channel_reply(channel(), String.t() | nil, :ok | :error, term()) ::
-          :ok | {:error, :closed | :unsupported_term}
+          :ok | {:error, :closed | :overloaded | :unsupported_term}
   def channel_reply(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_push(channel(), String.t(), term()) :: :ok | {:error, :closed | :unsupported_term}
+  @spec channel_push(channel(), String.t(), term()) :: :ok | {:error, :closed | :overloaded | :unsupported_term}
   def channel_push(_channel, _event, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec channel_close(channel()) :: :ok | {:error, :closed}
@@ -57,12 +57,12 @@ defmodule Fenix.Native do
   def channel_conn_id(_channel), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec pubsub_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
-          {:ok, non_neg_integer()} | :dirty | {:error, :unsupported_term}
+          :ok | :dirty | {:error, :unsupported_term | :overloaded}
   def pubsub_broadcast(_endpoint, _topic, _event, _payload, _exclude),
     do: :erlang.nif_error(:nif_not_loaded)
 
   @spec pubsub_broadcast_dirty(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
-          {:ok, non_neg_integer()} | {:error, :unsupported_term}
+          :ok | {:error, :unsupported_term | :overloaded}
   def pubsub_broadcast_dirty(_endpoint, _topic, _event, _payload, _exclude),
     do: :erlang.nif_error(:nif_not_loaded)
 end

@@ -2,10 +2,13 @@
 //!
 //! A broadcast is encoded at most once per serializer; every subscriber gets a clone of
 //! the same [`Bytes`] (a reference count, no copy) pushed onto its bounded outbox.
-//! Fan-outs to one topic hold that topic's entry exclusively, so every subscriber sees
-//! a topic's broadcasts in the order they were made. Subscribers whose channel
-//! intercepts the event are handed to the caller instead, which delivers the payload
-//! to the channel (Phoenix's `handle_out/3`).
+//! Fan-outs run on the engine's outbound task (see `server::outbound`), one after the
+//! other, so every subscriber sees a topic's broadcasts in the order they were made.
+//!
+//! Channels that intercept an event (Phoenix's `intercept/1` + `handle_out/3`) get no
+//! frame: the broadcaster hands them the payload itself, through [`Registry::intercepting`],
+//! before queueing the fan-out. Each topic counts its interceptors per event, so a
+//! broadcast nobody intercepts costs no pass over the subscribers.
 //!
 //! Socket ids (`Fenix.Socket.id/1`) live in a second map: a broadcast of `disconnect`
 //! to an id closes every connection with that id.
@@ -27,8 +30,29 @@ pub const DISCONNECT_EVENT: &str = "disconnect";
 /// The engine's topic registry.
 #[derive(Debug, Default)]
 pub struct Registry {
-    topics: DashMap<String, HashMap<u64, Subscriber>>,
+    topics: DashMap<String, Topic>,
     socket_ids: DashMap<String, HashMap<u64, Weak<Conn>>>,
+}
+
+#[derive(Debug, Default)]
+struct Topic {
+    subscribers: HashMap<u64, Subscriber>,
+    /// How many subscribers intercept each event.
+    intercepted: HashMap<String, usize>,
+}
+
+impl Topic {
+    fn remove(&mut self, conn_id: u64) {
+        let Some(old) = self.subscribers.remove(&conn_id) else { return };
+        for event in old.intercepts.iter() {
+            if let Some(count) = self.intercepted.get_mut(event) {
+                *count -= 1;
+                if *count == 0 {
+                    self.intercepted.remove(event);
+                }
+            }
+        }
+    }
 }
 
 /// One connection's subscription to a topic.
@@ -44,9 +68,7 @@ pub struct Subscriber {
 pub struct Delivery {
     /// Frames queued to subscribers.
     pub queued: usize,
-    /// Subscribers handed to the caller because they intercept the event.
-    pub intercepted: usize,
-    /// Subscribers disconnected because their outbox was full.
+    /// Subscribers whose outbox was full (they are disconnected) or closing.
     pub dropped: usize,
 }
 
@@ -54,15 +76,19 @@ impl Registry {
     /// Subscribes `conn`'s channel `sink` to `topic`; `intercepts` lists the events the
     /// channel wants to see in `handle_out` instead of having them sent directly.
     pub fn subscribe(&self, topic: &str, conn: &Arc<Conn>, sink: Sink, intercepts: Arc<[String]>) {
-        let subscriber = Subscriber { conn: Arc::clone(conn), intercepts, sink };
-        self.topics.entry(topic.to_owned()).or_default().insert(conn.id(), subscriber);
+        let mut entry = self.topics.entry(topic.to_owned()).or_default();
+        entry.remove(conn.id());
+        for event in intercepts.iter() {
+            *entry.intercepted.entry(event.clone()).or_default() += 1;
+        }
+        entry.subscribers.insert(conn.id(), Subscriber { conn: Arc::clone(conn), intercepts, sink });
     }
 
     /// Removes `conn` from `topic`.
     pub fn unsubscribe(&self, topic: &str, conn_id: u64) {
-        self.topics.remove_if_mut(topic, |_, subscribers| {
-            subscribers.remove(&conn_id);
-            subscribers.is_empty()
+        self.topics.remove_if_mut(topic, |_, entry| {
+            entry.remove(conn_id);
+            entry.subscribers.is_empty()
         });
     }
 
@@ -81,7 +107,30 @@ impl Registry {
 
     /// How many connections subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.topics.get(topic).map_or(0, |subscribers| subscribers.len())
+        self.topics.get(topic).map_or(0, |entry| entry.subscribers.len())
+    }
+
+    /// How many subscribers of `topic` intercept `event`.
+    pub fn interceptor_count(&self, topic: &str, event: &str) -> usize {
+        self.topics.get(topic).and_then(|entry| entry.intercepted.get(event).copied()).unwrap_or(0)
+    }
+
+    /// Passes the sink of every subscriber of `topic` (but `exclude`) that intercepts
+    /// `event` to `intercept`; returns how many. Those subscribers get no frame from
+    /// [`Registry::broadcast`]: the caller delivers the payload to them itself.
+    pub fn intercepting(&self, topic: &str, event: &str, exclude: Option<u64>, mut intercept: impl FnMut(&Sink)) -> usize {
+        let Some(entry) = self.topics.get(topic) else { return 0 };
+        if !entry.intercepted.contains_key(event) {
+            return 0;
+        }
+        let mut count = 0;
+        for (id, subscriber) in &entry.subscribers {
+            if Some(*id) != exclude && subscriber.intercepts.iter().any(|e| e == event) {
+                intercept(&subscriber.sink);
+                count += 1;
+            }
+        }
+        count
     }
 
     /// How many topics have subscribers.
@@ -89,49 +138,32 @@ impl Registry {
         self.topics.len()
     }
 
-    /// Broadcasts `event` with `body` to every subscriber of `topic` but `exclude`.
+    /// Broadcasts `event` with `body` to every subscriber of `topic` but `exclude`,
+    /// except those that intercept `event` (see [`Registry::intercepting`]).
     ///
-    /// Subscribers that intercept `event` are passed to `intercept` (while the topic is
-    /// held, so that their order is kept too) and get nothing queued.
-    pub fn broadcast(
-        &self,
-        topic: &str,
-        event: &str,
-        body: Body<'_>,
-        exclude: Option<u64>,
-        mut intercept: impl FnMut(&Sink),
-    ) -> Delivery {
+    /// Called by the engine's outbound task; applications call `Server::broadcast`.
+    pub fn broadcast(&self, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) -> Delivery {
         if event == DISCONNECT_EVENT {
             self.disconnect_socket_id(topic);
         }
         let mut delivery = Delivery::default();
-        let mut slow = Vec::new();
-        if let Some(subscribers) = self.topics.get_mut(topic) {
-            let message = Outgoing::broadcast(topic, event, body);
-            let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
-            for (id, subscriber) in subscribers.iter() {
-                if Some(*id) == exclude {
-                    continue;
-                }
-                if subscriber.intercepts.iter().any(|e| e == event) {
-                    intercept(&subscriber.sink);
-                    delivery.intercepted += 1;
-                    continue;
-                }
-                let serializer = subscriber.conn.serializer();
-                let encoded = frames[serializer.index()].get_or_insert_with(|| encode(serializer, &message));
-                // A body the serializer cannot carry (binary for vsn 1.0.0) is skipped.
-                let Some(frame) = encoded else { continue };
-                match subscriber.conn.send(frame.clone()) {
-                    Ok(()) => delivery.queued += 1,
-                    Err(_) => slow.push(Arc::clone(&subscriber.conn)),
-                }
+        let Some(entry) = self.topics.get(topic) else { return delivery };
+        let intercepted = entry.intercepted.contains_key(event);
+        let message = Outgoing::broadcast(topic, event, body);
+        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        for (id, subscriber) in &entry.subscribers {
+            if Some(*id) == exclude || (intercepted && subscriber.intercepts.iter().any(|e| e == event)) {
+                continue;
             }
-        }
-        // Closing unsubscribes, which needs the topic entry: only after it is released.
-        delivery.dropped = slow.len();
-        for conn in slow {
-            conn.close_slow_reader();
+            let serializer = subscriber.conn.serializer();
+            let encoded = frames[serializer.index()].get_or_insert_with(|| encode(serializer, &message));
+            // A body the serializer cannot carry (binary for vsn 1.0.0) is skipped.
+            let Some(frame) = encoded else { continue };
+            // A full outbox closes that connection (Conn::send); the others go on.
+            match subscriber.conn.send(frame.clone()) {
+                Ok(()) => delivery.queued += 1,
+                Err(_) => delivery.dropped += 1,
+            }
         }
         delivery
     }

@@ -392,7 +392,7 @@ async fn join_reply_comes_before_any_broadcast_to_the_topic() {
         let (server, stop) = (Arc::clone(&t.server), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                server.registry().broadcast("room:race", "tick", Body::Json(b"{}"), None, |_| {});
+                server.broadcast("room:race", "tick", Body::Json(b"{}"), None).expect("queued");
                 std::thread::yield_now();
             }
         })
@@ -465,8 +465,8 @@ async fn broadcasts_fan_out_to_every_subscriber_in_order_per_topic() {
                 for i in 1..=PER_TOPIC {
                     let body = format!(r#"{{"i":{i}}}"#);
                     let delivery =
-                        server.registry().broadcast(topic, "tick", Body::Json(body.as_bytes()), None, |_| {});
-                    assert_eq!(delivery, Delivery { queued: CLIENTS, intercepted: 0, dropped: 0 });
+                        server.registry().broadcast(topic, "tick", Body::Json(body.as_bytes()), None);
+                    assert_eq!(delivery, Delivery { queued: CLIENTS, dropped: 0 });
                 }
             })
         })
@@ -498,7 +498,7 @@ async fn disconnect_broadcast_closes_every_connection_of_the_socket_id() {
     for client in [&mut dc1, &mut dc2, &mut other] {
         client.join("1", "room:dc").await;
     }
-    t.registry().broadcast("users_socket:dc", "disconnect", Body::Json(b"{}"), None, |_| {});
+    t.registry().broadcast("users_socket:dc", "disconnect", Body::Json(b"{}"), None);
     assert_eq!(dc1.expect_close(1001).await, "");
     assert_eq!(dc2.expect_close(1001).await, "");
     other.send(r#"["1","2","room:dc","echo",{"still":"here"}]"#).await;
@@ -573,14 +573,14 @@ async fn client_that_does_not_read_is_disconnected_when_its_outbox_fills() {
     let expected = format!(r#"[null,null,"room:flood","blob",{body}]"#);
     let mut sent = 0;
     loop {
-        let delivery = t.registry().broadcast("room:flood", "blob", Body::Json(body.as_bytes()), None, |_| {});
+        let delivery = t.registry().broadcast("room:flood", "blob", Body::Json(body.as_bytes()), None);
         sent += 1;
         assert_eq!(reader.recv_text().await, expected);
         if delivery.dropped > 0 {
-            assert_eq!(delivery, Delivery { queued: 1, intercepted: 0, dropped: 1 });
+            assert_eq!(delivery, Delivery { queued: 1, dropped: 1 });
             break;
         }
-        assert_eq!(delivery, Delivery { queued: 2, intercepted: 0, dropped: 0 });
+        assert_eq!(delivery, Delivery { queued: 2, dropped: 0 });
         assert!(sent < 10_000, "the slow client was never disconnected");
     }
     eventually("the slow client unsubscribes", || t.registry().subscriber_count("room:flood") == 1).await;
@@ -636,16 +636,20 @@ async fn intercepting_subscribers_are_handed_to_the_caller() {
         .await;
 
     let mut handed = Vec::new();
-    let delivery = t.registry().broadcast("room:out", "secret", Body::Json(br#"{"s":1}"#), None, |sink| {
+    assert_eq!(t.registry().interceptor_count("room:out", "secret"), 1);
+    let intercepted = t.registry().intercepting("room:out", "secret", None, |sink| {
         handed.push(sink.as_any().downcast_ref::<ChannelProcess>().expect("the test's sink").conn_id);
     });
-    assert_eq!(delivery, Delivery { queued: 1, intercepted: 1, dropped: 0 });
+    assert_eq!(intercepted, 1);
     assert_eq!(handed, [t.app.conn_id("intercepting")]);
+    let delivery = t.registry().broadcast("room:out", "secret", Body::Json(br#"{"s":1}"#), None);
+    assert_eq!(delivery, Delivery { queued: 1, dropped: 0 });
     plain.expect(r#"[null,null,"room:out","secret",{"s":1}]"#).await;
 
     // Other events reach both directly; the intercepting client got nothing before.
-    let delivery = t.registry().broadcast("room:out", "public", Body::Json(br#"{"p":2}"#), None, |_| unreachable!());
-    assert_eq!(delivery, Delivery { queued: 2, intercepted: 0, dropped: 0 });
+    assert_eq!(t.registry().intercepting("room:out", "public", None, |_| unreachable!()), 0);
+    let delivery = t.registry().broadcast("room:out", "public", Body::Json(br#"{"p":2}"#), None);
+    assert_eq!(delivery, Delivery { queued: 2, dropped: 0 });
     plain.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
     intercepting.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
 }
@@ -693,7 +697,7 @@ async fn registry_counts_follow_joins_leaves_and_closes() {
     clients.truncate(1);
     eventually("closed connections unsubscribe", || t.registry().subscriber_count("room:y") == 1).await;
     assert_eq!((t.registry().subscriber_count("room:x"), t.registry().topic_count()), (0, 1));
-    let nobody = t.registry().broadcast("room:x", "e", Body::Json(b"{}"), None, |_| {});
+    let nobody = t.registry().broadcast("room:x", "e", Body::Json(b"{}"), None);
     assert_eq!(nobody, Delivery::default());
 }
 

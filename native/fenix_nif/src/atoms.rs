@@ -31,6 +31,7 @@ rustler::atoms! {
     auth_token,
     // errors
     unsupported_term,
+    overloaded,
     invalid_config,
     bind_failed,
 }

@@ -4,7 +4,10 @@
 //! [`Conn::handle_message`]), the application (which answers joins and pushes, replies
 //! and closes through the methods below, from any thread), and the registry (which
 //! queues broadcasts). Every method is short and never blocks on I/O: frames go to the
-//! bounded [`Outbox`] that the session's writer drains.
+//! bounded [`Outbox`] that the session's writer drains. What the reader answers itself
+//! goes there directly; what the application sends goes through the engine's ordered
+//! outbound queue first (see `outbound.rs`), so it keeps the order it was sent in,
+//! broadcasts included.
 //!
 //! Channel slots follow Phoenix 1.8's socket:
 //! - a `phx_join` creates a `Joining` slot; messages for the topic are held until the
@@ -27,6 +30,7 @@ use tokio::sync::oneshot;
 use crate::error::{CapacityError, Error, Result};
 use crate::handler::{ChannelEvent, ClosedReason, JoinRequest, Sink};
 use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status, HEARTBEAT_TOPIC};
+use crate::server::outbound::Op;
 use crate::server::outbox::{Outbox, PushError};
 use crate::server::{Shared, SocketConfig};
 use crate::websocket::{frame, CloseCode};
@@ -148,7 +152,7 @@ impl Conn {
     pub fn handle_message(self: &Arc<Self>, msg: Message) -> Result<(), CapacityError> {
         match msg.event {
             Event::Heartbeat if msg.topic == HEARTBEAT_TOPIC => {
-                self.send_reply(None, msg.r#ref.as_deref(), HEARTBEAT_TOPIC, Status::Ok, EMPTY);
+                self.send_reply(Via::Reader, None, msg.r#ref.as_deref(), HEARTBEAT_TOPIC, Status::Ok, EMPTY);
             }
             Event::Join => self.handle_join(msg),
             _ => return self.route(msg),
@@ -172,7 +176,8 @@ impl Conn {
         };
         if replaces.is_none() && state.channels.len() >= self.config.max_channels {
             drop(state);
-            self.send_reply(msg.join_ref.as_deref(), msg.r#ref.as_deref(), &msg.topic, Status::Error, TOO_MANY_CHANNELS);
+            let (join_ref, r#ref) = (msg.join_ref.as_deref(), msg.r#ref.as_deref());
+            self.send_reply(Via::Reader, join_ref, r#ref, &msg.topic, Status::Error, TOO_MANY_CHANNELS);
             return;
         }
         let slot = Slot::Joining { join_ref: msg.join_ref.clone(), held: Vec::new(), replaces };
@@ -211,7 +216,7 @@ impl Conn {
             }
             None => {
                 drop(state);
-                self.reply_not_joined(&msg);
+                self.reply_not_joined(Via::Reader, &msg);
             }
         }
         Ok(())
@@ -219,12 +224,12 @@ impl Conn {
 
     /// The answer to a message for a topic that is not joined: `unmatched topic`, or
     /// `ok` for a `phx_leave`.
-    fn reply_not_joined(&self, msg: &Message) {
+    fn reply_not_joined(self: &Arc<Self>, via: Via, msg: &Message) {
         let (join_ref, status, body) = match msg.event {
             Event::Leave => (msg.join_ref.as_deref(), Status::Ok, EMPTY),
             _ => (None, Status::Error, UNMATCHED_TOPIC),
         };
-        self.send_reply(join_ref, msg.r#ref.as_deref(), &msg.topic, status, body);
+        self.send_reply(via, join_ref, msg.r#ref.as_deref(), &msg.topic, status, body);
     }
 
     /// The application accepted a join: the reply `response` goes out, the channel
@@ -240,10 +245,20 @@ impl Conn {
     ) -> Result<(), JoinError> {
         let mut state = self.lock();
         let (held, replaces) = self.take_joining(&mut state, request)?;
-        // The reply is queued before the subscription: no broadcast can overtake it.
-        self.send_reply(request.join_ref, request.r#ref, request.topic, Status::Ok, response.json_or_empty());
-        self.send_replaced_close(request.topic, replaces);
-        self.shared.registry.subscribe(request.topic, self, Arc::clone(&sink), intercepts);
+        let (topic, join_ref) = (request.topic, request.join_ref);
+        self.send_reply(Via::App, join_ref, request.r#ref, topic, Status::Ok, response.json_or_empty());
+        self.send_replaced_close(topic, replaces);
+        // Subscribed in the outbound order, after the reply: no broadcast overtakes it.
+        let subscribe = Op::Subscribe {
+            conn: Arc::clone(self),
+            topic: topic.to_owned(),
+            join_ref: join_ref.map(str::to_owned),
+            sink: Arc::clone(&sink),
+            intercepts,
+        };
+        if let Err(error) = self.shared.outbound.submit(subscribe) {
+            tracing::error!(conn = self.id, %error, topic, "channel joined but not subscribed");
+        }
         state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
         // Still under the lock: the reader cannot route a newer message before these.
         held.into_iter().for_each(deliver_held);
@@ -252,13 +267,14 @@ impl Conn {
 
     /// The application refused a join (or its join crashed): the error reply goes out,
     /// then the messages held meanwhile are answered as for a topic not joined.
-    pub fn join_failed(&self, request: &JoinRef<'_>, response: Body<'_>) -> Result<(), JoinError> {
+    pub fn join_failed(self: &Arc<Self>, request: &JoinRef<'_>, response: Body<'_>) -> Result<(), JoinError> {
         let mut state = self.lock();
         let (held, replaces) = self.take_joining(&mut state, request)?;
-        self.send_reply(request.join_ref, request.r#ref, request.topic, Status::Error, response.json_or_empty());
+        let response = response.json_or_empty();
+        self.send_reply(Via::App, request.join_ref, request.r#ref, request.topic, Status::Error, response);
         self.send_replaced_close(request.topic, replaces);
         // Still under the lock: the reader cannot answer a newer message before these.
-        held.iter().for_each(|msg| self.reply_not_joined(msg));
+        held.iter().for_each(|msg| self.reply_not_joined(Via::App, msg));
         Ok(())
     }
 
@@ -280,24 +296,24 @@ impl Conn {
         }
     }
 
-    fn send_replaced_close(&self, topic: &str, replaces: Option<Option<String>>) {
+    fn send_replaced_close(self: &Arc<Self>, topic: &str, replaces: Option<Option<String>>) {
         if let Some(old_join_ref) = replaces {
-            let _ = self.send_outgoing(&Outgoing::channel_ended(old_join_ref.as_deref(), topic, Event::Close));
+            let _ = self.send_outgoing(Via::App, &Outgoing::channel_ended(old_join_ref.as_deref(), topic, Event::Close));
         }
     }
 
     /// A channel stopped on its own (`{:stop, ...}` or after a leave): `phx_close`.
     /// Returns false when the channel was not (or no longer) joined.
-    pub fn channel_closed(&self, topic: &str, join_ref: Option<&str>) -> bool {
+    pub fn channel_closed(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) -> bool {
         self.end_channel(topic, join_ref, Event::Close)
     }
 
     /// A channel crashed: `phx_error`. Returns false when it was not (or no longer) joined.
-    pub fn channel_crashed(&self, topic: &str, join_ref: Option<&str>) -> bool {
+    pub fn channel_crashed(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) -> bool {
         self.end_channel(topic, join_ref, Event::Error)
     }
 
-    fn end_channel(&self, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
+    fn end_channel(self: &Arc<Self>, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
         let mut state = self.lock();
         match state.channels.get(topic) {
             Some(Slot::Joined { join_ref: current, .. }) if current.as_deref() == join_ref => {}
@@ -306,28 +322,60 @@ impl Conn {
         state.channels.remove(topic);
         self.shared.registry.unsubscribe(topic, self.id);
         drop(state);
-        let _ = self.send_outgoing(&Outgoing::channel_ended(join_ref, topic, event));
+        let _ = self.send_outgoing(Via::App, &Outgoing::channel_ended(join_ref, topic, event));
         true
     }
 
-    /// Sends a `phx_reply`.
-    pub fn reply(&self, join_ref: Option<&str>, r#ref: Option<&str>, topic: &str, status: Status<'_>, body: Body<'_>) -> Result<()> {
-        self.send_outgoing(&Outgoing::reply(join_ref, r#ref, topic, status, body))
+    /// Sends a `phx_reply`, after everything the application submitted before.
+    pub fn reply(
+        self: &Arc<Self>,
+        join_ref: Option<&str>,
+        r#ref: Option<&str>,
+        topic: &str,
+        status: Status<'_>,
+        body: Body<'_>,
+    ) -> Result<()> {
+        self.send_outgoing(Via::App, &Outgoing::reply(join_ref, r#ref, topic, status, body))
     }
 
-    /// Pushes an event to this client's channel.
-    pub fn push(&self, join_ref: Option<&str>, topic: &str, event: &str, body: Body<'_>) -> Result<()> {
-        self.send_outgoing(&Outgoing::push(join_ref, topic, event, body))
+    /// Pushes an event to this client's channel, after everything submitted before.
+    pub fn push(self: &Arc<Self>, join_ref: Option<&str>, topic: &str, event: &str, body: Body<'_>) -> Result<()> {
+        self.send_outgoing(Via::App, &Outgoing::push(join_ref, topic, event, body))
     }
 
-    fn send_reply(&self, join_ref: Option<&str>, r#ref: Option<&str>, topic: &str, status: Status<'_>, body: &[u8]) {
-        // Only fails when closed or full, which send() already handled.
-        let _ = self.send_outgoing(&Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body)));
+    fn send_reply(
+        self: &Arc<Self>,
+        via: Via,
+        join_ref: Option<&str>,
+        r#ref: Option<&str>,
+        topic: &str,
+        status: Status<'_>,
+        body: &[u8],
+    ) {
+        // Only fails when closed or full, which is dealt with where it happens.
+        let _ = self.send_outgoing(via, &Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body)));
     }
 
-    fn send_outgoing(&self, message: &Outgoing<'_>) -> Result<()> {
+    fn send_outgoing(self: &Arc<Self>, via: Via, message: &Outgoing<'_>) -> Result<()> {
         let frame = frame::try_encode(|out| self.serializer.encode(message, out))?;
-        self.send(frame)
+        match via {
+            Via::Reader => self.send(frame),
+            Via::App if self.outbox.is_closing() => Err(Error::Closed),
+            Via::App => Ok(self.shared.outbound.submit(Op::Send { conn: Arc::clone(self), frame })?),
+        }
+    }
+
+    /// Subscribes the channel that joined `topic` as `join_ref`, unless it has ended
+    /// since (left, crashed, replaced, or the connection closed). Under the
+    /// connection's lock, so that an ending channel cannot slip in between.
+    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>, sink: Sink, intercepts: Arc<[String]>) {
+        let state = self.lock();
+        match state.channels.get(topic) {
+            Some(Slot::Joined { join_ref: current, .. }) if current.as_deref() == join_ref => {
+                self.shared.registry.subscribe(topic, self, sink, intercepts);
+            }
+            _ => {}
+        }
     }
 
     /// Queues a pre-framed WebSocket frame. A full outbox disconnects the client.
@@ -388,6 +436,15 @@ impl Conn {
         // State changes are single assignments: a panic elsewhere cannot leave it half-made.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Which way a frame goes out.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// Straight to the outbox: what the reader answers itself (heartbeats, unmatched topics).
+    Reader,
+    /// Through the engine's outbound queue: what the application sends, in the order it sent it.
+    App,
 }
 
 /// Identifies the join being answered.

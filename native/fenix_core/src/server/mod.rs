@@ -13,6 +13,7 @@ mod config;
 mod conn;
 mod http;
 mod listener;
+mod outbound;
 mod outbox;
 mod session;
 
@@ -30,6 +31,7 @@ use crate::registry::Registry;
 /// State shared by every connection of a server.
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
+    pub(crate) outbound: outbound::Outbound,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) config: Config,
     /// `config.sockets`, shared by the connections of each socket.
@@ -58,14 +60,16 @@ impl Server {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let sockets = config.sockets.iter().cloned().map(Arc::new).collect();
-        let shared =
-            Arc::new(Shared { registry: Registry::default(), handler, config, sockets, next_conn_id: AtomicU64::new(1) });
+        let (outbound, ops) = outbound::Outbound::new();
+        let registry = Registry::default();
+        let shared = Arc::new(Shared { registry, outbound, handler, config, sockets, next_conn_id: AtomicU64::new(1) });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let listener = {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(listener)?
         };
         runtime.spawn(listener::run(listener, Arc::clone(&shared), stopped));
+        runtime.spawn(outbound::run(ops, Arc::clone(&shared)));
         Ok(Server { shared, local_addr, stop })
     }
 
@@ -77,6 +81,13 @@ impl Server {
     /// The topic registry (for broadcasts).
     pub fn registry(&self) -> &Registry {
         &self.shared.registry
+    }
+
+    /// Broadcasts `event` with `body` to every subscriber of `topic` but the
+    /// connection `exclude`, after everything submitted before. Channels that intercept
+    /// the event get nothing: hand them the payload with [`Registry::intercepting`] first.
+    pub fn broadcast(&self, topic: &str, event: &str, body: crate::protocol::Body<'_>, exclude: Option<u64>) -> crate::Result<()> {
+        Ok(self.shared.outbound.broadcast(topic, event, body, exclude)?)
     }
 
     /// Stops accepting connections. Open connections stay until they close.

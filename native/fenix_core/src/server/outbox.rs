@@ -96,6 +96,11 @@ impl Outbox {
         self.ready.notify_one();
     }
 
+    /// A close frame is queued or the writer stopped: nothing more will be written.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
     pub(crate) fn is_aborted(&self) -> bool {
         self.lock().aborted
     }

@@ -318,10 +318,10 @@ impl Channel {
                             let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(&body));
                         }
                         "shout" => {
-                            server.registry().broadcast(topic, "shout", Body::Json(&body), None, |_| {});
+                            server.broadcast(topic, "shout", Body::Json(&body), None).expect("queued");
                         }
                         "shout_from" => {
-                            server.registry().broadcast(topic, "shout", Body::Json(&body), Some(conn.id()), |_| {});
+                            server.broadcast(topic, "shout", Body::Json(&body), Some(conn.id())).expect("queued");
                             let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(b"{}"));
                         }
                         _ => {}

@@ -1,7 +1,6 @@
 //! What a joined channel's process sends to its client.
 
 use fenix_core::protocol::Status;
-use fenix_core::registry::Delivery;
 use rustler::{Atom, Encoder, Env, ResourceArc, Term};
 
 use super::{error, ok_or_closed};
@@ -46,8 +45,4 @@ fn channel_close(env: Env<'_>, channel: ResourceArc<ChannelResource>) -> Term<'_
 #[rustler::nif]
 fn channel_conn_id(channel: ResourceArc<ChannelResource>) -> u64 {
     channel.conn.id()
-}
-
-pub(super) fn delivery_term(env: Env<'_>, delivery: Delivery) -> Term<'_> {
-    (atoms::ok(), delivery.queued + delivery.intercepted).encode(env)
 }

@@ -10,10 +10,11 @@ use rustler::{Atom, Encoder, Env, Term};
 
 use crate::atoms;
 
-/// `:ok` or `{:error, :closed}`.
+/// `:ok`, `{:error, :overloaded}` or `{:error, :closed}`.
 fn ok_or_closed(env: Env<'_>, result: fenix_core::Result<()>) -> Term<'_> {
     match result {
         Ok(()) => atoms::ok().encode(env),
+        Err(fenix_core::Error::Capacity(fenix_core::CapacityError::Overloaded(_))) => error(env, atoms::overloaded()),
         Err(_) => error(env, atoms::closed()),
     }
 }
