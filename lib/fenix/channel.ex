@@ -196,7 +196,8 @@ defmodule Fenix.Channel do
   @spec push(Socket.t(), String.t(), term()) :: :ok
   def push(%Socket{} = socket, event, payload) when is_binary(event) do
     assert_joined!(socket)
-    :ok = ok!(Fenix.Native.channel_push(socket.channel_ref, event, payload), payload)
+    push = fn -> Fenix.Native.channel_push(socket.channel_ref, event, payload) end
+    :ok = push |> Fenix.Endpoint.__retry_overloaded__() |> ok!(payload)
   end
 
   @doc """
@@ -212,7 +213,8 @@ defmodule Fenix.Channel do
   @spec reply(socket_ref(), reply()) :: :ok
   def reply({:fenix_ref, channel_ref, ref}, reply) do
     {status, response} = normalize_reply(reply)
-    :ok = ok!(Fenix.Native.channel_reply(channel_ref, ref, status, response), response)
+    send_reply = fn -> Fenix.Native.channel_reply(channel_ref, ref, status, response) end
+    :ok = send_reply |> Fenix.Endpoint.__retry_overloaded__() |> ok!(response)
   end
 
   @doc """

@@ -186,15 +186,31 @@ defmodule Fenix.Endpoint do
     engine = engine!(endpoint)
 
     result =
-      case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
-        :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
-        result -> result
-      end
+      __retry_overloaded__(fn ->
+        case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
+          :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
+          result -> result
+        end
+      end)
 
     case result do
       :ok -> :ok
       {:error, :unsupported_term} -> {:error, {:unsupported_payload, payload}}
       {:error, :overloaded} -> {:error, :overloaded}
+    end
+  end
+
+  @doc false
+  # The engine's outbound queue is full: wait for it and try again, the way a process
+  # sending to a busy one is slowed down, rather than fail. Gives up after about 5 s.
+  def __retry_overloaded__(fun, attempts \\ 5_000) do
+    case fun.() do
+      {:error, :overloaded} when attempts > 0 ->
+        Process.sleep(1)
+        __retry_overloaded__(fun, attempts - 1)
+
+      result ->
+        result
     end
   end
 

@@ -178,7 +178,9 @@ defmodule Fenix.Channel.Server do
   defp send_reply(socket, reply) do
     {status, response} = Channel.normalize_reply(reply)
 
-    case Native.channel_reply(socket.channel_ref, socket.ref, status, response) do
+    send_reply = fn -> Native.channel_reply(socket.channel_ref, socket.ref, status, response) end
+
+    case Fenix.Endpoint.__retry_overloaded__(send_reply) do
       {:error, :unsupported_term} ->
         raise ArgumentError, "reply cannot be encoded as JSON: #{inspect(response)}"
 

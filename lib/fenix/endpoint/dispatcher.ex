@@ -3,7 +3,7 @@ defmodule Fenix.Endpoint.Dispatcher do
   # Owns an endpoint's engine server and answers its requests:
   #
   #   {:fenix_connect, conn, socket_index, params, connect_info}
-  #       runs the socket's connect/3 in a task, then accepts or refuses the conn;
+  #       runs the socket's connect/3 in a process of its own, then accepts or refuses;
   #   {:fenix_join, conn, socket_state, topic, join_ref, ref, payload}
   #       finds the channel for the topic and starts its process;
   #   {:fenix_log, level, message}
@@ -49,8 +49,10 @@ defmodule Fenix.Endpoint.Dispatcher do
   def handle_info({:fenix_connect, conn, index, params, info}, state) do
     {_path, handler, _opts} = elem(state.sockets, index)
     endpoint = state.endpoint
-    supervisor = Module.concat(endpoint, Connects)
-    Task.Supervisor.start_child(supervisor, fn -> connect(endpoint, handler, conn, params, info) end)
+    # A plain short-lived process, like Phoenix's transport runs connect/3 in its own:
+    # connect/4 below catches everything, and a connect never answered is refused by
+    # the engine after the socket's connect_timeout. No supervisor call per client.
+    spawn(fn -> connect(endpoint, handler, conn, params, info) end)
     {:noreply, state}
   end
 

@@ -4,7 +4,6 @@ defmodule Fenix.Endpoint.Supervisor do
   #
   #   Endpoint (this supervisor, rest_for_one)
   #   ├── Channels: DynamicSupervisor of channel processes
-  #   ├── Connects: Task.Supervisor running connect/3 callbacks
   #   └── Dispatcher: owns the engine server; turns connect/join requests into work
   #
   # rest_for_one: if the dispatcher dies its engine server is stopped and restarted,
@@ -41,7 +40,6 @@ defmodule Fenix.Endpoint.Supervisor do
   def init({endpoint, config}) do
     children = [
       {DynamicSupervisor, name: Module.concat(endpoint, Channels), strategy: :one_for_one},
-      {Task.Supervisor, name: Module.concat(endpoint, Connects)},
       {Fenix.Endpoint.Dispatcher, {endpoint, config}}
     ]
 

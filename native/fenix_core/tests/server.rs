@@ -391,9 +391,11 @@ async fn join_reply_comes_before_any_broadcast_to_the_topic() {
     let broadcaster = {
         let (server, stop) = (Arc::clone(&t.server), Arc::clone(&stop));
         std::thread::spawn(move || {
+            // Paced, so that the outbound queue stays short and joins are not
+            // stuck behind a flood; every join still races many broadcasts.
             while !stop.load(Ordering::Relaxed) {
                 server.broadcast("room:race", "tick", Body::Json(b"{}"), None).expect("queued");
-                std::thread::yield_now();
+                std::thread::sleep(Duration::from_micros(20));
             }
         })
     };

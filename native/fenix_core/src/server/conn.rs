@@ -21,7 +21,6 @@
 //! - messages for a topic that is not joined get `unmatched topic` (a `phx_leave` gets `ok`);
 //! - at most `max_channels` topics per connection.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -66,7 +65,7 @@ struct State {
     decision: Option<oneshot::Sender<Decision>>,
     socket_id: Option<String>,
     socket_data: Bytes,
-    channels: HashMap<String, Slot>,
+    channels: Channels,
     finalized: bool,
 }
 
@@ -435,6 +434,55 @@ impl Conn {
     fn lock(&self) -> MutexGuard<'_, State> {
         // State changes are single assignments: a panic elsewhere cannot leave it half-made.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A connection's channels by topic. Most connections join one or a few topics, so a
+/// vector (sized exactly while small) costs far less than a hash map; the cap on
+/// channels per connection keeps the scans short.
+#[derive(Debug, Default)]
+struct Channels(Vec<(String, Slot)>);
+
+impl Channels {
+    fn position(&self, topic: &str) -> Option<usize> {
+        self.0.iter().position(|(t, _)| t == topic)
+    }
+
+    fn get(&self, topic: &str) -> Option<&Slot> {
+        self.position(topic).map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, topic: &str) -> Option<&mut Slot> {
+        self.position(topic).map(|i| &mut self.0[i].1)
+    }
+
+    fn remove(&mut self, topic: &str) -> Option<Slot> {
+        self.position(topic).map(|i| self.0.swap_remove(i).1)
+    }
+
+    fn insert(&mut self, topic: String, slot: Slot) {
+        match self.position(&topic) {
+            Some(i) => self.0[i].1 = slot,
+            None => {
+                if self.0.len() < 4 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.push((topic, slot));
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl IntoIterator for Channels {
+    type Item = (String, Slot);
+    type IntoIter = std::vec::IntoIter<(String, Slot)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -19,8 +19,10 @@ use crate::error::CapacityError;
 use crate::handler::Sink;
 use crate::protocol::Body;
 
-/// How many operations may wait; beyond that, submissions fail with `Overloaded`.
-pub(crate) const CAPACITY: usize = 1 << 20;
+/// How many operations may wait; beyond that, submissions fail with `Overloaded` and
+/// the application waits and retries (`Fenix.Endpoint` does), which slows producers to
+/// the engine's pace instead of letting a backlog grow.
+pub(crate) const CAPACITY: usize = 1 << 16;
 
 /// An operation for the outbound task.
 #[derive(Debug)]
