@@ -141,7 +141,9 @@ async fn upgrade(
             if stream.write_all(head.as_bytes()).await.is_err() {
                 return conn.finalize();
             }
-            session::run(stream, conn, leftover).await;
+            // A task of its own: the session does not carry the upgrade's state (about
+            // 900 bytes) for the connection's whole life.
+            tokio::spawn(session::run(stream, conn, leftover));
         }
         Ok(Ok(Decision::Refuse)) => {
             conn.finalize();
