@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
@@ -159,17 +160,35 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
             return end;
         }
     }
+    // One timer per connection, moved only when it fires: a read just notes the time,
+    // so a busy connection costs no timer work per message.
+    let mut last_read = Instant::now();
+    let idle = tokio::time::sleep_until(last_read + timeout);
+    tokio::pin!(idle);
     loop {
-        match tokio::time::timeout(timeout, stream.readable()).await {
-            Err(_) => return ReadEnd::Close(CloseCode::Protocol, String::new()),
-            Ok(Err(_)) => return ReadEnd::Gone,
-            Ok(Ok(())) => {}
+        tokio::select! {
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return ReadEnd::Gone;
+                }
+            }
+            () = &mut idle => {
+                let deadline = last_read + timeout;
+                if Instant::now() >= deadline {
+                    return ReadEnd::Close(CloseCode::Protocol, String::new());
+                }
+                idle.as_mut().reset(deadline);
+                continue;
+            }
         }
         let end = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             match stream.try_read(&mut scratch) {
                 Ok(0) => Some(ReadEnd::Gone),
-                Ok(n) => reader.feed(&mut scratch[..n], conn),
+                Ok(n) => {
+                    last_read = Instant::now();
+                    reader.feed(&mut scratch[..n], conn)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                 Err(_) => Some(ReadEnd::Gone),
             }
