@@ -214,45 +214,55 @@ def target_of(key, field, values):
     return "", ""
 
 
+def compact(value):
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return f"{value:.1f}"
+
+
 def write_svg(path, results):
-    """Two panels: fan-out msg/s and broadcast p99 latency against subscriber count."""
+    """Two panels: fan-out msg/s and broadcast p99 latency against subscriber count,
+    one line per server and round (round 1 dashed), so an outlier run shows as one."""
+    import math
+
     panels = [
         ("fan-out throughput (msg/s)", [("fanout_100", 100), ("fanout_1k", 1000), ("fanout_10k", 10000)], "msgs_per_sec"),
         ("broadcast latency p99 (ms)", [("latency_100", 100), ("latency_1k", 1000)], "p99_ms"),
     ]
-    width, height, pad = 460, 300, 50
+    width, height, pad = 460, 300, 60
     colors = {"fenix": "#e8590c", "limit": "#1c7ed6"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height}" font-family="sans-serif" font-size="11">']
+    rounds = sorted({r["round"] for r in results})
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * width}" height="{height}" font-family="sans-serif" font-size="11">',
+             f'<rect width="{2 * width}" height="{height}" fill="white"/>']
     for p, (title, points, field) in enumerate(panels):
         x0 = p * width
         series = {}
         for server in colors:
-            vals = []
-            for key, subs in points:
-                got = [r.get(field) for r in results if r["server"] == server and r["key"] == key and r.get(field) is not None]
-                if got:
-                    vals.append((subs, sum(got) / len(got)))
-            series[server] = vals
-        ymax = max([v for s in series.values() for _, v in s] + [1]) * 1.15
+            for rnd in rounds:
+                vals = [(subs, figure(results, rnd, server, key, field)) for key, subs in points]
+                series[(server, rnd)] = [(s, v) for s, v in vals if v is not None]
+        ymax = max([v for vals in series.values() for _, v in vals] + [1]) * 1.15
         xs = [subs for _, subs in points]
-        import math
-        lx = lambda s: x0 + pad + (math.log10(s) - math.log10(min(xs))) / max(math.log10(max(xs)) - math.log10(min(xs)), 1e-9) * (width - 2 * pad)
+        span = max(math.log10(max(xs)) - math.log10(min(xs)), 1e-9)
+        lx = lambda s: x0 + pad + (math.log10(s) - math.log10(min(xs))) / span * (width - 2 * pad)
         ly = lambda v: height - pad - v / ymax * (height - 2 * pad)
         parts.append(f'<text x="{x0 + width / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>')
         parts.append(f'<line x1="{x0 + pad}" y1="{height - pad}" x2="{x0 + width - pad}" y2="{height - pad}" stroke="#333"/>')
         parts.append(f'<line x1="{x0 + pad}" y1="{pad}" x2="{x0 + pad}" y2="{height - pad}" stroke="#333"/>')
         for subs in xs:
             parts.append(f'<text x="{lx(subs)}" y="{height - pad + 15}" text-anchor="middle">{subs:,}</text>')
-        parts.append(f'<text x="{x0 + width / 2}" y="{height - 12}" text-anchor="middle">subscribers</text>')
+        parts.append(f'<text x="{x0 + width / 2}" y="{height - 20}" text-anchor="middle">subscribers</text>')
         for i in range(5):
             v = ymax * i / 4
-            parts.append(f'<text x="{x0 + pad - 4}" y="{ly(v) + 4}" text-anchor="end">{fmt(v)}</text>')
-        for k, (server, vals) in enumerate(series.items()):
+            parts.append(f'<text x="{x0 + pad - 4}" y="{ly(v) + 4}" text-anchor="end">{compact(v)}</text>')
+        for k, ((server, rnd), vals) in enumerate(series.items()):
+            dash = ' stroke-dasharray="5,3"' if rnd == rounds[0] and len(rounds) > 1 else ""
             if vals:
                 pts = " ".join(f"{lx(s):.1f},{ly(v):.1f}" for s, v in vals)
-                parts.append(f'<polyline points="{pts}" fill="none" stroke="{colors[server]}" stroke-width="2"/>')
+                parts.append(f'<polyline points="{pts}" fill="none" stroke="{colors[server]}" stroke-width="2"{dash}/>')
                 parts += [f'<circle cx="{lx(s):.1f}" cy="{ly(v):.1f}" r="3" fill="{colors[server]}"/>' for s, v in vals]
-            parts.append(f'<text x="{x0 + width - pad - 60}" y="{pad + 14 * k}" fill="{colors[server]}">{server}</text>')
+            parts.append(f'<text x="{x0 + width - pad - 70}" y="{pad + 14 * k}" fill="{colors[server]}">{server} round {rnd}{" (dashed)" if dash else ""}</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts))
 

@@ -40,6 +40,38 @@ defmodule Fenix.EndpointTest do
     assert frame in [:timeout, server(:v2, nil, nil, "test:from", "e", ~s({"n":1}))]
   end
 
+  test "closed connections and ended channels leave no subscription behind" do
+    engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
+    subscribers = fn topic -> elem(Fenix.Native.endpoint_subscribers(engine, topic), 1) end
+
+    clients =
+      for i <- 1..3 do
+        c = connect!(%{"vsn" => "2.0.0"})
+        push(c, client(:v2, "1", "1", "test:leak", "phx_join", "{}"))
+        c = assert_frame(c, reply(:v2, "1", "1", "test:leak", "ok", ~s({"topic":"test:leak"})))
+        {i, c}
+      end
+
+    assert eventually(fn -> subscribers.("test:leak") == 3 end)
+    {_, leaver} = List.keyfind(clients, 1, 0)
+    push(leaver, client(:v2, "1", "2", "test:leak", "phx_leave", "{}"))
+    {_, crasher} = List.keyfind(clients, 2, 0)
+    push(crasher, client(:v2, "1", "2", "test:leak", "raise", "{}"))
+    {_, closer} = List.keyfind(clients, 3, 0)
+    WSClient.close(closer)
+    assert eventually(fn -> subscribers.("test:leak") == 0 end)
+  end
+
+  defp eventually(check, tries \\ 100) do
+    cond do
+      check.() -> true
+      tries == 0 -> false
+      true ->
+        Process.sleep(20)
+        eventually(check, tries - 1)
+    end
+  end
+
   test "an unknown endpoint option is refused before anything starts" do
     assert_raise ArgumentError, ~r/unknown keys \[:prot\]/, fn ->
       Fenix.Endpoint.Supervisor.start_link(Fenix.TestEndpoint, :fenix, http: [prot: 1])

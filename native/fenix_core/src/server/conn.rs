@@ -120,11 +120,6 @@ impl Conn {
         self.serializer
     }
 
-    /// The socket id given to [`Conn::accept`].
-    pub fn socket_id(&self) -> Option<String> {
-        self.lock().socket_id.clone()
-    }
-
     /// Accepts the connection: the upgrade is answered with 101. `socket_id` (Phoenix's
     /// `id/1`) registers it for `disconnect` broadcasts; `socket_data` is handed back
     /// with every join.
@@ -400,11 +395,6 @@ impl Conn {
             tracing::warn!(conn = self.id, "closing a connection whose client does not read (outbox full)");
             self.outbox.abort();
         }
-    }
-
-    /// Whether the connection is finished.
-    pub fn is_closed(&self) -> bool {
-        self.lock().finalized
     }
 
     /// Called once by the session when the connection is gone: every channel is told,

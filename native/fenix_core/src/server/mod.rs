@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 pub use config::{Config, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
-pub use outbox::PushError;
 
 use crate::handler::Handler;
 use crate::registry::Registry;

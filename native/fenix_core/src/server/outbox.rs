@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 /// Why a frame was not queued; the frame is handed back.
 #[derive(Debug, PartialEq, Eq)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// The queue holds `capacity` frames.
     Full(Bytes),
     /// The connection is closing; nothing more is sent.
