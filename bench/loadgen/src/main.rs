@@ -42,6 +42,10 @@ enum Cmd {
         body_size: usize,
         #[arg(long, default_value = "room:bench")]
         topic: String,
+        /// Wait this long after everyone joined before the blast, so the measured phase
+        /// is the fan-out and not the tail of the joins (processes hibernating, ...)
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
         #[command(flatten)]
         common: Common,
     },
@@ -163,9 +167,10 @@ impl Common {
 
 async fn run(cmd: Cmd) -> Result<Value, String> {
     match cmd {
-        Cmd::Fanout { subscribers, broadcasts, body_size, topic, common } => {
+        Cmd::Fanout { subscribers, broadcasts, body_size, topic, settle_ms, common } => {
             let ui = Ui::new(common.quiet);
-            scenarios::fanout(&common.opts(120.0)?, subscribers, broadcasts, body_size, &topic, &ui).await
+            let settle = std::time::Duration::from_millis(settle_ms);
+            scenarios::fanout(&common.opts(120.0)?, subscribers, broadcasts, body_size, &topic, settle, &ui).await
         }
         Cmd::Latency { subscribers, rate, duration, body_size, topic, common } => {
             let ui = Ui::new(common.quiet);

@@ -129,7 +129,15 @@ async fn open_sender(o: &Opts, index: usize, topic: &str) -> Result<Client, Stri
 
 /// N subscribers on one topic; one more client pushes `blast` n=M; every subscriber must
 /// get `blasted` i = 1..M in order.
-pub async fn fanout(o: &Opts, n: usize, m: u64, body_size: usize, topic: &str, ui: &Ui) -> Result<Value, String> {
+pub async fn fanout(
+    o: &Opts,
+    n: usize,
+    m: u64,
+    body_size: usize,
+    topic: &str,
+    settle: Duration,
+    ui: &Ui,
+) -> Result<Value, String> {
     if n == 0 || m == 0 {
         return Err("--subscribers and --broadcasts must be at least 1".into());
     }
@@ -140,6 +148,7 @@ pub async fn fanout(o: &Opts, n: usize, m: u64, body_size: usize, topic: &str, u
     let mut sender = open_sender(o, n, topic).await?;
     let setup_s = secs(setup_t.elapsed().as_nanos() as u64);
     let payload = json!({"n": m, "body": "x".repeat(body_size)}).to_string();
+    tokio::time::sleep(settle).await;
 
     ui.phase(&format!("fanout: {m} broadcasts to {n} subscribers"), n as u64 * m);
     let cpu0 = cpu(o)?;
@@ -174,6 +183,7 @@ pub async fn fanout(o: &Opts, n: usize, m: u64, body_size: usize, topic: &str, u
         "body_size": body_size,
         "topic": topic,
         "setup_s": setup_s,
+        "settle_ms": settle.as_millis() as u64,
         "delivered": r.delivered,
         "expected": expected,
         "lost": lost,
@@ -427,8 +437,8 @@ pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
     let mut ok = true;
     let two = Opts { processes: 2, ..o.clone() };
     let runs: Vec<(&str, Result<Value, String>)> = vec![
-        ("fanout", fanout(o, 5, 10, 64, "room:smoke-fanout", ui).await),
-        ("fanout", fanout(&two, 6, 10, 16, "room:smoke-fanout2", ui).await),
+        ("fanout", fanout(o, 5, 10, 64, "room:smoke-fanout", Duration::ZERO, ui).await),
+        ("fanout", fanout(&two, 6, 10, 16, "room:smoke-fanout2", Duration::ZERO, ui).await),
         ("echo", echo(o, 2, 1.0, 0, ui).await),
         ("connect", connect(o, 5, "room:smoke-connect", false, None, ui).await),
         ("connect", connect(o, 5, "room:smoke-connect-shared", true, Some(50), ui).await),
