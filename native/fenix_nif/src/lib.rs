@@ -11,4 +11,9 @@ mod resources;
 mod runtime;
 mod term;
 
-rustler::init!("Elixir.Fenix.Native");
+rustler::init!("Elixir.Fenix.Native", load = load);
+
+fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
+    runtime::tune_allocator();
+    true
+}

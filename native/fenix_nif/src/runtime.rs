@@ -1,4 +1,5 @@
-//! The one tokio runtime that every endpoint of the VM runs on.
+//! The one tokio runtime that every endpoint of the VM runs on, and the allocator
+//! settings it needs.
 
 use std::sync::OnceLock;
 
@@ -15,4 +16,19 @@ pub(crate) fn get(threads: usize) -> &'static Runtime {
         }
         builder.thread_name("fenix-engine").enable_all().build().expect("the tokio runtime starts")
     })
+}
+
+/// glibc gives freed memory at the top of a heap back to the system as soon as 128 KiB
+/// of it are free, and the next fan-out faults the same pages in again: in a first
+/// fan-out to 10,000 subscribers, `clear_page` took about a third of the server's CPU.
+/// Keep up to 64 MiB free before trimming, and grow heaps 16 MiB at a time. This
+/// affects `malloc` in the whole VM, where only NIFs and drivers use it (the BEAM's
+/// own allocators map their memory themselves).
+pub(crate) fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called once, at load.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    }
 }

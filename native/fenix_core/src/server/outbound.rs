@@ -62,21 +62,33 @@ impl Outbound {
     }
 }
 
+/// After queueing about this many frames, the outbound task lets the writers run:
+/// outboxes stay short (their memory is reused instead of growing and being given
+/// back to the system), while each write still carries a batch of frames.
+const FRAMES_PER_TURN: usize = 32 * 1024;
+
 /// The outbound task: carries out every operation in order.
 pub(crate) async fn run(mut ops: mpsc::Receiver<Op>, shared: Arc<Shared>) {
+    let mut queued = 0;
     while let Some(op) = ops.recv().await {
         match op {
             Op::Send { conn, frame } => {
                 // A closed or full outbox was already dealt with by Conn::send.
                 let _ = conn.send(frame);
+                queued += 1;
             }
             Op::Subscribe { conn, topic, join_ref, sink, intercepts } => {
                 conn.subscribe_if_joined(&topic, join_ref.as_deref(), sink, intercepts);
             }
             Op::Broadcast { topic, event, body, binary, exclude } => {
                 let body = if binary { Body::Binary(&body) } else { Body::Json(&body) };
-                shared.registry.broadcast(&topic, &event, body, exclude);
+                let delivery = shared.registry.broadcast(&topic, &event, body, exclude);
+                queued += delivery.queued;
             }
+        }
+        if queued >= FRAMES_PER_TURN {
+            queued = 0;
+            tokio::task::yield_now().await;
         }
     }
 }
