@@ -35,7 +35,11 @@ defmodule Fenix.Endpoint do
 
   A broadcast is encoded once per wire format and the same bytes are queued to every
   subscriber; channels that `intercept` the event get it in `handle_out/3` instead.
-  Broadcasts to one topic reach every subscriber in the order they were made.
+  Broadcasts to one topic reach every subscriber in the order they were made, and
+  what one process sends (broadcasts, pushes, replies) reaches each client in the
+  order it was sent. The call itself only encodes and queues: the fan-out runs in the
+  engine. When the engine's queue is full, the call waits for it (backpressure)
+  and returns `{:error, :overloaded}` only after about 5 seconds.
   """
 
   alias Fenix.Native

@@ -72,6 +72,21 @@ defmodule Fenix.EndpointTest do
     end
   end
 
+  test "a full engine queue is waited for, then reported" do
+    {:ok, calls} = Agent.start_link(fn -> 0 end)
+
+    busy_twice = fn ->
+      case Agent.get_and_update(calls, &{&1, &1 + 1}) do
+        n when n < 2 -> {:error, :overloaded}
+        _ -> :ok
+      end
+    end
+
+    assert Fenix.Endpoint.__retry_overloaded__(busy_twice) == :ok
+    assert Agent.get(calls, & &1) == 3
+    assert Fenix.Endpoint.__retry_overloaded__(fn -> {:error, :overloaded} end, 3) == {:error, :overloaded}
+  end
+
   test "an unknown endpoint option is refused before anything starts" do
     assert_raise ArgumentError, ~r/unknown keys \[:prot\]/, fn ->
       Fenix.Endpoint.Supervisor.start_link(Fenix.TestEndpoint, :fenix, http: [prot: 1])
