@@ -43,6 +43,9 @@ defmodule Fenix.Native do
           :ok | {:error, :closed | :stale | :unsupported_term}
   def conn_join_failed(_conn, _join, _response), do: :erlang.nif_error(:nif_not_loaded)
 
+  @spec conn_join_unmatched(conn(), join()) :: :ok | {:error, :closed | :stale}
+  def conn_join_unmatched(_conn, _join), do: :erlang.nif_error(:nif_not_loaded)
+
   @spec channel_reply(channel(), String.t() | nil, :ok | :error, term()) ::
           :ok | {:error, :closed | :overloaded | :unsupported_term}
   def channel_reply(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)

@@ -69,7 +69,7 @@ defmodule Fenix.Endpoint.Dispatcher do
 
       nil ->
         Logger.warning("Ignoring unmatched topic #{inspect(topic)} in #{inspect(socket.handler)}")
-        Native.conn_join_failed(conn, join, %{reason: "unmatched topic"})
+        Native.conn_join_unmatched(conn, join)
     end
 
     {:noreply, state}

@@ -262,10 +262,19 @@ impl Conn {
     /// The application refused a join (or its join crashed): the error reply goes out,
     /// then the messages held meanwhile are answered as for a topic not joined.
     pub fn join_failed(self: &Arc<Self>, request: &JoinRef<'_>, response: Body<'_>) -> Result<(), JoinError> {
+        self.fail_join(request, request.join_ref, response.json_or_empty())
+    }
+
+    /// No channel matches the topic: answered as Phoenix answers a message for a topic
+    /// not joined (`unmatched topic`, with a null `join_ref`).
+    pub fn join_unmatched(self: &Arc<Self>, request: &JoinRef<'_>) -> Result<(), JoinError> {
+        self.fail_join(request, None, UNMATCHED_TOPIC)
+    }
+
+    fn fail_join(self: &Arc<Self>, request: &JoinRef<'_>, reply_join_ref: Option<&str>, response: &[u8]) -> Result<(), JoinError> {
         let mut state = self.lock();
         let (held, replaces) = self.take_joining(&mut state, request)?;
-        let response = response.json_or_empty();
-        self.send_reply(Via::App, request.join_ref, request.r#ref, request.topic, Status::Error, response);
+        self.send_reply(Via::App, reply_join_ref, request.r#ref, request.topic, Status::Error, response);
         self.send_replaced_close(request.topic, replaces);
         // Still under the lock: the reader cannot answer a newer message before these.
         held.iter().for_each(|msg| self.reply_not_joined(Via::App, msg));

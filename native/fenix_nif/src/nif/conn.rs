@@ -73,6 +73,17 @@ fn conn_join_failed<'a>(
     }
 }
 
+/// No channel matches the topic: `unmatched topic`, as Phoenix answers it.
+#[rustler::nif]
+fn conn_join_unmatched(env: Env<'_>, conn: ResourceArc<ConnResource>, join: (String, Option<String>, Option<String>)) -> Term<'_> {
+    let (topic, join_ref, r#ref) = join;
+    let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
+    match conn.0.join_unmatched(&request) {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => join_error(env, e),
+    }
+}
+
 fn join_error(env: Env<'_>, e: JoinError) -> Term<'_> {
     match e {
         JoinError::Closed => error(env, atoms::closed()),
