@@ -355,8 +355,16 @@ impl Conn {
         status: Status<'_>,
         body: &[u8],
     ) {
-        // Only fails when closed or full, which is dealt with where it happens.
-        let _ = self.send_outgoing(via, &Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body)));
+        let reply = Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body));
+        match self.send_outgoing(via, &reply) {
+            // The engine's queue is full: a client waiting for this reply (a join's,
+            // most often) must still get it, even if it overtakes queued frames.
+            Err(Error::Capacity(CapacityError::Overloaded(_))) => {
+                let _ = self.send_outgoing(Via::Reader, &reply);
+            }
+            // Closed, or a full outbox: dealt with where it happens.
+            _ => {}
+        }
     }
 
     fn send_outgoing(self: &Arc<Self>, via: Via, message: &Outgoing<'_>) -> Result<()> {
