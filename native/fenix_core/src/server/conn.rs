@@ -248,10 +248,11 @@ impl Conn {
             topic: topic.to_owned(),
             join_ref: join_ref.map(str::to_owned),
             sink: Arc::clone(&sink),
-            intercepts,
+            intercepts: Arc::clone(&intercepts),
         };
-        if let Err(error) = self.shared.outbound.submit(subscribe) {
-            tracing::error!(conn = self.id, %error, topic, "channel joined but not subscribed");
+        if self.shared.outbound.submit(subscribe).is_err() {
+            // The engine's queue is full: subscribe now rather than not at all.
+            self.shared.registry.subscribe(topic, self, Arc::clone(&sink), intercepts);
         }
         state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
         // Still under the lock: the reader cannot route a newer message before these.
