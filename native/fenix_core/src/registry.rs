@@ -7,8 +7,11 @@
 //!
 //! Channels that intercept an event (Phoenix's `intercept/1` + `handle_out/3`) get no
 //! frame: the broadcaster hands them the payload itself, through [`Registry::intercepting`],
-//! before queueing the fan-out. Each topic counts its interceptors per event, so a
-//! broadcast nobody intercepts costs no pass over the subscribers.
+//! before queueing the fan-out. Interceptors are registered the moment a join is
+//! accepted (so a broadcast made right after the join reaches `handle_out`), fan-out
+//! subscriptions in the outbound order, after the join reply (so no frame overtakes
+//! it). Each topic counts its interceptors per event, so a broadcast nobody
+//! intercepts costs no pass over them.
 //!
 //! Socket ids (`Fenix.Socket.id/1`) live in a second map: a broadcast of `disconnect`
 //! to an id closes every connection with that id.
@@ -36,14 +39,23 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct Topic {
+    /// Fan-out targets.
     subscribers: HashMap<u64, Subscriber>,
-    /// How many subscribers intercept each event.
+    /// Channels that intercept some events, by connection.
+    interceptors: HashMap<u64, Interceptor>,
+    /// How many interceptors intercept each event.
     intercepted: HashMap<String, usize>,
 }
 
+#[derive(Debug)]
+struct Interceptor {
+    intercepts: Arc<[String]>,
+    sink: Sink,
+}
+
 impl Topic {
-    fn remove(&mut self, conn_id: u64) {
-        let Some(old) = self.subscribers.remove(&conn_id) else { return };
+    fn remove_interceptor(&mut self, conn_id: u64) {
+        let Some(old) = self.interceptors.remove(&conn_id) else { return };
         for event in old.intercepts.iter() {
             if let Some(count) = self.intercepted.get_mut(event) {
                 *count -= 1;
@@ -53,14 +65,18 @@ impl Topic {
             }
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.interceptors.is_empty()
+    }
 }
 
 /// One connection's subscription to a topic.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     conn: Arc<Conn>,
+    /// The events its channel intercepts: no frame for those.
     intercepts: Arc<[String]>,
-    sink: Sink,
 }
 
 /// What a broadcast did.
@@ -75,20 +91,38 @@ pub struct Delivery {
 impl Registry {
     /// Subscribes `conn`'s channel `sink` to `topic`; `intercepts` lists the events the
     /// channel wants to see in `handle_out` instead of having them sent directly.
+    /// The same as [`Registry::add_interceptor`] and [`Registry::subscribe_fanout`] at once.
     pub fn subscribe(&self, topic: &str, conn: &Arc<Conn>, sink: Sink, intercepts: Arc<[String]>) {
+        self.add_interceptor(topic, conn.id(), sink, Arc::clone(&intercepts));
+        self.subscribe_fanout(topic, conn, intercepts);
+    }
+
+    /// Registers `conn`'s channel as an interceptor of `intercepts` on `topic` (a no-op
+    /// when it intercepts nothing).
+    pub fn add_interceptor(&self, topic: &str, conn_id: u64, sink: Sink, intercepts: Arc<[String]>) {
+        if intercepts.is_empty() {
+            return;
+        }
         let mut entry = self.topics.entry(topic.to_owned()).or_default();
-        entry.remove(conn.id());
+        entry.remove_interceptor(conn_id);
         for event in intercepts.iter() {
             *entry.intercepted.entry(event.clone()).or_default() += 1;
         }
-        entry.subscribers.insert(conn.id(), Subscriber { conn: Arc::clone(conn), intercepts, sink });
+        entry.interceptors.insert(conn_id, Interceptor { intercepts, sink });
     }
 
-    /// Removes `conn` from `topic`.
+    /// Makes `conn` a fan-out target of `topic`, but for the events in `intercepts`.
+    pub fn subscribe_fanout(&self, topic: &str, conn: &Arc<Conn>, intercepts: Arc<[String]>) {
+        let subscriber = Subscriber { conn: Arc::clone(conn), intercepts };
+        self.topics.entry(topic.to_owned()).or_default().subscribers.insert(conn.id(), subscriber);
+    }
+
+    /// Removes `conn` from `topic`, as a fan-out target and as an interceptor.
     pub fn unsubscribe(&self, topic: &str, conn_id: u64) {
         self.topics.remove_if_mut(topic, |_, entry| {
-            entry.remove(conn_id);
-            entry.subscribers.is_empty()
+            entry.subscribers.remove(&conn_id);
+            entry.remove_interceptor(conn_id);
+            entry.is_empty()
         });
     }
 
@@ -124,9 +158,9 @@ impl Registry {
             return 0;
         }
         let mut count = 0;
-        for (id, subscriber) in &entry.subscribers {
-            if Some(*id) != exclude && subscriber.intercepts.iter().any(|e| e == event) {
-                intercept(&subscriber.sink);
+        for (id, interceptor) in &entry.interceptors {
+            if Some(*id) != exclude && interceptor.intercepts.iter().any(|e| e == event) {
+                intercept(&interceptor.sink);
                 count += 1;
             }
         }

@@ -457,6 +457,11 @@ async fn broadcasts_fan_out_to_every_subscriber_in_order_per_topic() {
         client.join("2", "room:b").await;
     }))
     .await;
+    // Fan-out targets are added in the outbound order, right after each join reply.
+    eventually("everyone is a fan-out target", || {
+        t.registry().subscriber_count("room:a") == CLIENTS && t.registry().subscriber_count("room:b") == CLIENTS
+    })
+    .await;
 
     // One broadcaster per topic, concurrently.
     let broadcasters: Vec<_> = topics
@@ -569,6 +574,7 @@ async fn client_that_does_not_read_is_disconnected_when_its_outbox_fills() {
     let mut reader = t.connect(Serializer::V2, "user_id=reader").await;
     slow.join("1", "room:flood").await;
     reader.join("1", "room:flood").await;
+    eventually("both are fan-out targets", || t.registry().subscriber_count("room:flood") == 2).await;
 
     // From now on `slow` is not read: its socket buffers fill, then its outbox.
     let body = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
@@ -637,8 +643,10 @@ async fn intercepting_subscribers_are_handed_to_the_caller() {
         .expect(r#"["1","1","room:out","phx_reply",{"response":{"joined":"room:out","user_id":"intercepting"},"status":"ok"}]"#)
         .await;
 
-    let mut handed = Vec::new();
+    // Interceptors are registered with the join; fan-out targets right after its reply.
     assert_eq!(t.registry().interceptor_count("room:out", "secret"), 1);
+    eventually("both are fan-out targets", || t.registry().subscriber_count("room:out") == 2).await;
+    let mut handed = Vec::new();
     let intercepted = t.registry().intercepting("room:out", "secret", None, |sink| {
         handed.push(sink.as_any().downcast_ref::<ChannelProcess>().expect("the test's sink").conn_id);
     });

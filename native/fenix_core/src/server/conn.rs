@@ -242,17 +242,18 @@ impl Conn {
         let (topic, join_ref) = (request.topic, request.join_ref);
         self.send_reply(Via::App, join_ref, request.r#ref, topic, Status::Ok, response.json_or_empty());
         self.send_replaced_close(topic, replaces);
-        // Subscribed in the outbound order, after the reply: no broadcast overtakes it.
+        // Intercepted events reach the channel process from now on; frames only in the
+        // outbound order, after the reply, so that no broadcast overtakes it.
+        self.shared.registry.add_interceptor(topic, self.id, Arc::clone(&sink), Arc::clone(&intercepts));
         let subscribe = Op::Subscribe {
             conn: Arc::clone(self),
             topic: topic.to_owned(),
             join_ref: join_ref.map(str::to_owned),
-            sink: Arc::clone(&sink),
             intercepts: Arc::clone(&intercepts),
         };
         if self.shared.outbound.submit(subscribe).is_err() {
             // The engine's queue is full: subscribe now rather than not at all.
-            self.shared.registry.subscribe(topic, self, Arc::clone(&sink), intercepts);
+            self.shared.registry.subscribe_fanout(topic, self, intercepts);
         }
         state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
         // Still under the lock: the reader cannot route a newer message before these.
@@ -380,11 +381,11 @@ impl Conn {
     /// Subscribes the channel that joined `topic` as `join_ref`, unless it has ended
     /// since (left, crashed, replaced, or the connection closed). Under the
     /// connection's lock, so that an ending channel cannot slip in between.
-    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>, sink: Sink, intercepts: Arc<[String]>) {
+    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>, intercepts: Arc<[String]>) {
         let state = self.lock();
         match state.channels.get(topic) {
             Some(Slot::Joined { join_ref: current, .. }) if current.as_deref() == join_ref => {
-                self.shared.registry.subscribe(topic, self, sink, intercepts);
+                self.shared.registry.subscribe_fanout(topic, self, intercepts);
             }
             _ => {}
         }

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use super::conn::Conn;
 use super::Shared;
 use crate::error::CapacityError;
-use crate::handler::Sink;
 use crate::protocol::Body;
 
 /// How many operations may wait; beyond that, submissions fail with `Overloaded` and
@@ -29,8 +28,8 @@ pub(crate) const CAPACITY: usize = 1 << 16;
 pub(crate) enum Op {
     /// Queue a frame to one connection.
     Send { conn: Arc<Conn>, frame: Bytes },
-    /// Subscribe a channel that just joined, unless it has ended meanwhile.
-    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String>, sink: Sink, intercepts: Arc<[String]> },
+    /// Make a channel that just joined a fan-out target, unless it has ended meanwhile.
+    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String>, intercepts: Arc<[String]> },
     /// Fan a broadcast out to a topic's subscribers.
     Broadcast { topic: String, event: String, body: Bytes, binary: bool, exclude: Option<u64> },
 }
@@ -78,8 +77,8 @@ pub(crate) async fn run(mut ops: mpsc::Receiver<Op>, shared: Arc<Shared>) {
                 let _ = conn.send(frame);
                 queued += 1;
             }
-            Op::Subscribe { conn, topic, join_ref, sink, intercepts } => {
-                conn.subscribe_if_joined(&topic, join_ref.as_deref(), sink, intercepts);
+            Op::Subscribe { conn, topic, join_ref, intercepts } => {
+                conn.subscribe_if_joined(&topic, join_ref.as_deref(), intercepts);
             }
             Op::Broadcast { topic, event, body, binary, exclude } => {
                 let body = if binary { Body::Binary(&body) } else { Body::Json(&body) };
