@@ -39,44 +39,51 @@ pub struct Registry {
 
 #[derive(Debug, Default)]
 struct Topic {
-    /// Fan-out targets.
-    subscribers: HashMap<u64, Subscriber>,
-    /// Channels that intercept some events, by connection.
-    interceptors: HashMap<u64, Interceptor>,
-    /// How many interceptors intercept each event.
-    intercepted: HashMap<String, usize>,
+    members: HashMap<u64, Member>,
+    /// How many members intercept each event (a few events at most: a small vector).
+    intercepted: Vec<(String, usize)>,
 }
 
+/// A joined channel of one connection.
 #[derive(Debug)]
-struct Interceptor {
+struct Member {
+    /// Set once the member is a fan-out target (in the outbound order, after its join reply).
+    conn: Option<Arc<Conn>>,
+    /// The events its channel intercepts: handed to the broadcaster, no frame.
     intercepts: Arc<[String]>,
     sink: Sink,
 }
 
 impl Topic {
-    fn remove_interceptor(&mut self, conn_id: u64) {
-        let Some(old) = self.interceptors.remove(&conn_id) else { return };
+    fn add(&mut self, conn_id: u64, member: Member) {
+        self.remove(conn_id);
+        for event in member.intercepts.iter() {
+            match self.intercepted.iter_mut().find(|(e, _)| e == event) {
+                Some((_, count)) => *count += 1,
+                None => {
+                    self.intercepted.reserve_exact(1);
+                    self.intercepted.push((event.clone(), 1));
+                }
+            }
+        }
+        self.members.insert(conn_id, member);
+    }
+
+    fn remove(&mut self, conn_id: u64) {
+        let Some(old) = self.members.remove(&conn_id) else { return };
         for event in old.intercepts.iter() {
-            if let Some(count) = self.intercepted.get_mut(event) {
-                *count -= 1;
-                if *count == 0 {
-                    self.intercepted.remove(event);
+            if let Some(i) = self.intercepted.iter().position(|(e, _)| e == event) {
+                self.intercepted[i].1 -= 1;
+                if self.intercepted[i].1 == 0 {
+                    self.intercepted.swap_remove(i);
                 }
             }
         }
     }
 
-    fn is_empty(&self) -> bool {
-        self.subscribers.is_empty() && self.interceptors.is_empty()
+    fn interceptors(&self, event: &str) -> usize {
+        self.intercepted.iter().find(|(e, _)| e == event).map_or(0, |(_, count)| *count)
     }
-}
-
-/// One connection's subscription to a topic.
-#[derive(Debug, Clone)]
-pub struct Subscriber {
-    conn: Arc<Conn>,
-    /// The events its channel intercepts: no frame for those.
-    intercepts: Arc<[String]>,
 }
 
 /// What a broadcast did.
@@ -91,38 +98,33 @@ pub struct Delivery {
 impl Registry {
     /// Subscribes `conn`'s channel `sink` to `topic`; `intercepts` lists the events the
     /// channel wants to see in `handle_out` instead of having them sent directly.
-    /// The same as [`Registry::add_interceptor`] and [`Registry::subscribe_fanout`] at once.
+    /// The same as [`Registry::join`] and [`Registry::activate`] at once.
     pub fn subscribe(&self, topic: &str, conn: &Arc<Conn>, sink: Sink, intercepts: Arc<[String]>) {
-        self.add_interceptor(topic, conn.id(), sink, Arc::clone(&intercepts));
-        self.subscribe_fanout(topic, conn, intercepts);
+        self.join(topic, conn.id(), sink, intercepts);
+        self.activate(topic, conn);
     }
 
-    /// Registers `conn`'s channel as an interceptor of `intercepts` on `topic` (a no-op
-    /// when it intercepts nothing).
-    pub fn add_interceptor(&self, topic: &str, conn_id: u64, sink: Sink, intercepts: Arc<[String]>) {
-        if intercepts.is_empty() {
-            return;
+    /// Adds a channel that just joined: from now on it gets the events it intercepts
+    /// (see [`Registry::intercepting`]), but no frame until [`Registry::activate`].
+    pub fn join(&self, topic: &str, conn_id: u64, sink: Sink, intercepts: Arc<[String]>) {
+        let member = Member { conn: None, intercepts, sink };
+        self.topics.entry(topic.to_owned()).or_default().add(conn_id, member);
+    }
+
+    /// Makes `conn`'s channel on `topic` a fan-out target (a no-op if it has left).
+    pub fn activate(&self, topic: &str, conn: &Arc<Conn>) {
+        if let Some(mut entry) = self.topics.get_mut(topic) {
+            if let Some(member) = entry.members.get_mut(&conn.id()) {
+                member.conn = Some(Arc::clone(conn));
+            }
         }
-        let mut entry = self.topics.entry(topic.to_owned()).or_default();
-        entry.remove_interceptor(conn_id);
-        for event in intercepts.iter() {
-            *entry.intercepted.entry(event.clone()).or_default() += 1;
-        }
-        entry.interceptors.insert(conn_id, Interceptor { intercepts, sink });
     }
 
-    /// Makes `conn` a fan-out target of `topic`, but for the events in `intercepts`.
-    pub fn subscribe_fanout(&self, topic: &str, conn: &Arc<Conn>, intercepts: Arc<[String]>) {
-        let subscriber = Subscriber { conn: Arc::clone(conn), intercepts };
-        self.topics.entry(topic.to_owned()).or_default().subscribers.insert(conn.id(), subscriber);
-    }
-
-    /// Removes `conn` from `topic`, as a fan-out target and as an interceptor.
+    /// Removes `conn`'s channel from `topic`.
     pub fn unsubscribe(&self, topic: &str, conn_id: u64) {
         self.topics.remove_if_mut(topic, |_, entry| {
-            entry.subscribers.remove(&conn_id);
-            entry.remove_interceptor(conn_id);
-            entry.is_empty()
+            entry.remove(conn_id);
+            entry.members.is_empty()
         });
     }
 
@@ -141,12 +143,12 @@ impl Registry {
 
     /// How many connections subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.topics.get(topic).map_or(0, |entry| entry.subscribers.len())
+        self.topics.get(topic).map_or(0, |entry| entry.members.values().filter(|m| m.conn.is_some()).count())
     }
 
-    /// How many subscribers of `topic` intercept `event`.
+    /// How many channels on `topic` intercept `event`.
     pub fn interceptor_count(&self, topic: &str, event: &str) -> usize {
-        self.topics.get(topic).and_then(|entry| entry.intercepted.get(event).copied()).unwrap_or(0)
+        self.topics.get(topic).map_or(0, |entry| entry.interceptors(event))
     }
 
     /// Passes the sink of every subscriber of `topic` (but `exclude`) that intercepts
@@ -154,13 +156,13 @@ impl Registry {
     /// [`Registry::broadcast`]: the caller delivers the payload to them itself.
     pub fn intercepting(&self, topic: &str, event: &str, exclude: Option<u64>, mut intercept: impl FnMut(&Sink)) -> usize {
         let Some(entry) = self.topics.get(topic) else { return 0 };
-        if !entry.intercepted.contains_key(event) {
+        if entry.interceptors(event) == 0 {
             return 0;
         }
         let mut count = 0;
-        for (id, interceptor) in &entry.interceptors {
-            if Some(*id) != exclude && interceptor.intercepts.iter().any(|e| e == event) {
-                intercept(&interceptor.sink);
+        for (id, member) in &entry.members {
+            if Some(*id) != exclude && member.intercepts.iter().any(|e| e == event) {
+                intercept(&member.sink);
                 count += 1;
             }
         }
@@ -182,19 +184,20 @@ impl Registry {
         }
         let mut delivery = Delivery::default();
         let Some(entry) = self.topics.get(topic) else { return delivery };
-        let intercepted = entry.intercepted.contains_key(event);
+        let intercepted = entry.interceptors(event) > 0;
         let message = Outgoing::broadcast(topic, event, body);
         let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
-        for (id, subscriber) in &entry.subscribers {
-            if Some(*id) == exclude || (intercepted && subscriber.intercepts.iter().any(|e| e == event)) {
+        for (id, member) in &entry.members {
+            let Some(conn) = &member.conn else { continue };
+            if Some(*id) == exclude || (intercepted && member.intercepts.iter().any(|e| e == event)) {
                 continue;
             }
-            let serializer = subscriber.conn.serializer();
+            let serializer = conn.serializer();
             let encoded = frames[serializer.index()].get_or_insert_with(|| encode(serializer, &message));
             // A body the serializer cannot carry (binary for vsn 1.0.0) is skipped.
             let Some(frame) = encoded else { continue };
             // A full outbox closes that connection (Conn::send); the others go on.
-            match subscriber.conn.send(frame.clone()) {
+            match conn.send(frame.clone()) {
                 Ok(()) => delivery.queued += 1,
                 Err(_) => delivery.dropped += 1,
             }

@@ -244,16 +244,11 @@ impl Conn {
         self.send_replaced_close(topic, replaces);
         // Intercepted events reach the channel process from now on; frames only in the
         // outbound order, after the reply, so that no broadcast overtakes it.
-        self.shared.registry.add_interceptor(topic, self.id, Arc::clone(&sink), Arc::clone(&intercepts));
-        let subscribe = Op::Subscribe {
-            conn: Arc::clone(self),
-            topic: topic.to_owned(),
-            join_ref: join_ref.map(str::to_owned),
-            intercepts: Arc::clone(&intercepts),
-        };
+        self.shared.registry.join(topic, self.id, Arc::clone(&sink), intercepts);
+        let subscribe = Op::Subscribe { conn: Arc::clone(self), topic: topic.to_owned(), join_ref: join_ref.map(str::to_owned) };
         if self.shared.outbound.submit(subscribe).is_err() {
             // The engine's queue is full: subscribe now rather than not at all.
-            self.shared.registry.subscribe_fanout(topic, self, intercepts);
+            self.shared.registry.activate(topic, self);
         }
         state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
         // Still under the lock: the reader cannot route a newer message before these.
@@ -381,11 +376,11 @@ impl Conn {
     /// Subscribes the channel that joined `topic` as `join_ref`, unless it has ended
     /// since (left, crashed, replaced, or the connection closed). Under the
     /// connection's lock, so that an ending channel cannot slip in between.
-    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>, intercepts: Arc<[String]>) {
+    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) {
         let state = self.lock();
         match state.channels.get(topic) {
             Some(Slot::Joined { join_ref: current, .. }) if current.as_deref() == join_ref => {
-                self.shared.registry.subscribe_fanout(topic, self, intercepts);
+                self.shared.registry.activate(topic, self);
             }
             _ => {}
         }

@@ -29,7 +29,7 @@ pub(crate) enum Op {
     /// Queue a frame to one connection.
     Send { conn: Arc<Conn>, frame: Bytes },
     /// Make a channel that just joined a fan-out target, unless it has ended meanwhile.
-    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String>, intercepts: Arc<[String]> },
+    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String> },
     /// Fan a broadcast out to a topic's subscribers.
     Broadcast { topic: String, event: String, body: Bytes, binary: bool, exclude: Option<u64> },
 }
@@ -77,8 +77,8 @@ pub(crate) async fn run(mut ops: mpsc::Receiver<Op>, shared: Arc<Shared>) {
                 let _ = conn.send(frame);
                 queued += 1;
             }
-            Op::Subscribe { conn, topic, join_ref, intercepts } => {
-                conn.subscribe_if_joined(&topic, join_ref.as_deref(), intercepts);
+            Op::Subscribe { conn, topic, join_ref } => {
+                conn.subscribe_if_joined(&topic, join_ref.as_deref());
             }
             Op::Broadcast { topic, event, body, binary, exclude } => {
                 let body = if binary { Body::Binary(&body) } else { Body::Json(&body) };

@@ -1,6 +1,7 @@
 //! Answers to a connection's connect and join requests.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use fenix_core::server::{JoinError, JoinRef};
@@ -45,12 +46,28 @@ fn conn_joined<'a>(
     let deliver = |message| {
         let _ = env.send(&pid, client_message(env, &message));
     };
-    match conn.0.joined(&request, response.body(), sink, intercepts.into(), deliver) {
+    match conn.0.joined(&request, response.body(), sink, shared_intercepts(intercepts), deliver) {
         Ok(()) => {
             env.monitor(&resource, &pid);
             (atoms::ok(), resource).encode(env)
         }
         Err(e) => join_error(env, e),
+    }
+}
+
+/// One shared copy of each intercept list: every channel of a module has the same
+/// list, so a connection costs a reference count, not a copy. The lists come from
+/// the channel modules (`intercept/1`), never from clients, so the cache is small.
+fn shared_intercepts(intercepts: Vec<String>) -> Arc<[String]> {
+    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Arc<[String]>>>> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    match cache.get(&intercepts) {
+        Some(shared) => Arc::clone(shared),
+        None => {
+            let shared: Arc<[String]> = intercepts.clone().into();
+            cache.insert(intercepts, Arc::clone(&shared));
+            shared
+        }
     }
 }
 
