@@ -127,6 +127,15 @@ async fn open_sender(o: &Opts, index: usize, topic: &str) -> Result<Client, Stri
         .map_err(|e| format!("sender: {e}"))
 }
 
+/// The server's CPU time over a phase, in total and per unit of work (`per`), or
+/// nothing when no `--server-pid` was given.
+fn server_cpu(o: &Opts, cpu0: Option<u64>, cpu1: Option<u64>, per: &str, count: u64) -> Value {
+    let (Some(a), Some(b)) = (cpu0, cpu1) else { return json!({}) };
+    let used = b.saturating_sub(a);
+    let per_unit = (count > 0).then(|| (used as f64 / count as f64).round());
+    json!({"server_pid": o.server_pid, "server_cpu_ns": used, per: per_unit})
+}
+
 /// N subscribers on one topic; one more client pushes `blast` n=M; every subscriber must
 /// get `blasted` i = 1..M in order.
 pub async fn fanout(
@@ -195,14 +204,7 @@ pub async fn fanout(
         "elapsed_s": elapsed,
         "msgs_per_sec": rate(r.delivered, elapsed),
     });
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        let used = b.saturating_sub(a);
-        extend(&mut v, json!({
-            "server_pid": o.server_pid,
-            "server_cpu_ns": used,
-            "ns_per_delivery": if r.delivered > 0 { Some((used as f64 / r.delivered as f64).round()) } else { None },
-        }));
-    }
+    extend(&mut v, server_cpu(o, cpu0, cpu1, "ns_per_delivery", r.delivered));
     if let Some(e) = reply_err.or(r.first_error) {
         extend(&mut v, json!({"error": e}));
     }
@@ -295,14 +297,7 @@ pub async fn latency(o: &Opts, n: usize, per_sec: f64, duration: f64, body_size:
         "timed_out": r.timed_out,
     });
     extend(&mut v, percentiles(&h));
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        let used = b.saturating_sub(a);
-        extend(&mut v, json!({
-            "server_pid": o.server_pid,
-            "server_cpu_ns": used,
-            "ns_per_delivery": if r.delivered > 0 { Some((used as f64 / r.delivered as f64).round()) } else { None },
-        }));
-    }
+    extend(&mut v, server_cpu(o, cpu0, cpu1, "ns_per_delivery", r.delivered));
     if let Some(e) = send_err.or(r.first_error) {
         extend(&mut v, json!({"error": e}));
     }
@@ -347,14 +342,7 @@ pub async fn echo(o: &Opts, c: usize, duration: f64, body_size: usize, ui: &Ui) 
         "timed_out": r.timed_out,
     });
     extend(&mut v, percentiles(&h));
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        let used = b.saturating_sub(a);
-        extend(&mut v, json!({
-            "server_pid": o.server_pid,
-            "server_cpu_ns": used,
-            "ns_per_round_trip": if r.round_trips > 0 { Some((used as f64 / r.round_trips as f64).round()) } else { None },
-        }));
-    }
+    extend(&mut v, server_cpu(o, cpu0, cpu1, "ns_per_round_trip", r.round_trips));
     if let Some(e) = r.first_error {
         extend(&mut v, json!({"error": e}));
     }
