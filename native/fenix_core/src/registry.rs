@@ -86,6 +86,17 @@ impl Topic {
     }
 }
 
+/// One message of [`Registry::broadcast_all`].
+#[derive(Debug, Clone, Copy)]
+pub struct Broadcast<'a> {
+    /// The event name.
+    pub event: &'a str,
+    /// The payload.
+    pub body: Body<'a>,
+    /// A connection that does not get it (`broadcast_from`).
+    pub exclude: Option<u64>,
+}
+
 /// What a broadcast did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
@@ -179,26 +190,49 @@ impl Registry {
     ///
     /// Called by the engine's outbound task; applications call `Server::broadcast`.
     pub fn broadcast(&self, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) -> Delivery {
-        if event == DISCONNECT_EVENT {
+        self.broadcast_all(topic, &[Broadcast { event, body, exclude }])
+    }
+
+    /// Broadcasts several messages to `topic`, in order, going over the subscribers
+    /// once: each gets all of its frames with one push (one lock, one cache miss)
+    /// instead of one push per message. The outbound task groups consecutive
+    /// broadcasts to a topic this way (a `blast` is 1,000 of them).
+    pub fn broadcast_all(&self, topic: &str, messages: &[Broadcast<'_>]) -> Delivery {
+        if messages.iter().any(|m| m.event == DISCONNECT_EVENT) {
             self.disconnect_socket_id(topic);
         }
         let mut delivery = Delivery::default();
         let Some(entry) = self.topics.get(topic) else { return delivery };
-        let intercepted = entry.interceptors(event) > 0;
-        let message = Outgoing::broadcast(topic, event, body);
-        let mut frames: [Option<Option<Bytes>>; 2] = [None, None];
+        // Every subscriber gets every message unless some are excluded or intercepted.
+        let uniform = messages.iter().all(|m| m.exclude.is_none() && entry.interceptors(m.event) == 0);
+        let mut encoded: [Option<Vec<Option<Bytes>>>; 2] = [None, None];
+        let mut uniform_frames: [Option<Vec<Bytes>>; 2] = [None, None];
+        let mut filtered = Vec::new();
         for (id, member) in &entry.members {
             let Some(conn) = &member.conn else { continue };
-            if Some(*id) == exclude || (intercepted && member.intercepts.iter().any(|e| e == event)) {
+            let serializer = conn.serializer();
+            let frames = encoded[serializer.index()].get_or_insert_with(|| {
+                // A body the serializer cannot carry (binary for vsn 1.0.0) has no frame.
+                messages.iter().map(|m| encode(serializer, &Outgoing::broadcast(topic, m.event, m.body))).collect()
+            });
+            let batch: &[Bytes] = if uniform {
+                uniform_frames[serializer.index()].get_or_insert_with(|| frames.iter().flatten().cloned().collect())
+            } else {
+                filtered.clear();
+                for (message, frame) in messages.iter().zip(frames.iter()) {
+                    let skip = message.exclude == Some(*id) || member.intercepts.iter().any(|e| e == message.event);
+                    if let (false, Some(frame)) = (skip, frame) {
+                        filtered.push(frame.clone());
+                    }
+                }
+                &filtered
+            };
+            if batch.is_empty() {
                 continue;
             }
-            let serializer = conn.serializer();
-            let encoded = frames[serializer.index()].get_or_insert_with(|| encode(serializer, &message));
-            // A body the serializer cannot carry (binary for vsn 1.0.0) is skipped.
-            let Some(frame) = encoded else { continue };
-            // A full outbox closes that connection (Conn::send); the others go on.
-            match conn.send(frame.clone()) {
-                Ok(()) => delivery.queued += 1,
+            // A full outbox closes that connection (Conn::send_all); the others go on.
+            match conn.send_all(batch) {
+                Ok(()) => delivery.queued += batch.len(),
                 Err(_) => delivery.dropped += 1,
             }
         }

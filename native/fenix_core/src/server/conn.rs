@@ -353,14 +353,11 @@ impl Conn {
         body: &[u8],
     ) {
         let reply = Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body));
-        match self.send_outgoing(via, &reply) {
-            // The engine's queue is full: a client waiting for this reply (a join's,
-            // most often) must still get it, even if it overtakes queued frames.
-            Err(Error::Capacity(CapacityError::Overloaded(_))) => {
-                let _ = self.send_outgoing(Via::Reader, &reply);
-            }
-            // Closed, or a full outbox: dealt with where it happens.
-            _ => {}
+        // The engine's queue is full: a client waiting for this reply (a join's, most
+        // often) must still get it, even if it overtakes queued frames. Closed, or a
+        // full outbox: dealt with where it happens.
+        if let Err(Error::Capacity(CapacityError::Overloaded(_))) = self.send_outgoing(via, &reply) {
+            let _ = self.send_outgoing(Via::Reader, &reply);
         }
     }
 
@@ -388,7 +385,17 @@ impl Conn {
 
     /// Queues a pre-framed WebSocket frame. A full outbox disconnects the client.
     pub fn send(&self, frame: Bytes) -> Result<()> {
-        match self.outbox.try_push(frame) {
+        self.pushed(self.outbox.try_push(frame))
+    }
+
+    /// Queues pre-framed WebSocket frames in order, all or none. A full outbox
+    /// disconnects the client.
+    pub fn send_all(&self, frames: &[Bytes]) -> Result<()> {
+        self.pushed(self.outbox.try_push_all(frames))
+    }
+
+    fn pushed(&self, result: Result<(), PushError>) -> Result<()> {
+        match result {
             Ok(()) => Ok(()),
             Err(PushError::Closed(_)) => Err(Error::Closed),
             Err(PushError::Full(_)) => {

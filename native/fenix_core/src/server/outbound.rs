@@ -17,6 +17,7 @@ use super::conn::Conn;
 use super::Shared;
 use crate::error::CapacityError;
 use crate::protocol::Body;
+use crate::registry::Broadcast;
 
 /// How many operations may wait; beyond that, submissions fail with `Overloaded` and
 /// the application waits and retries (`Fenix.Endpoint` does), which slows producers to
@@ -67,10 +68,22 @@ impl Outbound {
 /// ~25 broadcasts, so each connection writes ~25 frames with one syscall.
 const FRAMES_PER_TURN: usize = 256 * 1024;
 
+/// Consecutive broadcasts to one topic carried out as one pass over its subscribers.
+const MAX_GROUP: usize = 256;
+
 /// The outbound task: carries out every operation in order.
 pub(crate) async fn run(mut ops: mpsc::Receiver<Op>, shared: Arc<Shared>) {
     let mut queued = 0;
-    while let Some(op) = ops.recv().await {
+    let mut next = None;
+    let mut group = Vec::new();
+    loop {
+        let op = match next.take() {
+            Some(op) => op,
+            None => match ops.recv().await {
+                Some(op) => op,
+                None => return,
+            },
+        };
         match op {
             Op::Send { conn, frame } => {
                 // A closed or full outbox was already dealt with by Conn::send.
@@ -81,9 +94,31 @@ pub(crate) async fn run(mut ops: mpsc::Receiver<Op>, shared: Arc<Shared>) {
                 conn.subscribe_if_joined(&topic, join_ref.as_deref());
             }
             Op::Broadcast { topic, event, body, binary, exclude } => {
-                let body = if binary { Body::Binary(&body) } else { Body::Json(&body) };
-                let delivery = shared.registry.broadcast(&topic, &event, body, exclude);
-                queued += delivery.queued;
+                // Take the broadcasts to the same topic that are already waiting.
+                group.push((event, body, binary, exclude));
+                while group.len() < MAX_GROUP {
+                    match ops.try_recv() {
+                        Ok(Op::Broadcast { topic: t, event, body, binary, exclude }) if t == topic => {
+                            group.push((event, body, binary, exclude));
+                        }
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let messages: Vec<Broadcast<'_>> = group
+                    .iter()
+                    .map(|(event, body, binary, exclude)| Broadcast {
+                        event,
+                        body: if *binary { Body::Binary(body) } else { Body::Json(body) },
+                        exclude: *exclude,
+                    })
+                    .collect();
+                queued += shared.registry.broadcast_all(&topic, &messages).queued;
+                drop(messages);
+                group.clear();
             }
         }
         if queued >= FRAMES_PER_TURN {

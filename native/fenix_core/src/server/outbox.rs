@@ -73,6 +73,25 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues frames in order, all or none.
+    pub(crate) fn try_push_all(&self, frames: &[Bytes]) -> Result<(), PushError> {
+        let mut state = self.lock();
+        let Some(first) = frames.first() else { return Ok(()) };
+        if state.closing {
+            return Err(PushError::Closed(first.clone()));
+        }
+        if state.frames.len() + frames.len() > self.capacity {
+            return Err(PushError::Full(first.clone()));
+        }
+        let was_empty = state.frames.is_empty();
+        state.frames.extend(frames.iter().cloned());
+        drop(state);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
     /// Queues a close frame as the last frame; returns false if already closing.
     pub(crate) fn push_close(&self, frame: Bytes) -> bool {
         let mut state = self.lock();
