@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{eventually, ChannelProcess, Client, TestServer, SERIALIZERS};
 use fenix_core::protocol::{Body, Serializer};
-use fenix_core::registry::Delivery;
+use fenix_core::registry::{Broadcast, Delivery};
 use fenix_core::ClosedReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -662,6 +662,38 @@ async fn intercepting_subscribers_are_handed_to_the_caller() {
     assert_eq!(delivery, Delivery { queued: 2, dropped: 0 });
     plain.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
     intercepting.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_broadcasts_keep_order_exclusions_and_interceptions() {
+    let t = TestServer::start();
+    let mut plain = t.connect(Serializer::V2, "user_id=plain").await;
+    let mut intercepting = t.connect(Serializer::V1, "user_id=intercepting").await;
+    plain.join("1", "room:group").await;
+    intercepting.send(r#"["1","1","room:group","phx_join",{"intercept":["secret"]}]"#).await;
+    intercepting
+        .expect(r#"["1","1","room:group","phx_reply",{"response":{"joined":"room:group","user_id":"intercepting"},"status":"ok"}]"#)
+        .await;
+    eventually("both are fan-out targets", || t.registry().subscriber_count("room:group") == 2).await;
+
+    let plain_id = t.app.conn_id("plain");
+    let messages = [
+        Broadcast { event: "a", body: Body::Json(br#"{"n":1}"#), exclude: None },
+        Broadcast { event: "secret", body: Body::Json(br#"{"n":2}"#), exclude: None },
+        Broadcast { event: "b", body: Body::Json(br#"{"n":3}"#), exclude: Some(plain_id) },
+        Broadcast { event: "c", body: Body::Binary(b"\x01"), exclude: None },
+    ];
+    let delivery = t.registry().broadcast_all("room:group", &messages);
+    // plain: a, secret, c (b excluded); intercepting (vsn 1.0.0): a, b (secret intercepted, binary not carried).
+    assert_eq!(delivery, Delivery { queued: 5, dropped: 0 });
+    plain.expect(r#"[null,null,"room:group","a",{"n":1}]"#).await;
+    plain.expect(r#"[null,null,"room:group","secret",{"n":2}]"#).await;
+    match plain.recv().await {
+        Message::Binary(data) => assert_eq!(&data[..], b"\x02\x0a\x01room:groupc\x01"),
+        other => panic!("expected the binary broadcast, got {other:?}"),
+    }
+    intercepting.expect(r#"[null,null,"room:group","a",{"n":1}]"#).await;
+    intercepting.expect(r#"[null,null,"room:group","b",{"n":3}]"#).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

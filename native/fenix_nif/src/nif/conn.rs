@@ -58,8 +58,10 @@ fn conn_joined<'a>(
 /// One shared copy of each intercept list: every channel of a module has the same
 /// list, so a connection costs a reference count, not a copy. The lists come from
 /// the channel modules (`intercept/1`), never from clients, so the cache is small.
+type InterceptLists = Mutex<HashMap<Vec<String>, Arc<[String]>>>;
+
 fn shared_intercepts(intercepts: Vec<String>) -> Arc<[String]> {
-    static CACHE: OnceLock<Mutex<HashMap<Vec<String>, Arc<[String]>>>> = OnceLock::new();
+    static CACHE: OnceLock<InterceptLists> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     match cache.get(&intercepts) {
         Some(shared) => Arc::clone(shared),
