@@ -230,10 +230,8 @@ defmodule Fenix.Channel do
     """
   end
 
-  @doc false
-  @spec normalize_reply(reply()) :: {:ok | :error | atom(), term()}
-  def normalize_reply({status, response}) when is_atom(status), do: {status, response}
-  def normalize_reply(status) when is_atom(status), do: {status, %{}}
+  defp normalize_reply({status, response}) when is_atom(status), do: {status, response}
+  defp normalize_reply(status) when is_atom(status), do: {status, %{}}
 
   # The connection being gone is not an error for the caller: Phoenix's push/3 is
   # fire-and-forget too. A payload that cannot be JSON is the caller's bug.

@@ -176,17 +176,7 @@ defmodule Fenix.Channel.Server do
   end
 
   defp send_reply(socket, reply) do
-    {status, response} = Channel.normalize_reply(reply)
-
-    send_reply = fn -> Native.channel_reply(socket.channel_ref, socket.ref, status, response) end
-
-    case Fenix.Endpoint.__retry_overloaded__(send_reply) do
-      {:error, :unsupported_term} ->
-        raise ArgumentError, "reply cannot be encoded as JSON: #{inspect(response)}"
-
-      _ok_or_closed ->
-        :ok
-    end
+    Channel.reply({:fenix_ref, socket.channel_ref, socket.ref}, reply)
   end
 
   # A graceful stop tells the client phx_close; any other reason is a crash, which the

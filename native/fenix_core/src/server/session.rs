@@ -152,8 +152,8 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
 }
 
 async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
-    let timeout = conn_timeout(conn);
-    let mut reader = FrameReader::new(max_frame_size(conn));
+    let timeout = conn.config().timeout;
+    let mut reader = FrameReader::new(conn.config().max_frame_size);
     if !leftover.is_empty() {
         let mut leftover = leftover;
         if let Some(end) = reader.feed(&mut leftover, conn) {
@@ -197,14 +197,6 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
             return end;
         }
     }
-}
-
-fn conn_timeout(conn: &Conn) -> Duration {
-    conn.config().timeout
-}
-
-fn max_frame_size(conn: &Conn) -> usize {
-    conn.config().max_frame_size
 }
 
 /// Turns bytes into frames, and frames into messages for the [`Conn`].
