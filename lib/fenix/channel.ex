@@ -196,8 +196,7 @@ defmodule Fenix.Channel do
   @spec push(Socket.t(), String.t(), term()) :: :ok
   def push(%Socket{} = socket, event, payload) when is_binary(event) do
     assert_joined!(socket)
-    push = fn -> Fenix.Native.channel_push(socket.channel_ref, event, payload) end
-    :ok = push |> Fenix.Endpoint.__retry_overloaded__() |> ok!(payload)
+    :ok = socket.channel_ref |> Fenix.Native.channel_push(event, payload) |> Fenix.Native.await_pace() |> ok!(payload)
   end
 
   @doc """
@@ -213,8 +212,7 @@ defmodule Fenix.Channel do
   @spec reply(socket_ref(), reply()) :: :ok
   def reply({:fenix_ref, channel_ref, ref}, reply) do
     {status, response} = normalize_reply(reply)
-    send_reply = fn -> Fenix.Native.channel_reply(channel_ref, ref, status, response) end
-    :ok = send_reply |> Fenix.Endpoint.__retry_overloaded__() |> ok!(response)
+    :ok = channel_ref |> Fenix.Native.channel_reply(ref, status, response) |> Fenix.Native.await_pace() |> ok!(response)
   end
 
   @doc """
@@ -233,17 +231,19 @@ defmodule Fenix.Channel do
   defp normalize_reply({status, response}) when is_atom(status), do: {status, response}
   defp normalize_reply(status) when is_atom(status), do: {status, %{}}
 
-  # The connection being gone is not an error for the caller: Phoenix's push/3 is
-  # fire-and-forget too. A payload that cannot be JSON is the caller's bug.
+  # The connection being gone (or being dropped because its client does not read) is
+  # not an error for the caller: Phoenix's push/3 is fire-and-forget too. A payload
+  # that cannot be JSON is the caller's bug.
   defp ok!(:ok, _payload), do: :ok
   defp ok!({:error, :closed}, _payload), do: :ok
-
-  defp ok!({:error, :overloaded}, _payload) do
-    raise RuntimeError, "the Fenix engine's outbound queue is full"
-  end
+  defp ok!({:error, :slow_client}, _payload), do: :ok
 
   defp ok!({:error, :unsupported_term}, payload) do
     raise ArgumentError, "payload cannot be encoded as JSON: #{inspect(payload)}"
+  end
+
+  defp ok!({:error, {reason, text}}, _payload) do
+    raise RuntimeError, "the Fenix engine refused the message (#{reason}): #{text}"
   end
 
   defp assert_joined!(%Socket{joined: true}), do: :ok

@@ -38,8 +38,11 @@ defmodule Fenix.Endpoint do
   Broadcasts to one topic reach every subscriber in the order they were made, and
   what one process sends (broadcasts, pushes, replies) reaches each client in the
   order it was sent. The call itself only encodes and queues: the fan-out runs in the
-  engine. When the engine's queue is full, the call waits for it (backpressure)
-  and returns `{:error, :overloaded}` only after about 5 seconds.
+  engine, which serves the processes that broadcast in turn, so one process that
+  broadcasts without pause never holds up another's broadcasts or replies. A process
+  that has more waiting in the engine than it may (4,096 operations or 8 MiB) is made
+  to wait in the call until half of it is carried out: backpressure on the process
+  that floods, and on no other.
   """
 
   alias Fenix.Native
@@ -190,31 +193,14 @@ defmodule Fenix.Endpoint do
     engine = engine!(endpoint)
 
     result =
-      __retry_overloaded__(fn ->
-        case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
-          :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
-          result -> result
-        end
-      end)
+      case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
+        :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
+        result -> result
+      end
 
-    case result do
+    case Native.await_pace(result) do
       :ok -> :ok
       {:error, :unsupported_term} -> {:error, {:unsupported_payload, payload}}
-      {:error, :overloaded} -> {:error, :overloaded}
-    end
-  end
-
-  @doc false
-  # The engine's outbound queue is full: wait for it and try again, the way a process
-  # sending to a busy one is slowed down, rather than fail. Gives up after about 5 s.
-  def __retry_overloaded__(fun, attempts \\ 5_000) do
-    case fun.() do
-      {:error, :overloaded} when attempts > 0 ->
-        Process.sleep(1)
-        __retry_overloaded__(fun, attempts - 1)
-
-      result ->
-        result
     end
   end
 
@@ -225,9 +211,6 @@ defmodule Fenix.Endpoint do
     raise ArgumentError, "broadcast payload cannot be encoded as JSON: #{inspect(payload)}"
   end
 
-  def __raise_on_error__({:error, :overloaded}) do
-    raise RuntimeError, "broadcast failed: the Fenix engine's outbound queue is full"
-  end
 
   @doc false
   def engine!(endpoint) do

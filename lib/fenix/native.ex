@@ -9,6 +9,24 @@ defmodule Fenix.Native do
     :erlang.load_nif(path, 0)
   end
 
+  # A sender told `:wait` has as much waiting in the engine as it may (its lane is
+  # full): what it sent is taken, and the engine sends it `:fenix_resume` once half of
+  # it is carried out. Only the process that floods waits; the timeout is a guard
+  # against an engine that stopped meanwhile.
+  @resume_timeout 5_000
+
+  @doc false
+  @spec await_pace(result) :: result when result: term()
+  def await_pace(:wait) do
+    receive do
+      :fenix_resume -> :ok
+    after
+      @resume_timeout -> :ok
+    end
+  end
+
+  def await_pace(result), do: result
+
   @type endpoint :: reference()
   @type conn :: reference()
   @type channel :: reference()
@@ -29,43 +47,52 @@ defmodule Fenix.Native do
   @spec endpoint_log_to(pid()) :: :ok
   def endpoint_log_to(_pid), do: :erlang.nif_error(:nif_not_loaded)
 
+  # Errors, one mapping for every NIF (native/fenix_nif/src/error.rs):
+  #   :closed                 the connection is gone
+  #   :stale                  the join was superseded (joined again, or left)
+  #   :slow_client            the client does not read; its connection is being dropped
+  #   :unsupported_term       the payload cannot be JSON
+  #   {:too_large, text}      a bound of the engine was broken
+  #   {:protocol, text}       a message could not be encoded
+  #   {:io, text}             a socket error
+  @type error :: {:error, :closed | :stale | :slow_client | :unsupported_term | {atom(), String.t()}}
+  @type pace :: :ok | :wait
+
   @spec conn_accept(conn(), String.t() | nil, binary()) :: :ok | {:error, :closed}
   def conn_accept(_conn, _socket_id, _socket), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec conn_refuse(conn()) :: :ok | {:error, :closed}
   def conn_refuse(_conn), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec conn_joined(conn(), join(), term(), [String.t()]) ::
-          {:ok, channel()} | {:error, :closed | :stale | :unsupported_term}
+  @spec conn_joined(conn(), join(), map(), [String.t()]) ::
+          {pace(), channel(), conn_id :: non_neg_integer()} | {:error, :closed | :stale | :unsupported_term}
   def conn_joined(_conn, _join, _response, _intercepts), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec conn_join_failed(conn(), join(), term()) ::
-          :ok | {:error, :closed | :stale | :unsupported_term}
+  @spec conn_join_failed(conn(), join(), map()) :: pace() | {:error, :closed | :stale | :unsupported_term}
   def conn_join_failed(_conn, _join, _response), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec conn_join_unmatched(conn(), join()) :: :ok | {:error, :closed | :stale}
+  @spec conn_join_unmatched(conn(), join()) :: pace() | {:error, :closed | :stale}
   def conn_join_unmatched(_conn, _join), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_reply(channel(), String.t() | nil, :ok | :error, term()) ::
-          :ok | {:error, :closed | :overloaded | :unsupported_term}
+  @spec channel_reply(channel(), String.t() | nil, atom(), term()) :: pace() | error()
   def channel_reply(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_push(channel(), String.t(), term()) :: :ok | {:error, :closed | :overloaded | :unsupported_term}
+  @spec channel_push(channel(), String.t(), term()) :: pace() | error()
   def channel_push(_channel, _event, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec channel_close(channel()) :: :ok | {:error, :closed}
   def channel_close(_channel), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_conn_id(channel()) :: non_neg_integer()
-  def channel_conn_id(_channel), do: :erlang.nif_error(:nif_not_loaded)
+  @spec channel_handled(channel(), non_neg_integer()) :: :ok
+  def channel_handled(_channel, _size), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec pubsub_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
-          :ok | :dirty | {:error, :unsupported_term | :overloaded}
+          pace() | :dirty | {:error, :unsupported_term}
   def pubsub_broadcast(_endpoint, _topic, _event, _payload, _exclude),
     do: :erlang.nif_error(:nif_not_loaded)
 
   @spec pubsub_broadcast_dirty(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
-          :ok | {:error, :unsupported_term | :overloaded}
+          pace() | {:error, :unsupported_term}
   def pubsub_broadcast_dirty(_endpoint, _topic, _event, _payload, _exclude),
     do: :erlang.nif_error(:nif_not_loaded)
 end

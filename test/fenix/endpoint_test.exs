@@ -72,19 +72,24 @@ defmodule Fenix.EndpointTest do
     end
   end
 
-  test "a full engine queue is waited for, then reported" do
-    {:ok, calls} = Agent.start_link(fn -> 0 end)
+  test "a process told to wait goes on at :fenix_resume, and at the latest after the timeout" do
+    send(self(), :fenix_resume)
+    assert Fenix.Native.await_pace(:wait) == :ok
+    refute_received :fenix_resume
+    assert Fenix.Native.await_pace({:error, :closed}) == {:error, :closed}
+  end
 
-    busy_twice = fn ->
-      case Agent.get_and_update(calls, &{&1, &1 + 1}) do
-        n when n < 2 -> {:error, :overloaded}
-        _ -> :ok
-      end
-    end
-
-    assert Fenix.Endpoint.__retry_overloaded__(busy_twice) == :ok
-    assert Agent.get(calls, & &1) == 3
-    assert Fenix.Endpoint.__retry_overloaded__(fn -> {:error, :overloaded} end, 3) == {:error, :overloaded}
+  test "a process that broadcasts without pause loses nothing and keeps its order" do
+    c = connect!(%{"vsn" => "2.0.0"})
+    push(c, client(:v2, "1", "1", "test:burst", "phx_join", "{}"))
+    c = assert_frame(c, reply(:v2, "1", "1", "test:burst", "ok", ~s({"topic":"test:burst"})))
+    engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
+    assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, "test:burst"), 1) == 1 end)
+    # Fewer than the client's outbox holds (4,096 frames), which the broadcasts may fill
+    # faster than this client reads.
+    broadcaster = Task.async(fn -> for i <- 1..3_000, do: :ok = Fenix.TestEndpoint.broadcast("test:burst", "n", %{"i" => i}) end)
+    Enum.reduce(1..3_000, c, &assert_frame(&2, server(:v2, nil, nil, "test:burst", "n", ~s({"i":#{&1}}))))
+    Task.await(broadcaster, 30_000)
   end
 
   test "an unknown endpoint option is refused before anything starts" do

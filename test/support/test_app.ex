@@ -47,6 +47,11 @@ defmodule Fenix.TestChannel do
 
   @impl true
   def handle_in("ping", payload, socket), do: {:reply, {:ok, payload}, socket}
+
+  def handle_in("slow", payload, socket) do
+    Process.sleep(1)
+    {:reply, {:ok, payload}, socket}
+  end
   def handle_in("status_only", _payload, socket), do: {:reply, :ok, socket}
   def handle_in("custom_status", payload, socket), do: {:reply, {:unauthorized, payload}, socket}
   def handle_in("assigns", _payload, socket), do: {:reply, {:ok, %{joined_with: socket.assigns.joined_with}}, socket}

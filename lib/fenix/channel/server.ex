@@ -3,11 +3,18 @@ defmodule Fenix.Channel.Server do
   # The process of one joined channel: the GenServer shell around a Fenix.Channel
   # module. Messages from the engine:
   #
-  #   {:fenix_in, event, payload, ref}   a client push          -> handle_in/3
+  #   {:fenix_in, event, payload, ref, size}
+  #                                      a client push          -> handle_in/3, then
+  #                                                                the credit back
   #   {:fenix_leave, ref}                the client left         -> reply ok, phx_close, stop
   #   {:fenix_out, event, payload}       intercepted broadcast   -> handle_out/3
   #   {:fenix_closed, reason}            connection closed or
   #                                      topic joined again      -> stop {:shutdown, reason}
+  #   :fenix_resume                      late wake-up of a wait  -> ignored
+  #
+  # Credit: the engine stops reading a connection while its channels hold too many
+  # unhandled client messages (see Fenix.Socket's :max_unhandled_messages), so every
+  # {:fenix_in, ...} is acknowledged with its size once handled.
   #
   # A crash needs no code here: the engine monitors this process and sends phx_error.
 
@@ -38,11 +45,11 @@ defmodule Fenix.Channel.Server do
         joined(conn, join, reply, socket)
 
       {:error, reply} ->
-        Native.conn_join_failed(conn, join, reply)
+        conn |> Native.conn_join_failed(join, reply) |> Native.await_pace()
         {:stop, :normal, socket}
 
       :crashed ->
-        Native.conn_join_failed(conn, join, %{reason: "join crashed"})
+        conn |> Native.conn_join_failed(join, %{reason: "join crashed"}) |> Native.await_pace()
         {:stop, :normal, socket}
     end
   end
@@ -81,8 +88,8 @@ defmodule Fenix.Channel.Server do
 
   defp joined(conn, join, reply, %Socket{channel: channel} = socket) do
     case Native.conn_joined(conn, join, reply, channel.__intercepts__()) do
-      {:ok, channel_ref} ->
-        conn_id = Native.channel_conn_id(channel_ref)
+      {pace, channel_ref, conn_id} when pace in [:ok, :wait] ->
+        Native.await_pace(pace)
         Process.put(:fenix_conn_id, conn_id)
         # Most channels then wait for messages: hibernating now gives the join's
         # garbage back at once, which is what an idle connection costs.
@@ -98,16 +105,17 @@ defmodule Fenix.Channel.Server do
   end
 
   @impl true
-  def handle_info({:fenix_in, event, payload, ref}, %Socket{channel: channel} = socket) do
+  def handle_info({:fenix_in, event, payload, ref, size}, %Socket{channel: channel} = socket) do
     socket = %{socket | ref: ref}
-
-    event
-    |> channel.handle_in(payload, socket)
-    |> handle_result(:handle_in, socket)
+    result = event |> channel.handle_in(payload, socket) |> handle_result(:handle_in, socket)
+    Native.channel_handled(socket.channel_ref, size)
+    result
   end
 
+  def handle_info(:fenix_resume, socket), do: {:noreply, socket}
+
   def handle_info({:fenix_leave, ref}, socket) do
-    Native.channel_reply(socket.channel_ref, ref, :ok, %{})
+    socket.channel_ref |> Native.channel_reply(ref, :ok, %{}) |> Native.await_pace()
     Native.channel_close(socket.channel_ref)
     {:stop, {:shutdown, :left}, socket}
   end

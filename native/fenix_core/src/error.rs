@@ -65,10 +65,6 @@ pub enum CapacityError {
     /// More messages for a topic than may be held while its join is answered.
     #[error("more than {0} messages sent before their join was answered")]
     HeldMessages(usize),
-    /// The engine's outbound queue is full: the application sends faster than the
-    /// engine can carry it out.
-    #[error("engine overloaded: {0} operations queued")]
-    Overloaded(usize),
     /// The connection's outbound queue is full: the client does not read.
     #[error("outbound queue full ({0} frames): slow reader")]
     OutboxFull(usize),

@@ -34,8 +34,15 @@ pub trait ChannelSink: Send + Sync + Debug + Any {
 /// What a channel is told.
 #[derive(Debug)]
 pub enum ChannelEvent {
-    /// A client message for the channel (`phx_leave` included).
-    In(Message),
+    /// A client message for the channel (`phx_leave` included), `size` bytes on the
+    /// wire. The channel gives its credit back with
+    /// [`Channel::handled`](crate::server::Channel::handled) once it has handled it.
+    In {
+        /// The message.
+        message: Message,
+        /// Its size, to hand back.
+        size: usize,
+    },
     /// The channel is gone from the connection: a duplicate join replaced it, or the
     /// connection closed. The channel must stop without sending anything.
     Closed(ClosedReason),

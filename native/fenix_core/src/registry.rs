@@ -17,7 +17,7 @@
 //! to an id closes every connection with that id.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -35,6 +35,10 @@ pub const DISCONNECT_EVENT: &str = "disconnect";
 pub struct Registry {
     topics: DashMap<String, Topic>,
     socket_ids: DashMap<String, HashMap<u64, Weak<Conn>>>,
+    /// One shared copy of each intercept list: every channel of a module has the same
+    /// list, so a member costs a reference count, not a copy. The lists come from the
+    /// channel modules (`intercept/1`), never from clients, so this stays small.
+    intercept_lists: Mutex<HashMap<Vec<String>, Arc<[String]>>>,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +117,22 @@ impl Registry {
     pub fn subscribe(&self, topic: &str, conn: &Arc<Conn>, sink: Sink, intercepts: Arc<[String]>) {
         self.join(topic, conn.id(), sink, intercepts);
         self.activate(topic, conn);
+    }
+
+    /// The shared copy of the intercept list `events`.
+    pub fn intern_intercepts(&self, events: &[String]) -> Arc<[String]> {
+        if events.is_empty() {
+            return Arc::new([]);
+        }
+        let mut lists = self.intercept_lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match lists.get(events) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared: Arc<[String]> = events.into();
+                lists.insert(events.to_vec(), Arc::clone(&shared));
+                shared
+            }
+        }
     }
 
     /// Adds a channel that just joined: from now on it gets the events it intercepts

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, ChannelProcess, Client, TestServer, SERIALIZERS};
+use common::{eventually, ChannelProcess, Client, Pacer, TestServer, SERIALIZERS};
 use fenix_core::protocol::{Body, Serializer};
 use fenix_core::registry::{Broadcast, Delivery};
 use fenix_core::ClosedReason;
@@ -391,10 +391,11 @@ async fn join_reply_comes_before_any_broadcast_to_the_topic() {
     let broadcaster = {
         let (server, stop) = (Arc::clone(&t.server), Arc::clone(&stop));
         std::thread::spawn(move || {
-            // Paced, so that the outbound queue stays short and joins are not
-            // stuck behind a flood; every join still races many broadcasts.
+            // Paced, so that the broadcaster's lane stays short; every join still
+            // races many broadcasts.
+            let pacer = Pacer::new();
             while !stop.load(Ordering::Relaxed) {
-                server.broadcast("room:race", "tick", Body::Json(b"{}"), None).expect("queued");
+                let _ = pacer.broadcast_now(&server, "room:race", "tick", Body::Json(b"{}"), None);
                 std::thread::sleep(Duration::from_micros(20));
             }
         })

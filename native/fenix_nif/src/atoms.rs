@@ -20,7 +20,10 @@ rustler::atoms! {
     fenix_leave,
     fenix_out,
     fenix_closed,
+    fenix_resume,
     duplicate_join,
+    // a sender must wait for :fenix_resume
+    wait,
     // connect_info keys
     peer_data,
     address,
@@ -31,7 +34,10 @@ rustler::atoms! {
     auth_token,
     // errors
     unsupported_term,
-    overloaded,
+    slow_client,
+    too_large,
+    protocol,
+    io,
     invalid_config,
     bind_failed,
 }

@@ -22,7 +22,7 @@ thread_local! {
 }
 
 /// Sends the term built by `message` to `pid` from an engine thread.
-fn send(pid: &LocalPid, message: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
+pub(crate) fn send(pid: &LocalPid, message: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
     if rustler::thread::is_scheduler_thread() {
         // Only engine threads may use an OwnedEnv; NIF calls send with their own env.
         tracing::error!("fenix: message dropped: send from a scheduler thread");
@@ -127,7 +127,7 @@ impl ChannelSink for ChannelProcess {
 /// The message a channel process gets for `event`.
 pub(crate) fn channel_message<'a>(env: Env<'a>, event: &ChannelEvent) -> Term<'a> {
     match event {
-        ChannelEvent::In(message) => client_message(env, message),
+        ChannelEvent::In { message, size } => client_message(env, message, *size),
         ChannelEvent::Closed(reason) => {
             let reason = match reason {
                 ClosedReason::DuplicateJoin => atoms::duplicate_join(),
@@ -138,11 +138,13 @@ pub(crate) fn channel_message<'a>(env: Env<'a>, event: &ChannelEvent) -> Term<'a
     }
 }
 
-/// `{:fenix_in, event, payload, ref}` or `{:fenix_leave, ref}`.
-pub(crate) fn client_message<'a>(env: Env<'a>, message: &Message) -> Term<'a> {
+/// `{:fenix_in, event, payload, ref, size}` or `{:fenix_leave, ref}`. The channel hands
+/// `size` back (`channel_handled/2`) once it has handled the message: that is the
+/// connection's inbound credit.
+pub(crate) fn client_message<'a>(env: Env<'a>, message: &Message, size: usize) -> Term<'a> {
     let r#ref = message.r#ref.as_deref();
     match &message.event {
         Event::Leave => (atoms::fenix_leave(), r#ref).encode(env),
-        event => (atoms::fenix_in(), event.as_str(), payload_to_term(env, &message.payload), r#ref).encode(env),
+        event => (atoms::fenix_in(), event.as_str(), payload_to_term(env, &message.payload), r#ref, size).encode(env),
     }
 }

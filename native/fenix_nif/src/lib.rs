@@ -5,10 +5,12 @@
 
 mod atoms;
 mod beam;
+mod error;
 mod log;
 mod nif;
 mod resources;
 mod runtime;
+mod sender;
 mod term;
 
 rustler::init!("Elixir.Fenix.Native", load = load);

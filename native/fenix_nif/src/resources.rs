@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fenix_core::server::{Conn, Server};
+use fenix_core::server::{Channel, Conn, Server};
 use rustler::{Env, LocalPid, Monitor, Resource};
 
 /// A running endpoint server.
@@ -24,18 +24,15 @@ impl Resource for ConnResource {}
 /// A joined channel: the handle its process pushes and replies through. The process
 /// is monitored: if it dies without closing the channel, the client gets `phx_error`.
 #[derive(Debug)]
-pub(crate) struct ChannelResource {
-    pub(crate) conn: Arc<Conn>,
-    pub(crate) topic: String,
-    pub(crate) join_ref: Option<String>,
-}
+pub(crate) struct ChannelResource(pub(crate) Arc<Channel>);
 
 #[rustler::resource_impl]
 impl Resource for ChannelResource {
     const IMPLEMENTS_DOWN: bool = true;
 
-    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
-        // A no-op when the channel closed itself first (phx_close already sent).
-        self.conn.channel_crashed(&self.topic, self.join_ref.as_deref());
+    fn down<'a>(&'a self, env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
+        // A no-op when the channel closed itself first (phx_close already sent). The
+        // phx_error goes after whatever the dead process still had waiting.
+        crate::sender::with_pid(env, pid, |sender| self.0.crashed(sender));
     }
 }

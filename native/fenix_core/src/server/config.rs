@@ -36,6 +36,18 @@ pub struct SocketConfig {
     /// disconnected. Default 4096: a burst of a few thousand broadcasts must not
     /// drop a client that reads, while one that stops reading costs at most this many slots.
     pub outbox_capacity: usize,
+    /// The most bytes queued for one client; a client that falls further behind is
+    /// disconnected. One frame larger than this is still queued when nothing else is.
+    /// Default 1 MiB (Centrifugo's client queue is bounded the same way): 4,096 frames of
+    /// 1 MiB would otherwise be 4 GiB.
+    pub outbox_capacity_bytes: usize,
+    /// The most client messages a connection may have handed to its channels that they
+    /// have not handled yet; the connection is not read while it has that many, so TCP
+    /// slows a flooding client down. Default 64.
+    pub max_unhandled_messages: usize,
+    /// The same bound in bytes (wire size of the messages). Default 1 MiB: a connection
+    /// costs the channels' mailboxes at most about this much, whatever its client sends.
+    pub max_unhandled_bytes: usize,
     /// How long the application may take to answer a connect. Default 10 s.
     pub connect_timeout: Duration,
 }
@@ -49,6 +61,9 @@ impl SocketConfig {
             max_frame_size: 1 << 20,
             max_channels: 100,
             outbox_capacity: 4096,
+            outbox_capacity_bytes: 1 << 20,
+            max_unhandled_messages: 64,
+            max_unhandled_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
         }
     }

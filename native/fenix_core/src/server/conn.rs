@@ -5,9 +5,13 @@
 //! and closes through the methods below, from any thread), and the registry (which
 //! queues broadcasts). Every method is short and never blocks on I/O: frames go to the
 //! bounded [`Outbox`] that the session's writer drains. What the reader answers itself
-//! goes there directly; what the application sends goes through the engine's ordered
-//! outbound queue first (see `outbound.rs`), so it keeps the order it was sent in,
-//! broadcasts included.
+//! goes there directly; what the application sends goes there directly too unless its
+//! sender has broadcasts still waiting, in which case it waits behind them in the
+//! sender's lane (see `outbound.rs`), so it keeps the order it was sent in.
+//!
+//! Every client message handed to a channel takes inbound credit (see `credit.rs`),
+//! given back by the channel once it has handled it: the reader stops reading while
+//! the connection is out of credit.
 //!
 //! Channel slots follow Phoenix 1.8's socket:
 //! - a `phx_join` creates a `Joining` slot; messages for the topic are held until the
@@ -26,12 +30,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::channel::Channel;
+use super::credit::Credit;
+use super::outbound::{Op, Pace, Sender, Submitted};
+use super::outbox::{Outbox, PushError};
+use super::{Shared, SocketConfig};
 use crate::error::{CapacityError, Error, Result};
 use crate::handler::{ChannelEvent, ClosedReason, JoinRequest, Sink};
 use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status, HEARTBEAT_TOPIC};
-use crate::server::outbound::Op;
-use crate::server::outbox::{Outbox, PushError};
-use crate::server::{Shared, SocketConfig};
 use crate::websocket::{frame, CloseCode};
 
 /// How many client messages are held per topic while its join is answered; a client
@@ -50,6 +56,7 @@ pub struct Conn {
     config: Arc<SocketConfig>,
     shared: Arc<Shared>,
     pub(crate) outbox: Outbox,
+    pub(crate) credit: Credit,
     state: Mutex<State>,
 }
 
@@ -73,12 +80,13 @@ struct State {
 enum Slot {
     Joining {
         join_ref: Option<String>,
-        held: Vec<Message>,
+        /// Messages and their sizes, for the channel once it has joined.
+        held: Vec<(Message, usize)>,
         /// The `join_ref` of the channel this join replaces, which gets `phx_close` after the reply.
         replaces: Option<Option<String>>,
     },
     Joined {
-        join_ref: Option<String>,
+        channel: Arc<Channel>,
         sink: Sink,
     },
 }
@@ -100,9 +108,10 @@ impl Conn {
         shared: Arc<Shared>,
         decision: oneshot::Sender<Decision>,
     ) -> Conn {
-        let outbox = Outbox::new(config.outbox_capacity);
+        let outbox = Outbox::new(config.outbox_capacity, config.outbox_capacity_bytes);
+        let credit = Credit::new(config.max_unhandled_messages, config.max_unhandled_bytes);
         let state = State { decision: Some(decision), ..State::default() };
-        Conn { id, serializer, config, shared, outbox, state: Mutex::new(state) }
+        Conn { id, serializer, config, shared, outbox, credit, state: Mutex::new(state) }
     }
 
     /// The connection's unique id (within its server).
@@ -141,15 +150,15 @@ impl Conn {
         decision.send(Decision::Refuse).map_err(|_| Error::Closed)
     }
 
-    /// Handles a message read from the client. An error means the client broke a
-    /// limit and the connection must be closed.
-    pub fn handle_message(self: &Arc<Self>, msg: Message) -> Result<(), CapacityError> {
+    /// Handles a message read from the client, `size` bytes on the wire. An error
+    /// means the client broke a limit and the connection must be closed.
+    pub fn handle_message(self: &Arc<Self>, msg: Message, size: usize) -> Result<(), CapacityError> {
         match msg.event {
             Event::Heartbeat if msg.topic == HEARTBEAT_TOPIC => {
-                self.send_reply(Via::Reader, None, msg.r#ref.as_deref(), HEARTBEAT_TOPIC, Status::Ok, EMPTY);
+                let _ = self.send_reply(Via::Reader, None, msg.r#ref.as_deref(), HEARTBEAT_TOPIC, Status::Ok, EMPTY);
             }
             Event::Join => self.handle_join(msg),
-            _ => return self.route(msg),
+            _ => return self.route(msg, size),
         }
         Ok(())
     }
@@ -160,9 +169,10 @@ impl Conn {
             return;
         }
         let (replaces, old_sink) = match state.channels.remove(&msg.topic) {
-            Some(Slot::Joined { join_ref, sink }) => {
+            Some(Slot::Joined { channel, sink }) => {
                 self.shared.registry.unsubscribe(&msg.topic, self.id);
-                (Some(join_ref), Some(sink))
+                channel.ended();
+                (Some(channel.join_ref().map(str::to_owned)), Some(sink))
             }
             // A join still being answered is superseded; its answer will be stale.
             Some(Slot::Joining { replaces, .. }) => (replaces, None),
@@ -171,7 +181,7 @@ impl Conn {
         if replaces.is_none() && state.channels.len() >= self.config.max_channels {
             drop(state);
             let (join_ref, r#ref) = (msg.join_ref.as_deref(), msg.r#ref.as_deref());
-            self.send_reply(Via::Reader, join_ref, r#ref, &msg.topic, Status::Error, TOO_MANY_CHANNELS);
+            let _ = self.send_reply(Via::Reader, join_ref, r#ref, &msg.topic, Status::Error, TOO_MANY_CHANNELS);
             return;
         }
         let slot = Slot::Joining { join_ref: msg.join_ref.clone(), held: Vec::new(), replaces };
@@ -186,31 +196,33 @@ impl Conn {
         self.shared.handler.join(self, request);
     }
 
-    fn route(self: &Arc<Self>, msg: Message) -> Result<(), CapacityError> {
+    fn route(self: &Arc<Self>, msg: Message, size: usize) -> Result<(), CapacityError> {
         let mut state = self.lock();
-        let stale = |current: &Option<String>| msg.join_ref.is_some() && msg.join_ref != *current;
+        let stale = |current: Option<&str>| msg.join_ref.is_some() && msg.join_ref.as_deref() != current;
         match state.channels.get_mut(&msg.topic) {
-            Some(Slot::Joined { join_ref, sink }) => {
-                if stale(join_ref) {
+            Some(Slot::Joined { channel, sink }) => {
+                if stale(channel.join_ref()) {
                     tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
                     return Ok(());
                 }
+                // Under the lock: the channel cannot end between taking credit and the delivery.
+                channel.delivered(size);
                 let sink = Arc::clone(sink);
                 drop(state);
-                sink.deliver(ChannelEvent::In(msg));
+                sink.deliver(ChannelEvent::In { message: msg, size });
             }
             Some(Slot::Joining { join_ref, held, .. }) => {
-                if stale(join_ref) {
+                if stale(join_ref.as_deref()) {
                     tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
                 } else if held.len() >= HELD_LIMIT {
                     return Err(CapacityError::HeldMessages(HELD_LIMIT));
                 } else {
-                    held.push(msg);
+                    held.push((msg, size));
                 }
             }
             None => {
                 drop(state);
-                self.reply_not_joined(Via::Reader, &msg);
+                let _ = self.reply_not_joined(Via::Reader, &msg);
             }
         }
         Ok(())
@@ -218,156 +230,164 @@ impl Conn {
 
     /// The answer to a message for a topic that is not joined: `unmatched topic`, or
     /// `ok` for a `phx_leave`.
-    fn reply_not_joined(self: &Arc<Self>, via: Via, msg: &Message) {
+    fn reply_not_joined(self: &Arc<Self>, via: Via<'_>, msg: &Message) -> Pace {
         let (join_ref, status, body) = match msg.event {
             Event::Leave => (msg.join_ref.as_deref(), Status::Ok, EMPTY),
             _ => (None, Status::Error, UNMATCHED_TOPIC),
         };
-        self.send_reply(via, join_ref, msg.r#ref.as_deref(), &msg.topic, status, body);
+        self.send_reply(via, join_ref, msg.r#ref.as_deref(), &msg.topic, status, body)
     }
 
-    /// The application accepted a join: the reply `response` goes out, the channel
-    /// subscribes to the topic, and the messages held meanwhile are passed to
-    /// `deliver_held`, in order, before any later message reaches `sink`.
+    /// The application accepted a join, in a call made by `sender` (the channel): the
+    /// reply `response` goes out, the channel subscribes to the topic, and the messages
+    /// held meanwhile are passed to `deliver_held` with their sizes, in order, before
+    /// any later message reaches the channel. `make_sink` builds the channel's sink
+    /// around the [`Channel`] handle that is returned.
+    #[allow(clippy::too_many_arguments)]
     pub fn joined(
         self: &Arc<Self>,
+        sender: Sender<'_>,
         request: &JoinRef<'_>,
-        response: Body<'_>,
-        sink: Sink,
-        intercepts: Arc<[String]>,
-        deliver_held: impl FnMut(Message),
-    ) -> Result<(), JoinError> {
+        response: &[u8],
+        make_sink: impl FnOnce(&Arc<Channel>) -> Sink,
+        intercepts: &[String],
+        mut deliver_held: impl FnMut(Message, usize),
+    ) -> Result<(Arc<Channel>, Pace), JoinError> {
         let mut state = self.lock();
         let (held, replaces) = self.take_joining(&mut state, request)?;
         let (topic, join_ref) = (request.topic, request.join_ref);
-        self.send_reply(Via::App, join_ref, request.r#ref, topic, Status::Ok, response.json_or_empty());
-        self.send_replaced_close(topic, replaces);
-        // Intercepted events reach the channel process from now on; frames only in the
-        // outbound order, after the reply, so that no broadcast overtakes it.
+        let channel = Arc::new(Channel::new(Arc::clone(self), topic.to_owned(), join_ref.map(str::to_owned)));
+        let sink = make_sink(&channel);
+        let via = Via::App(sender);
+        let mut pace = self.send_reply(via, join_ref, request.r#ref, topic, Status::Ok, response);
+        pace = pace.max(self.send_replaced_close(sender, topic, replaces));
+        // Intercepted events reach the channel from now on; frames only after the reply,
+        // so that no broadcast overtakes it.
+        let intercepts = self.shared.registry.intern_intercepts(intercepts);
         self.shared.registry.join(topic, self.id, Arc::clone(&sink), intercepts);
         let subscribe = Op::Subscribe { conn: Arc::clone(self), topic: topic.to_owned(), join_ref: join_ref.map(str::to_owned) };
-        if self.shared.outbound.submit(subscribe).is_err() {
-            // The engine's queue is full: subscribe now rather than not at all.
-            self.shared.registry.activate(topic, self);
+        match self.shared.outbound.submit(sender, subscribe, true) {
+            Submitted::RunNow(_) => self.shared.registry.activate(topic, self),
+            Submitted::Queued(p) => pace = pace.max(p),
         }
-        state.channels.insert(request.topic.to_owned(), Slot::Joined { join_ref: request.join_ref.map(str::to_owned), sink });
+        state.channels.insert(topic.to_owned(), Slot::Joined { channel: Arc::clone(&channel), sink });
         // Still under the lock: the reader cannot route a newer message before these.
-        held.into_iter().for_each(deliver_held);
-        Ok(())
+        for (message, size) in held {
+            channel.delivered(size);
+            deliver_held(message, size);
+        }
+        Ok((channel, pace))
     }
 
     /// The application refused a join (or its join crashed): the error reply goes out,
     /// then the messages held meanwhile are answered as for a topic not joined.
-    pub fn join_failed(self: &Arc<Self>, request: &JoinRef<'_>, response: Body<'_>) -> Result<(), JoinError> {
-        self.fail_join(request, request.join_ref, response.json_or_empty())
+    pub fn join_failed(self: &Arc<Self>, sender: Sender<'_>, request: &JoinRef<'_>, response: &[u8]) -> Result<Pace, JoinError> {
+        self.fail_join(sender, request, request.join_ref, response)
     }
 
     /// No channel matches the topic: answered as Phoenix answers a message for a topic
     /// not joined (`unmatched topic`, with a null `join_ref`).
-    pub fn join_unmatched(self: &Arc<Self>, request: &JoinRef<'_>) -> Result<(), JoinError> {
-        self.fail_join(request, None, UNMATCHED_TOPIC)
+    pub fn join_unmatched(self: &Arc<Self>, sender: Sender<'_>, request: &JoinRef<'_>) -> Result<Pace, JoinError> {
+        self.fail_join(sender, request, None, UNMATCHED_TOPIC)
     }
 
-    fn fail_join(self: &Arc<Self>, request: &JoinRef<'_>, reply_join_ref: Option<&str>, response: &[u8]) -> Result<(), JoinError> {
+    fn fail_join(
+        self: &Arc<Self>,
+        sender: Sender<'_>,
+        request: &JoinRef<'_>,
+        reply_join_ref: Option<&str>,
+        response: &[u8],
+    ) -> Result<Pace, JoinError> {
         let mut state = self.lock();
         let (held, replaces) = self.take_joining(&mut state, request)?;
-        self.send_reply(Via::App, reply_join_ref, request.r#ref, request.topic, Status::Error, response);
-        self.send_replaced_close(request.topic, replaces);
+        let via = Via::App(sender);
+        let mut pace = self.send_reply(via, reply_join_ref, request.r#ref, request.topic, Status::Error, response);
+        pace = pace.max(self.send_replaced_close(sender, request.topic, replaces));
         // Still under the lock: the reader cannot answer a newer message before these.
-        held.iter().for_each(|msg| self.reply_not_joined(Via::App, msg));
-        Ok(())
+        for (message, _) in &held {
+            pace = pace.max(self.reply_not_joined(via, message));
+        }
+        Ok(pace)
     }
 
     fn take_joining(
         &self,
         state: &mut State,
         request: &JoinRef<'_>,
-    ) -> Result<(Vec<Message>, Option<Option<String>>), JoinError> {
+    ) -> Result<(Vec<(Message, usize)>, Option<Option<String>>), JoinError> {
         if state.finalized {
             return Err(JoinError::Closed);
         }
-        match state.channels.get(request.topic) {
-            Some(Slot::Joining { join_ref, .. }) if join_ref.as_deref() == request.join_ref => {}
+        let Some(index) = state.channels.position(request.topic) else { return Err(JoinError::Stale) };
+        match &state.channels.0[index].1 {
+            Slot::Joining { join_ref, .. } if join_ref.as_deref() == request.join_ref => {}
             _ => return Err(JoinError::Stale),
         }
-        match state.channels.remove(request.topic) {
-            Some(Slot::Joining { held, replaces, .. }) => Ok((held, replaces)),
-            _ => unreachable!("checked above"),
+        match state.channels.0.swap_remove(index).1 {
+            Slot::Joining { held, replaces, .. } => Ok((held, replaces)),
+            Slot::Joined { .. } => Err(JoinError::Stale),
         }
     }
 
-    fn send_replaced_close(self: &Arc<Self>, topic: &str, replaces: Option<Option<String>>) {
-        if let Some(old_join_ref) = replaces {
-            let _ = self.send_outgoing(Via::App, &Outgoing::channel_ended(old_join_ref.as_deref(), topic, Event::Close));
-        }
+    fn send_replaced_close(self: &Arc<Self>, sender: Sender<'_>, topic: &str, replaces: Option<Option<String>>) -> Pace {
+        let Some(old_join_ref) = replaces else { return Pace::Go };
+        let close = Outgoing::channel_ended(old_join_ref.as_deref(), topic, Event::Close);
+        self.send_app(sender, &close).unwrap_or(Pace::Go)
     }
 
-    /// A channel stopped on its own (`{:stop, ...}` or after a leave): `phx_close`.
-    /// Returns false when the channel was not (or no longer) joined.
-    pub fn channel_closed(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) -> bool {
-        self.end_channel(topic, join_ref, Event::Close)
-    }
-
-    /// A channel crashed: `phx_error`. Returns false when it was not (or no longer) joined.
-    pub fn channel_crashed(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) -> bool {
-        self.end_channel(topic, join_ref, Event::Error)
-    }
-
-    fn end_channel(self: &Arc<Self>, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
+    /// Ends the channel `join_ref` on `topic` with `phx_close` or `phx_error`, after
+    /// what `sender` sent before. Returns false when it was not (or no longer) joined.
+    pub(crate) fn end_channel(self: &Arc<Self>, sender: Sender<'_>, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
         let mut state = self.lock();
-        match state.channels.get(topic) {
-            Some(Slot::Joined { join_ref: current, .. }) if current.as_deref() == join_ref => {}
+        let Some(index) = state.channels.position(topic) else { return false };
+        let channel = match &state.channels.0[index].1 {
+            Slot::Joined { channel, .. } if channel.join_ref() == join_ref => Arc::clone(channel),
             _ => return false,
-        }
-        state.channels.remove(topic);
+        };
+        state.channels.0.swap_remove(index);
         self.shared.registry.unsubscribe(topic, self.id);
         drop(state);
-        let _ = self.send_outgoing(Via::App, &Outgoing::channel_ended(join_ref, topic, event));
+        channel.ended();
+        // The channel is gone: there is nothing left to slow down.
+        let _ = self.send_app(sender, &Outgoing::channel_ended(join_ref, topic, event));
         true
-    }
-
-    /// Sends a `phx_reply`, after everything the application submitted before.
-    pub fn reply(
-        self: &Arc<Self>,
-        join_ref: Option<&str>,
-        r#ref: Option<&str>,
-        topic: &str,
-        status: Status<'_>,
-        body: Body<'_>,
-    ) -> Result<()> {
-        self.send_outgoing(Via::App, &Outgoing::reply(join_ref, r#ref, topic, status, body))
-    }
-
-    /// Pushes an event to this client's channel, after everything submitted before.
-    pub fn push(self: &Arc<Self>, join_ref: Option<&str>, topic: &str, event: &str, body: Body<'_>) -> Result<()> {
-        self.send_outgoing(Via::App, &Outgoing::push(join_ref, topic, event, body))
     }
 
     fn send_reply(
         self: &Arc<Self>,
-        via: Via,
+        via: Via<'_>,
         join_ref: Option<&str>,
         r#ref: Option<&str>,
         topic: &str,
         status: Status<'_>,
         body: &[u8],
-    ) {
+    ) -> Pace {
         let reply = Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body));
-        // The engine's queue is full: a client waiting for this reply (a join's, most
-        // often) must still get it, even if it overtakes queued frames. Closed, or a
-        // full outbox: dealt with where it happens.
-        if let Err(Error::Capacity(CapacityError::Overloaded(_))) = self.send_outgoing(via, &reply) {
-            let _ = self.send_outgoing(Via::Reader, &reply);
+        // Closed, or a full outbox: dealt with where it happens.
+        let sent = match via {
+            Via::Reader => self.encode(&reply).and_then(|frame| self.send(frame)).map(|()| Pace::Go),
+            Via::App(sender) => self.send_app(sender, &reply),
+        };
+        sent.unwrap_or(Pace::Go)
+    }
+
+    /// Sends `message` for the application, after what `sender` sent before.
+    pub(crate) fn send_app(self: &Arc<Self>, sender: Sender<'_>, message: &Outgoing<'_>) -> Result<Pace> {
+        if self.outbox.is_closing() {
+            return Err(Error::Closed);
+        }
+        let frame = self.encode(message)?;
+        match self.shared.outbound.submit(sender, Op::Send { conn: Arc::clone(self), frame }, true) {
+            Submitted::RunNow(op) => {
+                super::outbound::carry_out_one(op, &self.shared);
+                Ok(Pace::Go)
+            }
+            Submitted::Queued(pace) => Ok(pace),
         }
     }
 
-    fn send_outgoing(self: &Arc<Self>, via: Via, message: &Outgoing<'_>) -> Result<()> {
-        let frame = frame::try_encode(|out| self.serializer.encode(message, out))?;
-        match via {
-            Via::Reader => self.send(frame),
-            Via::App if self.outbox.is_closing() => Err(Error::Closed),
-            Via::App => Ok(self.shared.outbound.submit(Op::Send { conn: Arc::clone(self), frame })?),
-        }
+    fn encode(&self, message: &Outgoing<'_>) -> Result<Bytes> {
+        Ok(frame::try_encode(|out| self.serializer.encode(message, out))?)
     }
 
     /// Subscribes the channel that joined `topic` as `join_ref`, unless it has ended
@@ -376,7 +396,7 @@ impl Conn {
     pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) {
         let state = self.lock();
         match state.channels.get(topic) {
-            Some(Slot::Joined { join_ref: current, .. }) if current.as_deref() == join_ref => {
+            Some(Slot::Joined { channel, .. }) if channel.join_ref() == join_ref => {
                 self.shared.registry.activate(topic, self);
             }
             _ => {}
@@ -435,8 +455,9 @@ impl Conn {
             self.shared.registry.unregister_socket_id(&id, self.id);
         }
         for (topic, slot) in channels {
-            if let Slot::Joined { sink, .. } = slot {
+            if let Slot::Joined { channel, sink } = slot {
                 self.shared.registry.unsubscribe(&topic, self.id);
+                channel.ended();
                 sink.deliver(ChannelEvent::Closed(ClosedReason::ConnectionClosed));
             }
         }
@@ -499,11 +520,11 @@ impl IntoIterator for Channels {
 
 /// Which way a frame goes out.
 #[derive(Debug, Clone, Copy)]
-enum Via {
+enum Via<'a> {
     /// Straight to the outbox: what the reader answers itself (heartbeats, unmatched topics).
     Reader,
-    /// Through the engine's outbound queue: what the application sends, in the order it sent it.
-    App,
+    /// For the application: in the sender's order (see `outbound.rs`).
+    App(Sender<'a>),
 }
 
 /// Identifies the join being answered.
@@ -515,13 +536,4 @@ pub struct JoinRef<'a> {
     pub join_ref: Option<&'a str>,
     /// The join's `ref`.
     pub r#ref: Option<&'a str>,
-}
-
-impl<'a> Body<'a> {
-    fn json_or_empty(self) -> &'a [u8] {
-        match self {
-            Body::Json(json) => json,
-            Body::Binary(_) => EMPTY,
-        }
-    }
 }

@@ -5,12 +5,17 @@
 //! `<socket path>/websocket`, static files, 404). An upgrade asks the application's
 //! [`Handler::connect`](crate::Handler::connect) and waits for its answer, then
 //! [`session`] runs the connection: the reader parses frames and hands messages to the
-//! [`Conn`] state machine, the writer drains the [`Conn`]'s outbox with vectored writes.
+//! [`Conn`] state machine (while the connection has inbound credit, see [`credit`]), the
+//! writer drains the [`Conn`]'s outbox with vectored writes. What the application sends
+//! goes through [`outbound`]: straight to the outbox, or into the sender's lane behind
+//! its broadcasts, which one engine task fans out, lane by lane.
 //!
 //! Tested in `tests/server.rs` with a real WebSocket client against a plain-Rust handler.
 
+mod channel;
 mod config;
 mod conn;
+mod credit;
 mod http;
 mod listener;
 mod outbound;
@@ -21,8 +26,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+pub use channel::Channel;
 pub use config::{Config, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
+pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 
 use crate::handler::Handler;
 use crate::registry::Registry;
@@ -59,7 +66,7 @@ impl Server {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let sockets = config.sockets.iter().cloned().map(Arc::new).collect();
-        let (outbound, ops) = outbound::Outbound::new();
+        let outbound = outbound::Outbound::default();
         let registry = Registry::default();
         let shared = Arc::new(Shared { registry, outbound, handler, config, sockets, next_conn_id: AtomicU64::new(1) });
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -68,7 +75,7 @@ impl Server {
             tokio::net::TcpListener::from_std(listener)?
         };
         runtime.spawn(listener::run(listener, Arc::clone(&shared), stopped));
-        runtime.spawn(outbound::run(ops, Arc::clone(&shared)));
+        runtime.spawn(outbound::run(Arc::clone(&shared)));
         Ok(Server { shared, local_addr, stop })
     }
 
@@ -83,14 +90,56 @@ impl Server {
     }
 
     /// Broadcasts `event` with `body` to every subscriber of `topic` but the
-    /// connection `exclude`, after everything submitted before. Channels that intercept
-    /// the event get nothing: hand them the payload with [`Registry::intercepting`] first.
-    pub fn broadcast(&self, topic: &str, event: &str, body: crate::protocol::Body<'_>, exclude: Option<u64>) -> crate::Result<()> {
-        Ok(self.shared.outbound.broadcast(topic, event, body, exclude)?)
+    /// connection `exclude`, after everything `sender` sent before. The channels that
+    /// intercept the event get no frame: each of their sinks is passed to `intercept`
+    /// now, in the caller, for the application to hand them the payload itself; when
+    /// more than `max_interceptors` would be, nothing is done and
+    /// [`Broadcasted::TooManyInterceptors`] says how many (Fenix then repeats the call
+    /// on a dirty scheduler).
+    pub fn broadcast(
+        &self,
+        sender: Sender<'_>,
+        message: &crate::registry::Broadcast<'_>,
+        topic: &str,
+        max_interceptors: usize,
+        intercept: impl FnMut(&crate::Sink),
+    ) -> Broadcasted {
+        let registry = &self.shared.registry;
+        let interceptors = registry.interceptor_count(topic, message.event);
+        if interceptors > max_interceptors {
+            return Broadcasted::TooManyInterceptors(interceptors);
+        }
+        registry.intercepting(topic, message.event, message.exclude, intercept);
+        let (body, binary) = match message.body {
+            crate::protocol::Body::Json(json) => (bytes::Bytes::copy_from_slice(json), false),
+            crate::protocol::Body::Binary(data) => (bytes::Bytes::copy_from_slice(data), true),
+        };
+        let op = outbound::Op::Broadcast { topic: topic.to_owned(), event: message.event.to_owned(), body, binary, exclude: message.exclude };
+        match self.shared.outbound.submit(sender, op, false) {
+            outbound::Submitted::Queued(pace) => Broadcasted::Queued(pace),
+            outbound::Submitted::RunNow(op) => {
+                outbound::carry_out_one(op, &self.shared);
+                Broadcasted::Queued(Pace::Go)
+            }
+        }
+    }
+
+    /// How many senders have sends waiting or being carried out.
+    pub fn busy_senders(&self) -> usize {
+        self.shared.outbound.lane_count()
     }
 
     /// Stops accepting connections. Open connections stay until they close.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// What [`Server::broadcast`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broadcasted {
+    /// Queued behind the sender's earlier sends.
+    Queued(Pace),
+    /// Not done: this many channels intercept the event.
+    TooManyInterceptors(usize),
 }

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 /// Why a frame was not queued; the frame is handed back.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PushError {
-    /// The queue holds `capacity` frames.
+    /// The queue holds `capacity` frames or `capacity_bytes` bytes.
     Full(Bytes),
     /// The connection is closing; nothing more is sent.
     Closed(Bytes),
@@ -26,11 +26,14 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
     ready: Notify,
     capacity: usize,
+    capacity_bytes: usize,
 }
 
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<Bytes>,
+    /// The bytes of `frames`.
+    bytes: usize,
     /// A close frame was queued (it is the last frame) or the writer gave up.
     closing: bool,
     /// Stop writing now, even what is queued.
@@ -49,8 +52,14 @@ pub(crate) enum Next {
 }
 
 impl Outbox {
-    pub(crate) fn new(capacity: usize) -> Outbox {
-        Outbox { state: Mutex::new(State::default()), ready: Notify::new(), capacity }
+    pub(crate) fn new(capacity: usize, capacity_bytes: usize) -> Outbox {
+        Outbox { state: Mutex::new(State::default()), ready: Notify::new(), capacity, capacity_bytes }
+    }
+
+    /// Whether `count` more frames of `bytes` fit. Whatever is pushed at once fits an
+    /// empty queue: one frame larger than the byte bound, or one turn of grouped broadcasts.
+    fn fits(&self, state: &State, count: usize, bytes: usize) -> bool {
+        state.frames.is_empty() || (state.frames.len() + count <= self.capacity && state.bytes + bytes <= self.capacity_bytes)
     }
 
     /// Queues a frame.
@@ -59,10 +68,11 @@ impl Outbox {
         if state.closing {
             return Err(PushError::Closed(frame));
         }
-        if state.frames.len() >= self.capacity {
+        if !self.fits(&state, 1, frame.len()) {
             return Err(PushError::Full(frame));
         }
         let was_empty = state.frames.is_empty();
+        state.bytes += frame.len();
         state.frames.push_back(frame);
         drop(state);
         // The writer takes every queued frame at once: it needs waking only when the
@@ -80,10 +90,12 @@ impl Outbox {
         if state.closing {
             return Err(PushError::Closed(first.clone()));
         }
-        if state.frames.len() + frames.len() > self.capacity {
+        let bytes = frames.iter().map(Bytes::len).sum();
+        if !self.fits(&state, frames.len(), bytes) {
             return Err(PushError::Full(first.clone()));
         }
         let was_empty = state.frames.is_empty();
+        state.bytes += bytes;
         state.frames.extend(frames.iter().cloned());
         drop(state);
         if was_empty {
@@ -99,6 +111,7 @@ impl Outbox {
             return false;
         }
         state.closing = true;
+        state.bytes += frame.len();
         state.frames.push_back(frame);
         drop(state);
         self.ready.notify_one();
@@ -111,6 +124,7 @@ impl Outbox {
         state.closing = true;
         state.aborted = true;
         state.frames.clear();
+        state.bytes = 0;
         drop(state);
         self.ready.notify_one();
     }
@@ -134,6 +148,7 @@ impl Outbox {
                     return Next::Abort;
                 }
                 if !state.frames.is_empty() {
+                    state.bytes = 0;
                     batch.extend(state.frames.drain(..));
                     return Next::Write;
                 }
@@ -168,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn hands_the_frame_back_when_full() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, 1 << 20);
         assert_eq!(outbox.try_push(Bytes::from_static(b"1")), Ok(()));
         assert_eq!(outbox.try_push(Bytes::from_static(b"2")), Ok(()));
         assert_eq!(outbox.try_push(Bytes::from_static(b"3")), Err(PushError::Full(Bytes::from_static(b"3"))));
@@ -177,9 +192,19 @@ mod tests {
         assert_eq!(batch, [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
     }
 
+    #[test]
+    fn is_bounded_in_bytes_too_but_takes_one_large_frame_when_empty() {
+        let outbox = Outbox::new(100, 10);
+        assert_eq!(outbox.try_push(Bytes::from(vec![0; 64])), Ok(()), "alone, a frame over the limit is taken");
+        assert_eq!(outbox.try_push(Bytes::from_static(b"x")), Err(PushError::Full(Bytes::from_static(b"x"))));
+        let outbox = Outbox::new(100, 10);
+        assert_eq!(outbox.try_push_all(&[Bytes::from_static(b"12345"), Bytes::from_static(b"12345")]), Ok(()));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"x")), Err(PushError::Full(Bytes::from_static(b"x"))));
+    }
+
     #[tokio::test]
     async fn close_is_the_last_frame() {
-        let outbox = Outbox::new(8);
+        let outbox = Outbox::new(8, 1 << 20);
         outbox.try_push(Bytes::from_static(b"a")).unwrap();
         assert!(outbox.push_close(Bytes::from_static(b"close")));
         assert!(!outbox.push_close(Bytes::from_static(b"again")));
@@ -192,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn abort_drops_what_is_queued() {
-        let outbox = Outbox::new(8);
+        let outbox = Outbox::new(8, 1 << 20);
         outbox.try_push(Bytes::from_static(b"a")).unwrap();
         outbox.abort();
         assert_eq!(outbox.next(&mut Vec::new()).await, Next::Abort);

@@ -2,8 +2,14 @@
 //!
 //! The reader owns no buffer while the connection is idle: it waits for readability,
 //! reads into a per-thread scratch buffer and parses frames in place; only the bytes
-//! of an incomplete frame are kept, per connection, until the rest arrives. The writer
-//! takes every frame queued in the outbox and writes them with one vectored write.
+//! of an incomplete frame are kept, per connection, until the rest arrives. While the
+//! connection is out of inbound credit (its channels have not handled what they were
+//! given, see `credit.rs`), the reader stops between two messages, keeps what it has
+//! not parsed (at most one read), and reads nothing more until credit is back: the
+//! client's further bytes wait in the kernel, and TCP slows it down.
+//!
+//! The writer takes every frame queued in the outbox and writes them with one
+//! vectored write.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -18,8 +24,8 @@ use tokio::time::Instant;
 use super::conn::Conn;
 use super::outbox::Next;
 use crate::error::{CapacityError, Error, ProtocolError};
-use crate::websocket::frame::{self, unmask, Header, Opcode};
-use crate::websocket::CloseCode;
+use crate::websocket::frame::{self, Opcode};
+use crate::websocket::{CloseCode, Frame, Reader};
 
 /// Per-thread read buffer: one read takes at most this much.
 const SCRATCH_SIZE: usize = 64 * 1024;
@@ -153,19 +159,23 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
 
 async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
     let timeout = conn.config().timeout;
-    let mut reader = FrameReader::new(conn.config().max_frame_size);
-    if !leftover.is_empty() {
-        let mut leftover = leftover;
-        if let Some(end) = reader.feed(&mut leftover, conn) {
-            return end;
-        }
-    }
+    let mut input = Input { reader: Reader::new(conn.config().max_frame_size), unparsed: leftover };
     // One timer per connection, moved only when it fires: a read just notes the time,
     // so a busy connection costs no timer work per message.
     let mut last_read = Instant::now();
     let idle = tokio::time::sleep_until(last_read + timeout);
     tokio::pin!(idle);
     loop {
+        // What is kept: frames left when credit ran out, or the start of a frame.
+        if let Some(end) = input.parse_unparsed(conn) {
+            return end;
+        }
+        if conn.credit.is_exhausted() {
+            conn.credit.restored().await;
+            // Not reading was our doing, not the client's silence.
+            last_read = Instant::now();
+            continue;
+        }
         tokio::select! {
             ready = stream.readable() => {
                 if ready.is_err() {
@@ -187,7 +197,7 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
                 Ok(0) => Some(ReadEnd::Gone),
                 Ok(n) => {
                     last_read = Instant::now();
-                    reader.feed(&mut scratch[..n], conn)
+                    input.feed(&mut scratch[..n], conn)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                 Err(_) => Some(ReadEnd::Gone),
@@ -199,105 +209,73 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
     }
 }
 
-/// Turns bytes into frames, and frames into messages for the [`Conn`].
-#[derive(Debug)]
-struct FrameReader {
-    max_message: usize,
-    /// The start of a frame whose end has not arrived yet.
-    partial: Vec<u8>,
-    /// A fragmented message being assembled (RFC6455§5.4).
-    fragments: Option<(Opcode, Vec<u8>)>,
+/// The reader's side of a connection: the frame reader and the bytes not parsed yet.
+struct Input {
+    reader: Reader,
+    /// Bytes read but not parsed: the start of a frame whose end has not arrived, or
+    /// the frames that follow the message that used up the connection's credit.
+    unparsed: Vec<u8>,
 }
 
-impl FrameReader {
-    fn new(max_message: usize) -> Self {
-        FrameReader { max_message, partial: Vec::new(), fragments: None }
-    }
-
-    /// Handles freshly read bytes. `Some` ends the connection.
+impl Input {
+    /// Handles freshly read bytes: parsed in place, and only what is left is kept.
     fn feed(&mut self, data: &mut [u8], conn: &Arc<Conn>) -> Option<ReadEnd> {
-        if self.partial.is_empty() {
-            match self.parse(data, conn) {
-                Ok(consumed) => self.partial.extend_from_slice(&data[consumed..]),
-                Err(end) => return Some(end),
-            }
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(data);
-            match self.parse(&mut buf, conn) {
-                Ok(consumed) => {
-                    buf.drain(..consumed);
-                    self.partial = buf;
-                }
-                Err(end) => return Some(end),
-            }
+        if !self.unparsed.is_empty() {
+            self.unparsed.extend_from_slice(data);
+            return self.parse_unparsed(conn);
         }
-        None
-    }
-
-    /// Parses every complete frame at the start of `buf`; returns the bytes consumed.
-    fn parse(&mut self, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
-        let mut pos = 0;
-        loop {
-            let (header, header_len) = match Header::parse(&buf[pos..], self.max_message) {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => return Ok(pos),
-                Err(error) => return Err(close_for(conn, error)),
-            };
-            let start = pos + header_len;
-            if buf.len() - start < header.payload_len {
-                return Ok(pos);
+        match parse(&mut self.reader, data, conn) {
+            Ok(consumed) => {
+                self.unparsed.extend_from_slice(&data[consumed..]);
+                None
             }
-            let payload = &mut buf[start..start + header.payload_len];
-            unmask(payload, header.mask);
-            self.handle_frame(header, payload, conn)?;
-            pos = start + header.payload_len;
+            Err(end) => Some(end),
         }
     }
 
-    fn handle_frame(&mut self, header: Header, payload: &[u8], conn: &Arc<Conn>) -> Result<(), ReadEnd> {
-        match header.opcode {
-            Opcode::Ping => {
-                let _ = conn.send(frame::control(Opcode::Pong, payload));
-                Ok(())
+    fn parse_unparsed(&mut self, conn: &Arc<Conn>) -> Option<ReadEnd> {
+        if self.unparsed.is_empty() {
+            return None;
+        }
+        let mut buf = std::mem::take(&mut self.unparsed);
+        match parse(&mut self.reader, &mut buf, conn) {
+            Ok(consumed) => {
+                buf.drain(..consumed);
+                self.unparsed = buf;
+                None
             }
-            Opcode::Pong => Ok(()),
-            Opcode::Close => Err(ReadEnd::Close(CloseCode::echo(payload), String::new())),
-            Opcode::Text | Opcode::Binary if self.fragments.is_some() => {
-                Err(close_for(conn, ProtocolError::UnexpectedContinuation.into()))
-            }
-            Opcode::Text | Opcode::Binary if header.fin => dispatch(header.opcode, payload, conn),
-            Opcode::Text | Opcode::Binary => {
-                self.fragments = Some((header.opcode, payload.to_vec()));
-                Ok(())
-            }
-            Opcode::Continuation => {
-                let Some((opcode, message)) = self.fragments.as_mut() else {
-                    return Err(close_for(conn, ProtocolError::UnexpectedContinuation.into()));
-                };
-                if message.len() + payload.len() > self.max_message {
-                    let size = message.len() + payload.len();
-                    return Err(close_for(conn, CapacityError::MessageTooLarge { size, max: self.max_message }.into()));
-                }
-                message.extend_from_slice(payload);
-                if header.fin {
-                    let opcode = *opcode;
-                    let (_, message) = self.fragments.take().expect("checked above");
-                    dispatch(opcode, &message, conn)?;
-                }
-                Ok(())
-            }
+            Err(end) => Some(end),
         }
     }
 }
 
-fn dispatch(opcode: Opcode, payload: &[u8], conn: &Arc<Conn>) -> Result<(), ReadEnd> {
-    let decoded = match opcode {
-        Opcode::Binary => conn.serializer().decode_binary(payload),
-        _ => conn.serializer().decode_text(payload),
-    };
+/// Handles the complete frames at the start of `buf`, up to the message that uses up
+/// the connection's credit; returns the bytes consumed.
+fn parse(reader: &mut Reader, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
+    let mut pos = 0;
+    while !conn.credit.is_exhausted() {
+        let read = match reader.read(&mut buf[pos..]) {
+            Ok(Some(read)) => read,
+            Ok(None) => break,
+            Err(error) => return Err(close_for(conn, error)),
+        };
+        pos += read.consumed;
+        match read.frame {
+            None | Some(Frame::Pong) => {}
+            Some(Frame::Ping(payload)) => {
+                let _ = conn.send(frame::control(Opcode::Pong, payload));
+            }
+            Some(Frame::Close(payload)) => return Err(ReadEnd::Close(CloseCode::echo(payload), String::new())),
+            Some(Frame::Text(text)) => dispatch(conn.serializer().decode_text(text), text.len(), conn)?,
+            Some(Frame::Binary(data)) => dispatch(conn.serializer().decode_binary(data), data.len(), conn)?,
+        }
+    }
+    Ok(pos)
+}
+
+fn dispatch(decoded: Result<crate::protocol::Message, ProtocolError>, size: usize, conn: &Arc<Conn>) -> Result<(), ReadEnd> {
     match decoded {
-        Ok(message) => conn.handle_message(message).map_err(|error| close_for(conn, error.into())),
+        Ok(message) => conn.handle_message(message, size).map_err(|error| close_for(conn, error.into())),
         Err(error) => Err(close_for(conn, error.into())),
     }
 }

@@ -21,12 +21,14 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use fenix_core::protocol::{Body, Event, Payload, Serializer, Status};
 use fenix_core::registry::Registry;
-use fenix_core::server::{Config, Conn, JoinRef, Server, SocketConfig};
+use fenix_core::server::{Broadcasted, Channel, Config, Conn, JoinRef, Pace, Sender, Server, SocketConfig};
 use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest, Sink};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -221,35 +223,35 @@ impl App {
     pub fn answer_join(&self, conn: &Arc<Conn>, request: JoinRequest) {
         let join =
             JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+        let pacer = Pacer::new();
         if request.topic == "room:private" {
-            let _ = conn.join_failed(&join, Body::Json(br#"{"reason":"unauthorized"}"#));
+            let _ = conn.join_failed(pacer.sender(), &join, br#"{"reason":"unauthorized"}"#);
             return;
         }
         if !request.topic.starts_with("room:") {
-            let _ = conn.join_failed(&join, Body::Json(br#"{"reason":"unmatched topic"}"#));
+            let _ = conn.join_failed(pacer.sender(), &join, br#"{"reason":"unmatched topic"}"#);
             return;
         }
         let user_id: Value = serde_json::from_slice(&request.socket_data).unwrap();
         let response = serde_json::to_vec(&json!({"joined": request.topic, "user_id": user_id})).unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let sink: Sink = Arc::new(ChannelProcess { conn_id: conn.id(), tx: tx.clone() });
+        let make_sink = |_: &Arc<Channel>| -> Sink { Arc::new(ChannelProcess { conn_id: conn.id(), tx: tx.clone() }) };
         // The join payload may list the events the channel intercepts: {"intercept":["e"]}.
         let intercepts: Vec<String> = match &request.payload {
             Payload::Json(payload) => serde_json::from_value(payload["intercept"].clone()).unwrap_or_default(),
             Payload::Binary(_) => Vec::new(),
         };
-        let held = |msg| {
-            let _ = tx.send(ChannelEvent::In(msg));
+        let held = |message, size| {
+            let _ = tx.send(ChannelEvent::In { message, size });
         };
-        if conn.joined(&join, Body::Json(&response), sink, intercepts.into(), held).is_ok() {
-            let channel = Channel {
+        if let Ok((channel, _pace)) = conn.joined(pacer.sender(), &join, &response, make_sink, &intercepts, held) {
+            let task = ChannelTask {
                 server: Arc::clone(self.server.get().expect("server started")),
-                conn: Arc::clone(conn),
-                topic: request.topic.clone(),
-                join_ref: request.join_ref.clone(),
+                channel,
+                pacer,
                 closed: Arc::clone(&self.closed),
             };
-            tokio::spawn(channel.run(rx));
+            tokio::spawn(task.run(rx));
         }
     }
 
@@ -258,7 +260,7 @@ impl App {
         let join =
             JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
         let response = serde_json::to_vec(&json!({ "reason": reason })).unwrap();
-        conn.join_failed(&join, Body::Json(&response)).expect("join still pending");
+        let _ = conn.join_failed(Pacer::new().sender(), &join, &response).expect("join still pending");
     }
 }
 
@@ -280,55 +282,115 @@ impl ChannelSink for ChannelProcess {
     }
 }
 
-/// A joined channel: its task handles the client's messages one at a time.
-struct Channel {
+/// A sender of the test app (a channel task, like a channel process): a unique id, and a
+/// waker that lets the task go on after it was told to wait.
+pub struct Pacer {
+    id: u64,
+    resumed: Arc<Notify>,
+    waker: Box<dyn Fn() -> Waker + Send + Sync>,
+}
+
+struct NotifyWaker(Arc<Notify>);
+
+impl Wake for NotifyWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+impl Pacer {
+    pub fn new() -> Pacer {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let resumed = Arc::new(Notify::new());
+        let waker = {
+            let resumed = Arc::clone(&resumed);
+            Box::new(move || Waker::from(Arc::new(NotifyWaker(Arc::clone(&resumed))))) as Box<dyn Fn() -> Waker + Send + Sync>
+        };
+        Pacer { id: NEXT.fetch_add(1, Ordering::Relaxed), resumed, waker }
+    }
+
+    pub fn sender(&self) -> Sender<'_> {
+        Sender { id: self.id, waker: &*self.waker }
+    }
+
+    /// Waits if told to.
+    pub async fn pace(&self, pace: Pace) {
+        if pace == Pace::Wait {
+            self.resumed.notified().await;
+        }
+    }
+
+    /// Broadcasts through `server`, as this sender; says whether to wait.
+    pub fn broadcast_now(&self, server: &Server, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) -> Pace {
+        let message = fenix_core::registry::Broadcast { event, body, exclude };
+        match server.broadcast(self.sender(), &message, topic, usize::MAX, |_| {}) {
+            Broadcasted::Queued(pace) => pace,
+            Broadcasted::TooManyInterceptors(n) => panic!("no limit was set, yet {n} interceptors"),
+        }
+    }
+
+    /// Broadcasts through `server`, as this sender, and waits if told to.
+    pub async fn broadcast(&self, server: &Server, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) {
+        let pace = self.broadcast_now(server, topic, event, body, exclude);
+        self.pace(pace).await;
+    }
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Pacer::new()
+    }
+}
+
+/// A joined channel: its task handles the client's messages one at a time, and gives
+/// each message's credit back once handled.
+struct ChannelTask {
     server: Arc<Server>,
-    conn: Arc<Conn>,
-    topic: String,
-    join_ref: Option<String>,
+    channel: Arc<Channel>,
+    pacer: Pacer,
     closed: Arc<Mutex<Vec<ClosedChannel>>>,
 }
 
-impl Channel {
+impl ChannelTask {
     async fn run(self, mut events: mpsc::UnboundedReceiver<ChannelEvent>) {
-        let Channel { server, conn, topic, join_ref, closed } = &self;
-        let join_ref = join_ref.as_deref();
+        let ChannelTask { server, channel, pacer, closed } = &self;
+        let topic = channel.topic();
+        let sender = pacer.sender();
         while let Some(event) = events.recv().await {
-            let msg = match event {
-                ChannelEvent::In(msg) => msg,
+            let (msg, size) = match event {
+                ChannelEvent::In { message, size } => (message, size),
                 ChannelEvent::Closed(reason) => {
-                    closed.lock().unwrap().push((topic.clone(), join_ref.map(str::to_owned), reason));
+                    closed.lock().unwrap().push((topic.to_owned(), channel.join_ref().map(str::to_owned), reason));
                     return;
                 }
             };
             let r#ref = msg.r#ref.as_deref();
             match (msg.event, &msg.payload) {
                 (Event::Leave, _) => {
-                    let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(b"{}"));
-                    conn.channel_closed(topic, join_ref);
+                    let _ = channel.reply(sender, r#ref, Status::Ok, Body::Json(b"{}"));
+                    channel.close(sender);
                     return;
                 }
                 (Event::Custom(event), Payload::Binary(bytes)) if event == "echo" => {
-                    let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Binary(bytes));
+                    let _ = channel.reply(sender, r#ref, Status::Ok, Body::Binary(bytes));
                 }
                 (Event::Custom(event), Payload::Json(payload)) => {
                     let body = serde_json::to_vec(payload).unwrap();
                     match event.as_str() {
                         "echo" => {
-                            let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(&body));
+                            let _ = channel.reply(sender, r#ref, Status::Ok, Body::Json(&body));
                         }
-                        "shout" => {
-                            server.broadcast(topic, "shout", Body::Json(&body), None).expect("queued");
-                        }
+                        "shout" => pacer.broadcast(server, topic, "shout", Body::Json(&body), None).await,
                         "shout_from" => {
-                            server.broadcast(topic, "shout", Body::Json(&body), Some(conn.id())).expect("queued");
-                            let _ = conn.reply(join_ref, r#ref, topic, Status::Ok, Body::Json(b"{}"));
+                            pacer.broadcast(server, topic, "shout", Body::Json(&body), Some(channel.conn_id())).await;
+                            let _ = channel.reply(sender, r#ref, Status::Ok, Body::Json(b"{}"));
                         }
                         _ => {}
                     }
                 }
                 _ => {}
             }
+            channel.handled(size);
         }
     }
 }

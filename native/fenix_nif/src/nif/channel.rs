@@ -1,11 +1,12 @@
-//! What a joined channel's process sends to its client.
+//! What a joined channel's process sends to its client, and the credit it gives back.
 
 use fenix_core::protocol::Status;
 use rustler::{Atom, Encoder, Env, ResourceArc, Term};
 
-use super::{error, ok_or_closed};
+use super::{error, paced};
 use crate::atoms;
 use crate::resources::ChannelResource;
+use crate::sender::with_caller;
 use crate::term::encode_payload;
 
 /// Replies to the client message `ref` with `{status, payload}`.
@@ -14,12 +15,11 @@ fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref:
     let Ok(status_name) = status.to_term(env).atom_to_string() else {
         return error(env, atoms::unsupported_term());
     };
-    let status = Status::from_name(&status_name);
     let Ok(payload) = encode_payload(payload) else {
         return error(env, atoms::unsupported_term());
     };
-    let result = channel.conn.reply(channel.join_ref.as_deref(), r#ref.as_deref(), &channel.topic, status, payload.body());
-    ok_or_closed(env, result)
+    let status = Status::from_name(&status_name);
+    paced(env, with_caller(env, |sender| channel.0.reply(sender, r#ref.as_deref(), status, payload.body())))
 }
 
 /// Pushes `event` to this channel's client.
@@ -28,21 +28,23 @@ fn channel_push<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, event: 
     let Ok(payload) = encode_payload(payload) else {
         return error(env, atoms::unsupported_term());
     };
-    ok_or_closed(env, channel.conn.push(channel.join_ref.as_deref(), &channel.topic, event, payload.body()))
+    paced(env, with_caller(env, |sender| channel.0.push(sender, event, payload.body())))
 }
 
 /// The channel stops on its own: `phx_close` to the client, unsubscribed.
 #[rustler::nif]
 fn channel_close(env: Env<'_>, channel: ResourceArc<ChannelResource>) -> Term<'_> {
-    if channel.conn.channel_closed(&channel.topic, channel.join_ref.as_deref()) {
+    if with_caller(env, |sender| channel.0.close(sender)) {
         atoms::ok().encode(env)
     } else {
         error(env, atoms::closed())
     }
 }
 
-/// The connection id, to exclude it from a broadcast (`broadcast_from`).
+/// The channel has handled a client message of `size` bytes: the connection's inbound
+/// credit is given back.
 #[rustler::nif]
-fn channel_conn_id(channel: ResourceArc<ChannelResource>) -> u64 {
-    channel.conn.id()
+fn channel_handled(channel: ResourceArc<ChannelResource>, size: usize) -> Atom {
+    channel.0.handled(size);
+    atoms::ok()
 }

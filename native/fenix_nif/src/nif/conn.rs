@@ -1,32 +1,42 @@
 //! Answers to a connection's connect and join requests.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use fenix_core::server::{JoinError, JoinRef};
+use fenix_core::server::{JoinRef, Pace};
+use fenix_core::Sink;
 use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
-use super::{error, ok_or_closed};
+use super::error;
 use crate::atoms;
 use crate::beam::{client_message, ChannelProcess};
+use crate::error::{JoinErrorTerm, NifError};
 use crate::resources::{ChannelResource, ConnResource};
-use crate::term::encode_payload;
+use crate::sender::{pace_atom, with_caller};
+use crate::term::{encode_payload, EncodedPayload};
 
 /// Accepts a connection: `socket_id` (or nil) and the socket's encoded state.
 #[rustler::nif]
 fn conn_accept<'a>(env: Env<'a>, conn: ResourceArc<ConnResource>, socket_id: Option<String>, socket: Binary<'a>) -> Term<'a> {
-    ok_or_closed(env, conn.0.accept(socket_id, Bytes::copy_from_slice(socket.as_slice())))
+    ok_or_error(env, conn.0.accept(socket_id, Bytes::copy_from_slice(socket.as_slice())))
 }
 
 /// Refuses a connection (HTTP 403).
 #[rustler::nif]
 fn conn_refuse(env: Env<'_>, conn: ResourceArc<ConnResource>) -> Term<'_> {
-    ok_or_closed(env, conn.0.refuse())
+    ok_or_error(env, conn.0.refuse())
 }
 
-/// The calling process joined `topic`: sends the ok reply, subscribes, monitors the
-/// caller. Returns `{:ok, channel}` or `{:error, :closed | :stale | :unsupported_term}`.
+fn ok_or_error(env: Env<'_>, result: fenix_core::Result<()>) -> Term<'_> {
+    match result {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => NifError(e).encode(env),
+    }
+}
+
+/// The calling process joined `topic`: sends the ok reply (a map), subscribes, monitors
+/// the caller, hands it the messages held meanwhile. Returns
+/// `{:ok | :wait, channel, conn_id}` or `{:error, :closed | :stale | :unsupported_term}`.
 #[rustler::nif]
 fn conn_joined<'a>(
     env: Env<'a>,
@@ -36,44 +46,33 @@ fn conn_joined<'a>(
     intercepts: Vec<String>,
 ) -> Term<'a> {
     let (topic, join_ref, r#ref) = join;
-    let Ok(response) = encode_payload(response) else {
+    let Ok(EncodedPayload::Json(response)) = encode_payload(response) else {
         return error(env, atoms::unsupported_term());
     };
     let pid = env.pid();
-    let resource = ResourceArc::new(ChannelResource { conn: Arc::clone(&conn.0), topic: topic.clone(), join_ref: join_ref.clone() });
-    let sink = Arc::new(ChannelProcess { pid, _resource: resource.clone() });
     let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
-    let deliver = |message| {
-        let _ = env.send(&pid, client_message(env, &message));
+    let mut resource = None;
+    let make_sink = |channel: &Arc<_>| -> Sink {
+        let channel_resource = ResourceArc::new(ChannelResource(Arc::clone(channel)));
+        resource = Some(channel_resource.clone());
+        Arc::new(ChannelProcess { pid, _resource: channel_resource })
     };
-    match conn.0.joined(&request, response.body(), sink, shared_intercepts(intercepts), deliver) {
-        Ok(()) => {
+    let deliver = |message, size| {
+        let _ = env.send(&pid, client_message(env, &message, size));
+    };
+    let joined = with_caller(env, |sender| conn.0.joined(sender, &request, &response, make_sink, &intercepts, deliver));
+    match (joined, resource) {
+        (Ok((channel, pace)), Some(resource)) => {
             env.monitor(&resource, &pid);
-            (atoms::ok(), resource).encode(env)
+            (pace_atom(pace), resource, channel.conn_id()).encode(env)
         }
-        Err(e) => join_error(env, e),
+        (Err(e), _) => JoinErrorTerm(e).encode(env),
+        (Ok(_), None) => error(env, atoms::closed()),
     }
 }
 
-/// One shared copy of each intercept list: every channel of a module has the same
-/// list, so a connection costs a reference count, not a copy. The lists come from
-/// the channel modules (`intercept/1`), never from clients, so the cache is small.
-type InterceptLists = Mutex<HashMap<Vec<String>, Arc<[String]>>>;
-
-fn shared_intercepts(intercepts: Vec<String>) -> Arc<[String]> {
-    static CACHE: OnceLock<InterceptLists> = OnceLock::new();
-    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    match cache.get(&intercepts) {
-        Some(shared) => Arc::clone(shared),
-        None => {
-            let shared: Arc<[String]> = intercepts.clone().into();
-            cache.insert(intercepts, Arc::clone(&shared));
-            shared
-        }
-    }
-}
-
-/// A join was refused or crashed: sends the error reply.
+/// A join was refused or crashed: sends the error reply. `:ok`, `:wait` or
+/// `{:error, :closed | :stale | :unsupported_term}`.
 #[rustler::nif]
 fn conn_join_failed<'a>(
     env: Env<'a>,
@@ -82,14 +81,11 @@ fn conn_join_failed<'a>(
     response: Term<'a>,
 ) -> Term<'a> {
     let (topic, join_ref, r#ref) = join;
-    let Ok(response) = encode_payload(response) else {
+    let Ok(EncodedPayload::Json(response)) = encode_payload(response) else {
         return error(env, atoms::unsupported_term());
     };
     let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
-    match conn.0.join_failed(&request, response.body()) {
-        Ok(()) => atoms::ok().encode(env),
-        Err(e) => join_error(env, e),
-    }
+    join_answered(env, with_caller(env, |sender| conn.0.join_failed(sender, &request, &response)))
 }
 
 /// No channel matches the topic: `unmatched topic`, as Phoenix answers it.
@@ -97,15 +93,12 @@ fn conn_join_failed<'a>(
 fn conn_join_unmatched(env: Env<'_>, conn: ResourceArc<ConnResource>, join: (String, Option<String>, Option<String>)) -> Term<'_> {
     let (topic, join_ref, r#ref) = join;
     let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
-    match conn.0.join_unmatched(&request) {
-        Ok(()) => atoms::ok().encode(env),
-        Err(e) => join_error(env, e),
-    }
+    join_answered(env, with_caller(env, |sender| conn.0.join_unmatched(sender, &request)))
 }
 
-fn join_error(env: Env<'_>, e: JoinError) -> Term<'_> {
-    match e {
-        JoinError::Closed => error(env, atoms::closed()),
-        JoinError::Stale => error(env, atoms::stale()),
+fn join_answered(env: Env<'_>, result: Result<Pace, fenix_core::server::JoinError>) -> Term<'_> {
+    match result {
+        Ok(pace) => pace_atom(pace).encode(env),
+        Err(e) => JoinErrorTerm(e).encode(env),
     }
 }

@@ -1,21 +1,25 @@
 //! The NIF functions, by area. Each decodes its arguments, makes one call into
-//! `fenix_core`, and encodes the result as `:ok`, `{:ok, value}` or `{:error, reason}`.
+//! `fenix_core`, and encodes the result: `:ok` or `:wait` (the caller must wait for
+//! `:fenix_resume`, see `sender.rs`), `{:ok, value}`, or `{:error, reason}` through the
+//! one error mapping of `error.rs`.
 
 mod channel;
 mod conn;
 mod endpoint;
 mod pubsub;
 
+use fenix_core::server::Pace;
 use rustler::{Atom, Encoder, Env, Term};
 
 use crate::atoms;
+use crate::error::NifError;
+use crate::sender::pace_atom;
 
-/// `:ok`, `{:error, :overloaded}` or `{:error, :closed}`.
-fn ok_or_closed(env: Env<'_>, result: fenix_core::Result<()>) -> Term<'_> {
+/// `:ok`, `:wait` or `{:error, reason}`.
+fn paced(env: Env<'_>, result: fenix_core::Result<Pace>) -> Term<'_> {
     match result {
-        Ok(()) => atoms::ok().encode(env),
-        Err(fenix_core::Error::Capacity(fenix_core::CapacityError::Overloaded(_))) => error(env, atoms::overloaded()),
-        Err(_) => error(env, atoms::closed()),
+        Ok(pace) => pace_atom(pace).encode(env),
+        Err(error) => NifError(error).encode(env),
     }
 }
 
