@@ -1,12 +1,15 @@
-//! RFC 6455: the opening handshake and the framing.
+//! RFC 6455: the opening handshake, the framing and the close codes.
 //!
 //! The server never builds a frame per subscriber: [`frame::encode`] writes the header
 //! in front of an already encoded message once, and the resulting [`bytes::Bytes`] are
 //! shared by every connection that sends it. Client frames are parsed in place
-//! ([`frame::Header::parse`]) and unmasked in the read buffer.
+//! ([`frame::Header::parse`]) and unmasked in the read buffer. [`CloseCode::echo`]
+//! answers a client's close frame.
 
+mod close;
 pub mod frame;
 mod handshake;
 
-pub use frame::{CloseCode, Header, Opcode};
+pub use close::CloseCode;
+pub use frame::{Header, Opcode};
 pub use handshake::accept_key;
