@@ -1,10 +1,11 @@
 //! RFC 6455: the opening handshake, the framing and the close codes.
 //!
-//! The server never builds a frame per subscriber: [`frame::encode`] writes the header
-//! in front of an already encoded message once, and the resulting [`bytes::Bytes`] are
-//! shared by every connection that sends it. Client frames are parsed in place
-//! ([`frame::Header::parse`]) and unmasked in the read buffer. [`CloseCode::echo`]
-//! answers a client's close frame.
+//! [`check_upgrade`] decides whether an HTTP request is an upgrade the server accepts
+//! (and which status refuses it), [`accept_key`] answers it. The server never builds a
+//! frame per subscriber: [`frame::encode`] writes the header in front of an already
+//! encoded message once, and the resulting [`bytes::Bytes`] are shared by every
+//! connection that sends it. Client frames are parsed in place ([`frame::Header::parse`])
+//! and unmasked in the read buffer. [`CloseCode::echo`] answers a client's close frame.
 
 mod close;
 pub mod frame;
@@ -12,4 +13,4 @@ mod handshake;
 
 pub use close::CloseCode;
 pub use frame::{Header, Opcode};
-pub use handshake::accept_key;
+pub use handshake::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
