@@ -14,7 +14,7 @@ use super::conn::{Conn, Decision};
 use super::{session, Shared};
 use crate::handler::ConnectRequest;
 use crate::protocol::Serializer;
-use crate::websocket::accept_key;
+use crate::websocket::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
 
 /// The largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
@@ -102,9 +102,9 @@ async fn upgrade(
     socket: usize,
     shared: Arc<Shared>,
 ) {
-    let is_upgrade = request.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let (Some(key), true) = (request.header("sec-websocket-key"), is_upgrade && request.method == "GET") else {
-        return respond(&mut stream, 400, "", b"expected a WebSocket upgrade").await;
+    let key = match check_upgrade(&request.method, &request.headers) {
+        Ok(key) => key,
+        Err(error) => return refuse_upgrade(&mut stream, peer, error).await,
     };
     let params = parse_query(&request.query);
     let vsn = params.iter().find(|(k, _)| k == "vsn").map(|(_, v)| v.as_str());
@@ -155,6 +155,17 @@ async fn upgrade(
             respond(&mut stream, 500, "", b"").await;
         }
     }
+}
+
+/// Answers a request that is not an upgrade the server accepts, saying why in the body.
+async fn refuse_upgrade(stream: &mut TcpStream, peer: SocketAddr, error: HandshakeError) {
+    tracing::debug!(%peer, %error, "WebSocket upgrade refused");
+    // A 426 names the versions the server speaks (RFC6455§4.4).
+    let extra_headers = match error {
+        HandshakeError::UnsupportedVersion => format!("sec-websocket-version: {SUPPORTED_VERSION}\r\n"),
+        _ => String::new(),
+    };
+    respond(stream, error.status(), &extra_headers, error.to_string().as_bytes()).await
 }
 
 fn decode_auth_token(encoded: &str) -> Option<String> {
@@ -237,6 +248,7 @@ async fn respond(stream: &mut TcpStream, status: u16, extra_headers: &str, body:
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         _ => "Internal Server Error",
     };

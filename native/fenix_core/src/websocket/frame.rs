@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::CloseCode;
 use crate::error::ProtocolError;
 use crate::protocol::Encoded;
 
@@ -52,57 +53,6 @@ impl Opcode {
     /// Close, ping and pong are control frames (RFC6455§5.5).
     pub fn is_control(self) -> bool {
         matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
-    }
-}
-
-/// Close status codes the server sends (RFC6455§7.4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseCode {
-    /// 1000: normal closure.
-    Normal,
-    /// 1001: going away; Phoenix 1.8 uses it for a `disconnect` broadcast so that clients reconnect.
-    GoingAway,
-    /// 1002: protocol error; also what Phoenix (Bandit) sends on idle timeout.
-    Protocol,
-    /// 1007: a message that is not what the serializer expects.
-    InvalidPayload,
-    /// 1008: policy violation (slow reader, flood).
-    Policy,
-    /// 1009: message too big.
-    TooBig,
-    /// 1011: the server hit an unexpected condition.
-    Internal,
-    /// The code a client closed with, echoed back (RFC6455§5.5.1).
-    Echo(u16),
-}
-
-impl CloseCode {
-    /// The numeric code.
-    pub fn as_u16(self) -> u16 {
-        match self {
-            CloseCode::Normal => 1000,
-            CloseCode::GoingAway => 1001,
-            CloseCode::Protocol => 1002,
-            CloseCode::InvalidPayload => 1007,
-            CloseCode::Policy => 1008,
-            CloseCode::TooBig => 1009,
-            CloseCode::Internal => 1011,
-            CloseCode::Echo(code) => code,
-        }
-    }
-
-    /// The answer to a client's close frame: its code echoed, or 1000 if it gave none.
-    ///
-    /// ```
-    /// use fenix_core::websocket::CloseCode;
-    /// assert_eq!(CloseCode::echo(&[0x03, 0xe9, b'x']).as_u16(), 1001);
-    /// assert_eq!(CloseCode::echo(&[]).as_u16(), 1000);
-    /// ```
-    pub fn echo(close_payload: &[u8]) -> CloseCode {
-        match close_payload {
-            [high, low, ..] => CloseCode::Echo(u16::from_be_bytes([*high, *low])),
-            _ => CloseCode::Normal,
-        }
     }
 }
 
