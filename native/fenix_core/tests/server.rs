@@ -823,3 +823,113 @@ async fn bad_upgrade_requests_answer_400() {
     assert!(response.starts_with("HTTP/1.1 400 Bad Request\r\n"), "unknown vsn: {response}");
     assert!(t.app.connects().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// Fairness and backpressure
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_not_read_while_its_channels_hold_too_many_messages() {
+    let t = TestServer::with(|socket| socket.max_unhandled_messages = 8);
+    let mut stuck = t.connect(Serializer::V2, "user_id=s").await;
+    stuck.join("1", "room:stuck").await;
+    stuck.heartbeat("2").await;
+    for i in 0..8 {
+        stuck.send(&format!(r#"["1","e{i}","room:stuck","echo",{{}}]"#)).await;
+    }
+    // The channel holds 8 unhandled messages: what follows is not read, so not answered.
+    stuck.send(r#"[null,"3","phoenix","heartbeat",{}]"#).await;
+    let answered = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            if let Message::Text(text) = stuck.recv().await {
+                if text.contains(r#""3","phoenix""#) {
+                    return;
+                }
+            }
+        }
+    });
+    assert!(answered.await.is_err(), "the heartbeat behind the unhandled messages was read");
+    // Other connections are read as ever.
+    let mut other = t.connect(Serializer::V2, "user_id=o").await;
+    other.join("1", "room:stuck_not").await;
+    other.heartbeat("2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_floods_without_reading_costs_the_others_nothing_and_is_dropped() {
+    let t = TestServer::start();
+    let mut healthy = t.connect(Serializer::V2, "user_id=h").await;
+    healthy.join("1", "room:h").await;
+    let mut flooder = t.connect(Serializer::V2, "user_id=f").await;
+    flooder.join("1", "room:f").await;
+    let flood = tokio::spawn(async move {
+        let body = "x".repeat(200);
+        for i in 0u64.. {
+            let frame = format!(r#"["1","{i}","room:f","echo",{{"b":"{body}"}}]"#);
+            if futures_util::SinkExt::send(&mut flooder.ws, Message::text(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    for i in 0..200 {
+        healthy.send(&format!(r#"["1","{i}","room:h","echo",{{"i":{i}}}]"#)).await;
+        healthy.expect(&format!(r#"["1","{i}","room:h","phx_reply",{{"response":{{"i":{i}}},"status":"ok"}}]"#)).await;
+    }
+    // Its replies fill its outbox (1 MiB): a client that does not read is dropped.
+    eventually("the flooder is dropped", || t.registry().subscriber_count("room:f") == 0).await;
+    flood.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_floods_and_reads_costs_the_others_nothing() {
+    let t = TestServer::start();
+    let mut healthy = t.connect(Serializer::V2, "user_id=h").await;
+    healthy.join("1", "room:h").await;
+    let mut flooder = t.connect(Serializer::V2, "user_id=f").await;
+    flooder.join("1", "room:f").await;
+    let (mut write, mut read) = futures_util::StreamExt::split(flooder.ws);
+    let flood = tokio::spawn(async move {
+        for i in 0u64.. {
+            let frame = format!(r#"["1","{i}","room:f","echo",{{}}]"#);
+            if futures_util::SinkExt::send(&mut write, Message::text(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let replies = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut read).await {
+            n += 1;
+        }
+        n
+    });
+    for i in 0..200 {
+        healthy.send(&format!(r#"["1","{i}","room:h","echo",{{"i":{i}}}]"#)).await;
+        healthy.expect(&format!(r#"["1","{i}","room:h","phx_reply",{{"response":{{"i":{i}}},"status":"ok"}}]"#)).await;
+    }
+    assert_eq!(t.registry().subscriber_count("room:f"), 1, "a flooder that reads is served, not dropped");
+    flood.abort();
+    replies.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_join_while_the_first_is_answered_gets_both_answers_then_closes_the_first() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        client.send(r#"["1","1","room:slow","phx_join",{}]"#).await;
+        client.send(r#"["2","2","room:slow","phx_join",{}]"#).await;
+        client.heartbeat("3").await; // both joins were read
+        let (conn, join) = t.app.next_deferred_join().await;
+        assert_eq!(join.join_ref.as_deref(), Some("1"), "the first join is asked for first");
+        t.app.answer_join(&conn, join);
+        client.expect(r#"["1","1","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#).await;
+        let (conn, join) = t.app.next_deferred_join().await;
+        assert_eq!(join.join_ref.as_deref(), Some("2"));
+        t.app.answer_join(&conn, join);
+        client.expect(r#"["2","2","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#).await;
+        client.expect(r#"["1","1","room:slow","phx_close",{}]"#).await;
+        client.send(r#"["2","4","room:slow","echo",{}]"#).await;
+        client.expect(r#"["2","4","room:slow","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    }
+}

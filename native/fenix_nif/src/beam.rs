@@ -21,11 +21,14 @@ thread_local! {
     static ENV: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
 }
 
-/// Sends the term built by `message` to `pid` from an engine thread.
-pub(crate) fn send(pid: &LocalPid, message: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
+/// Sends the term built by `message` to `pid`. Meant for engine threads; called on a
+/// BEAM scheduler thread (where an `OwnedEnv` may not send: a NIF call whose core call
+/// hands a replaced channel its notice, or asks for a join held meanwhile), the send
+/// is handed to an engine thread.
+pub(crate) fn send(pid: &LocalPid, message: impl for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static) {
     if rustler::thread::is_scheduler_thread() {
-        // Only engine threads may use an OwnedEnv; NIF calls send with their own env.
-        tracing::error!("fenix: message dropped: send from a scheduler thread");
+        let pid = *pid;
+        crate::runtime::current().spawn(async move { send(&pid, message) });
         return;
     }
     ENV.with(|env| {
@@ -48,7 +51,7 @@ impl std::fmt::Debug for Dispatcher {
 impl Handler for Dispatcher {
     fn connect(&self, conn: &Arc<Conn>, request: ConnectRequest) {
         let conn = ResourceArc::new(ConnResource(Arc::clone(conn)));
-        send(&self.pid, |env| {
+        send(&self.pid, move |env| {
             let params = string_map(env, &request.params);
             let info = connect_info(env, &request);
             (atoms::fenix_connect(), conn, request.socket, params, info).encode(env)
@@ -57,7 +60,7 @@ impl Handler for Dispatcher {
 
     fn join(&self, conn: &Arc<Conn>, request: JoinRequest) {
         let conn = ResourceArc::new(ConnResource(Arc::clone(conn)));
-        send(&self.pid, |env| {
+        send(&self.pid, move |env| {
             let payload = payload_to_term(env, &request.payload);
             let socket = binary(env, &request.socket_data);
             (atoms::fenix_join(), conn, socket, request.topic.as_str(), request.join_ref.as_deref(), request.r#ref.as_deref(), payload)
@@ -116,7 +119,7 @@ impl std::fmt::Debug for ChannelProcess {
 
 impl ChannelSink for ChannelProcess {
     fn deliver(&self, event: ChannelEvent) {
-        send(&self.pid, |env| channel_message(env, &event));
+        send(&self.pid, move |env| channel_message(env, &event));
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -9,12 +9,23 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
 /// The runtime, started on first use with `threads` workers (0: one per core).
 pub(crate) fn get(threads: usize) -> &'static Runtime {
+    RUNTIME.get_or_init(|| build(threads))
+}
+
+fn build(threads: usize) -> Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder.thread_name("fenix-engine").enable_all().build().expect("the tokio runtime starts")
+}
+
+/// The runtime started by the first endpoint. Only called where one has started (an
+/// engine object exists), so that the fallback below never starts one by surprise.
+pub(crate) fn current() -> &'static Runtime {
     RUNTIME.get_or_init(|| {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if threads > 0 {
-            builder.worker_threads(threads);
-        }
-        builder.thread_name("fenix-engine").enable_all().build().expect("the tokio runtime starts")
+        tracing::warn!("fenix: engine runtime started outside an endpoint");
+        build(0)
     })
 }
 

@@ -13,17 +13,9 @@
 //! given back by the channel once it has handled it: the reader stops reading while
 //! the connection is out of credit.
 //!
-//! Channel slots follow Phoenix 1.8's socket:
-//! - a `phx_join` creates a `Joining` slot; messages for the topic are held until the
-//!   application answers, then handed to the channel in order (after the join reply,
-//!   which also goes out before any broadcast); if the join fails they are answered as
-//!   for a topic not joined, as Phoenix's socket does once the join returned;
-//! - a join of an already joined topic closes the old channel: the new join's reply
-//!   goes out first, then `phx_close` for the old `join_ref`;
-//! - messages carrying another `join_ref` than the topic's current one are dropped
-//!   (a null `join_ref` is accepted);
-//! - messages for a topic that is not joined get `unmatched topic` (a `phx_leave` gets `ok`);
-//! - at most `max_channels` topics per connection.
+//! The rules of the channel protocol (joins, duplicate joins, stale `join_ref`s,
+//! messages held while a join is answered, the cap on channels) are the pure state
+//! machine of `slots.rs`; this module carries out the actions it returns.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -34,19 +26,12 @@ use super::channel::Channel;
 use super::credit::Credit;
 use super::outbound::{Op, Pace, Sender, Submitted};
 use super::outbox::{Outbox, PushError};
+use super::slots::{self, Action, Answered, JoinedChannel, Reply, Slots};
 use super::{Shared, SocketConfig};
 use crate::error::{CapacityError, Error, Result};
 use crate::handler::{ChannelEvent, ClosedReason, JoinRequest, Sink};
-use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status, HEARTBEAT_TOPIC};
+use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status};
 use crate::websocket::{frame, CloseCode};
-
-/// How many client messages are held per topic while its join is answered; a client
-/// that sends more is closed (1008). The phoenix client sends nothing before the reply.
-const HELD_LIMIT: usize = 64;
-
-const EMPTY: &[u8] = b"{}";
-const UNMATCHED_TOPIC: &[u8] = br#"{"reason":"unmatched topic"}"#;
-const TOO_MANY_CHANNELS: &[u8] = br#"{"reason":"too many channels joined"}"#;
 
 /// A connection.
 #[derive(Debug)]
@@ -67,28 +52,35 @@ pub(crate) enum Decision {
     Refuse,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     decision: Option<oneshot::Sender<Decision>>,
     socket_id: Option<String>,
     socket_data: Bytes,
-    channels: Channels,
+    channels: Slots<Member>,
     finalized: bool,
 }
 
-#[derive(Debug)]
-enum Slot {
-    Joining {
-        join_ref: Option<String>,
-        /// Messages and their sizes, for the channel once it has joined.
-        held: Vec<(Message, usize)>,
-        /// The `join_ref` of the channel this join replaces, which gets `phx_close` after the reply.
-        replaces: Option<Option<String>>,
-    },
-    Joined {
-        channel: Arc<Channel>,
-        sink: Sink,
-    },
+/// A joined channel: the application's handle and its sink.
+#[derive(Debug, Clone)]
+struct Member {
+    channel: Arc<Channel>,
+    sink: Sink,
+}
+
+impl JoinedChannel for Member {
+    fn join_ref(&self) -> Option<&str> {
+        self.channel.join_ref()
+    }
+}
+
+/// What is done once the connection's lock is released: asking the application
+/// (which may answer at once, on this thread) and telling a replaced channel.
+#[derive(Debug, Default)]
+#[must_use]
+struct Later {
+    replaced: Option<Member>,
+    join: Option<Message>,
 }
 
 /// Why the application's answer to a join was not taken.
@@ -110,7 +102,8 @@ impl Conn {
     ) -> Conn {
         let outbox = Outbox::new(config.outbox_capacity, config.outbox_capacity_bytes);
         let credit = Credit::new(config.max_unhandled_messages, config.max_unhandled_bytes);
-        let state = State { decision: Some(decision), ..State::default() };
+        let channels = Slots::new(config.max_channels);
+        let state = State { decision: Some(decision), socket_id: None, socket_data: Bytes::new(), channels, finalized: false };
         Conn { id, serializer, config, shared, outbox, credit, state: Mutex::new(state) }
     }
 
@@ -153,89 +146,82 @@ impl Conn {
     /// Handles a message read from the client, `size` bytes on the wire. An error
     /// means the client broke a limit and the connection must be closed.
     pub fn handle_message(self: &Arc<Self>, msg: Message, size: usize) -> Result<(), CapacityError> {
-        match msg.event {
-            Event::Heartbeat if msg.topic == HEARTBEAT_TOPIC => {
-                let _ = self.send_reply(Via::Reader, None, msg.r#ref.as_deref(), HEARTBEAT_TOPIC, Status::Ok, EMPTY);
-            }
-            Event::Join => self.handle_join(msg),
-            _ => return self.route(msg, size),
-        }
-        Ok(())
-    }
-
-    fn handle_join(self: &Arc<Self>, msg: Message) {
         let mut state = self.lock();
         if state.finalized {
-            return;
+            return Ok(());
         }
-        let (replaces, old_sink) = match state.channels.remove(&msg.topic) {
-            Some(Slot::Joined { channel, sink }) => {
-                self.shared.registry.unsubscribe(&msg.topic, self.id);
-                channel.ended();
-                (Some(channel.join_ref().map(str::to_owned)), Some(sink))
+        let later = match state.channels.on_message(msg, size)? {
+            Action::None => Later::default(),
+            Action::Reply(reply) => {
+                drop(state);
+                let _ = self.send_reply(Via::Reader, &reply);
+                return Ok(());
             }
-            // A join still being answered is superseded; its answer will be stale.
-            Some(Slot::Joining { replaces, .. }) => (replaces, None),
-            None => (None, None),
-        };
-        if replaces.is_none() && state.channels.len() >= self.config.max_channels {
-            drop(state);
-            let (join_ref, r#ref) = (msg.join_ref.as_deref(), msg.r#ref.as_deref());
-            let _ = self.send_reply(Via::Reader, join_ref, r#ref, &msg.topic, Status::Error, TOO_MANY_CHANNELS);
-            return;
-        }
-        let slot = Slot::Joining { join_ref: msg.join_ref.clone(), held: Vec::new(), replaces };
-        state.channels.insert(msg.topic.clone(), slot);
-        let socket_data = state.socket_data.clone();
-        drop(state);
-        if let Some(sink) = old_sink {
-            sink.deliver(ChannelEvent::Closed(ClosedReason::DuplicateJoin));
-        }
-        let request =
-            JoinRequest { topic: msg.topic, join_ref: msg.join_ref, r#ref: msg.r#ref, payload: msg.payload, socket_data };
-        self.shared.handler.join(self, request);
-    }
-
-    fn route(self: &Arc<Self>, msg: Message, size: usize) -> Result<(), CapacityError> {
-        let mut state = self.lock();
-        let stale = |current: Option<&str>| msg.join_ref.is_some() && msg.join_ref.as_deref() != current;
-        match state.channels.get_mut(&msg.topic) {
-            Some(Slot::Joined { channel, sink }) => {
-                if stale(channel.join_ref()) {
-                    tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
-                    return Ok(());
-                }
+            Action::Deliver { channel, message, size } => {
                 // Under the lock: the channel cannot end between taking credit and the delivery.
-                channel.delivered(size);
-                let sink = Arc::clone(sink);
+                channel.channel.delivered(size);
                 drop(state);
-                sink.deliver(ChannelEvent::In { message: msg, size });
+                channel.sink.deliver(ChannelEvent::In { message, size });
+                return Ok(());
             }
-            Some(Slot::Joining { join_ref, held, .. }) => {
-                if stale(join_ref.as_deref()) {
-                    tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
-                } else if held.len() >= HELD_LIMIT {
-                    return Err(CapacityError::HeldMessages(HELD_LIMIT));
-                } else {
-                    held.push((msg, size));
-                }
-            }
-            None => {
-                drop(state);
-                let _ = self.reply_not_joined(Via::Reader, &msg);
-            }
-        }
+            Action::Join(join) => Later { replaced: None, join: Some(join) },
+            Action::Replace { old, join } => self.replace(old, join),
+        };
+        self.run_later(state, later);
         Ok(())
     }
 
-    /// The answer to a message for a topic that is not joined: `unmatched topic`, or
-    /// `ok` for a `phx_leave`.
-    fn reply_not_joined(self: &Arc<Self>, via: Via<'_>, msg: &Message) -> Pace {
-        let (join_ref, status, body) = match msg.event {
-            Event::Leave => (msg.join_ref.as_deref(), Status::Ok, EMPTY),
-            _ => (None, Status::Error, UNMATCHED_TOPIC),
-        };
-        self.send_reply(via, join_ref, msg.r#ref.as_deref(), &msg.topic, status, body)
+    /// The first half of a duplicate join, under the lock: `old` leaves the topic.
+    fn replace(&self, old: Member, join: Message) -> Later {
+        self.shared.registry.unsubscribe(&join.topic, self.id);
+        old.channel.ended();
+        Later { replaced: Some(old), join: Some(join) }
+    }
+
+    fn run_later(self: &Arc<Self>, state: MutexGuard<'_, State>, later: Later) {
+        let socket_data = state.socket_data.clone();
+        drop(state);
+        if let Some(old) = later.replaced {
+            old.sink.deliver(ChannelEvent::Closed(ClosedReason::DuplicateJoin));
+        }
+        if let Some(join) = later.join {
+            let request =
+                JoinRequest { topic: join.topic, join_ref: join.join_ref, r#ref: join.r#ref, payload: join.payload, socket_data };
+            self.shared.handler.join(self, request);
+        }
+    }
+
+    /// Runs the messages held while a join was answered through the rules again, in
+    /// order, under the lock (so that no newer message overtakes them): deliveries go to
+    /// `deliver` (the new channel), replies in `sender`'s order.
+    fn replay(
+        self: &Arc<Self>,
+        state: &mut State,
+        sender: Sender<'_>,
+        held: Vec<(Message, usize)>,
+        deliver: &mut impl FnMut(Message, usize),
+    ) -> (Pace, Later) {
+        let (mut pace, mut later) = (Pace::Go, Later::default());
+        for (message, size) in held {
+            match state.channels.on_message(message, size) {
+                Ok(Action::None) => {}
+                Ok(Action::Reply(reply)) => pace = pace.max(self.send_reply(Via::App(sender), &reply)),
+                Ok(Action::Deliver { channel, message, size }) => {
+                    channel.channel.delivered(size);
+                    deliver(message, size);
+                }
+                // Held messages are of one topic: there is one join among them at most
+                // that is not held again (the ones after it wait for its answer).
+                Ok(Action::Join(join)) => later.join = Some(join),
+                Ok(Action::Replace { old, join }) => later = self.replace(old, join),
+                Err(error) => {
+                    tracing::warn!(conn = self.id, %error, "closing connection");
+                    self.close(CloseCode::Policy, &error.to_string());
+                    break;
+                }
+            }
+        }
+        (pace, later)
     }
 
     /// The application accepted a join, in a call made by `sender` (the channel): the
@@ -243,7 +229,6 @@ impl Conn {
     /// held meanwhile are passed to `deliver_held` with their sizes, in order, before
     /// any later message reaches the channel. `make_sink` builds the channel's sink
     /// around the [`Channel`] handle that is returned.
-    #[allow(clippy::too_many_arguments)]
     pub fn joined(
         self: &Arc<Self>,
         sender: Sender<'_>,
@@ -254,29 +239,29 @@ impl Conn {
         mut deliver_held: impl FnMut(Message, usize),
     ) -> Result<(Arc<Channel>, Pace), JoinError> {
         let mut state = self.lock();
-        let (held, replaces) = self.take_joining(&mut state, request)?;
+        if state.finalized {
+            return Err(JoinError::Closed);
+        }
         let (topic, join_ref) = (request.topic, request.join_ref);
         let channel = Arc::new(Channel::new(Arc::clone(self), topic.to_owned(), join_ref.map(str::to_owned)));
         let sink = make_sink(&channel);
-        let via = Via::App(sender);
-        let mut pace = self.send_reply(via, join_ref, request.r#ref, topic, Status::Ok, response);
-        pace = pace.max(self.send_replaced_close(sender, topic, replaces));
+        let member = Member { channel: Arc::clone(&channel), sink: Arc::clone(&sink) };
+        let Answered { replaced, held } = state.channels.on_joined(topic, join_ref, member)?;
+        let ok = Reply { join_ref: join_ref.map(str::to_owned), r#ref: request.r#ref.map(str::to_owned), topic: topic.to_owned(), status: Status::Ok, body: &[] };
+        let mut pace = self.send_reply_body(Via::App(sender), &ok, response);
+        pace = pace.max(self.send_replaced_close(sender, topic, replaced));
         // Intercepted events reach the channel from now on; frames only after the reply,
         // so that no broadcast overtakes it.
         let intercepts = self.shared.registry.intern_intercepts(intercepts);
-        self.shared.registry.join(topic, self.id, Arc::clone(&sink), intercepts);
+        self.shared.registry.join(topic, self.id, sink, intercepts);
         let subscribe = Op::Subscribe { conn: Arc::clone(self), topic: topic.to_owned(), join_ref: join_ref.map(str::to_owned) };
         match self.shared.outbound.submit(sender, subscribe, true) {
             Submitted::RunNow(_) => self.shared.registry.activate(topic, self),
             Submitted::Queued(p) => pace = pace.max(p),
         }
-        state.channels.insert(topic.to_owned(), Slot::Joined { channel: Arc::clone(&channel), sink });
-        // Still under the lock: the reader cannot route a newer message before these.
-        for (message, size) in held {
-            channel.delivered(size);
-            deliver_held(message, size);
-        }
-        Ok((channel, pace))
+        let (replayed, later) = self.replay(&mut state, sender, held, &mut deliver_held);
+        self.run_later(state, later);
+        Ok((channel, pace.max(replayed)))
     }
 
     /// The application refused a join (or its join crashed): the error reply goes out,
@@ -288,7 +273,7 @@ impl Conn {
     /// No channel matches the topic: answered as Phoenix answers a message for a topic
     /// not joined (`unmatched topic`, with a null `join_ref`).
     pub fn join_unmatched(self: &Arc<Self>, sender: Sender<'_>, request: &JoinRef<'_>) -> Result<Pace, JoinError> {
-        self.fail_join(sender, request, None, UNMATCHED_TOPIC)
+        self.fail_join(sender, request, None, slots::UNMATCHED_TOPIC)
     }
 
     fn fail_join(
@@ -299,38 +284,27 @@ impl Conn {
         response: &[u8],
     ) -> Result<Pace, JoinError> {
         let mut state = self.lock();
-        let (held, replaces) = self.take_joining(&mut state, request)?;
-        let via = Via::App(sender);
-        let mut pace = self.send_reply(via, reply_join_ref, request.r#ref, request.topic, Status::Error, response);
-        pace = pace.max(self.send_replaced_close(sender, request.topic, replaces));
-        // Still under the lock: the reader cannot answer a newer message before these.
-        for (message, _) in &held {
-            pace = pace.max(self.reply_not_joined(via, message));
-        }
-        Ok(pace)
-    }
-
-    fn take_joining(
-        &self,
-        state: &mut State,
-        request: &JoinRef<'_>,
-    ) -> Result<(Vec<(Message, usize)>, Option<Option<String>>), JoinError> {
         if state.finalized {
             return Err(JoinError::Closed);
         }
-        let Some(index) = state.channels.position(request.topic) else { return Err(JoinError::Stale) };
-        match &state.channels.0[index].1 {
-            Slot::Joining { join_ref, .. } if join_ref.as_deref() == request.join_ref => {}
-            _ => return Err(JoinError::Stale),
-        }
-        match state.channels.0.swap_remove(index).1 {
-            Slot::Joining { held, replaces, .. } => Ok((held, replaces)),
-            Slot::Joined { .. } => Err(JoinError::Stale),
-        }
+        let Answered { replaced, held } = state.channels.on_join_failed(request.topic, request.join_ref)?;
+        let error = Reply {
+            join_ref: reply_join_ref.map(str::to_owned),
+            r#ref: request.r#ref.map(str::to_owned),
+            topic: request.topic.to_owned(),
+            status: Status::Error,
+            body: &[],
+        };
+        let mut pace = self.send_reply_body(Via::App(sender), &error, response);
+        pace = pace.max(self.send_replaced_close(sender, request.topic, replaced));
+        // No channel to hand anything to: every held message is answered, or is a join.
+        let (replayed, later) = self.replay(&mut state, sender, held, &mut |_, _| {});
+        self.run_later(state, later);
+        Ok(pace.max(replayed))
     }
 
-    fn send_replaced_close(self: &Arc<Self>, sender: Sender<'_>, topic: &str, replaces: Option<Option<String>>) -> Pace {
-        let Some(old_join_ref) = replaces else { return Pace::Go };
+    fn send_replaced_close(self: &Arc<Self>, sender: Sender<'_>, topic: &str, replaced: Option<Option<String>>) -> Pace {
+        let Some(old_join_ref) = replaced else { return Pace::Go };
         let close = Outgoing::channel_ended(old_join_ref.as_deref(), topic, Event::Close);
         self.send_app(sender, &close).unwrap_or(Pace::Go)
     }
@@ -339,30 +313,23 @@ impl Conn {
     /// what `sender` sent before. Returns false when it was not (or no longer) joined.
     pub(crate) fn end_channel(self: &Arc<Self>, sender: Sender<'_>, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
         let mut state = self.lock();
-        let Some(index) = state.channels.position(topic) else { return false };
-        let channel = match &state.channels.0[index].1 {
-            Slot::Joined { channel, .. } if channel.join_ref() == join_ref => Arc::clone(channel),
-            _ => return false,
-        };
-        state.channels.0.swap_remove(index);
+        let Some(member) = state.channels.on_channel_ended(topic, join_ref) else { return false };
         self.shared.registry.unsubscribe(topic, self.id);
         drop(state);
-        channel.ended();
+        member.channel.ended();
         // The channel is gone: there is nothing left to slow down.
         let _ = self.send_app(sender, &Outgoing::channel_ended(join_ref, topic, event));
         true
     }
 
-    fn send_reply(
-        self: &Arc<Self>,
-        via: Via<'_>,
-        join_ref: Option<&str>,
-        r#ref: Option<&str>,
-        topic: &str,
-        status: Status<'_>,
-        body: &[u8],
-    ) -> Pace {
-        let reply = Outgoing::reply(join_ref, r#ref, topic, status, Body::Json(body));
+    fn send_reply(self: &Arc<Self>, via: Via<'_>, reply: &Reply) -> Pace {
+        self.send_reply_body(via, reply, reply.body)
+    }
+
+    /// Sends `reply` with `body` as its response.
+    fn send_reply_body(self: &Arc<Self>, via: Via<'_>, reply: &Reply, body: &[u8]) -> Pace {
+        let (join_ref, r#ref) = (reply.join_ref.as_deref(), reply.r#ref.as_deref());
+        let reply = Outgoing::reply(join_ref, r#ref, &reply.topic, reply.status, Body::Json(body));
         // Closed, or a full outbox: dealt with where it happens.
         let sent = match via {
             Via::Reader => self.encode(&reply).and_then(|frame| self.send(frame)).map(|()| Pace::Go),
@@ -395,11 +362,8 @@ impl Conn {
     /// connection's lock, so that an ending channel cannot slip in between.
     pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) {
         let state = self.lock();
-        match state.channels.get(topic) {
-            Some(Slot::Joined { channel, .. }) if channel.join_ref() == join_ref => {
-                self.shared.registry.activate(topic, self);
-            }
-            _ => {}
+        if state.channels.is_joined(topic, join_ref) {
+            self.shared.registry.activate(topic, self);
         }
     }
 
@@ -447,74 +411,23 @@ impl Conn {
         }
         state.finalized = true;
         state.decision = None;
-        let channels = std::mem::take(&mut state.channels);
+        let channels = state.channels.take_joined();
         let socket_id = state.socket_id.take();
         drop(state);
         self.outbox.abort();
         if let Some(id) = socket_id {
             self.shared.registry.unregister_socket_id(&id, self.id);
         }
-        for (topic, slot) in channels {
-            if let Slot::Joined { channel, sink } = slot {
-                self.shared.registry.unsubscribe(&topic, self.id);
-                channel.ended();
-                sink.deliver(ChannelEvent::Closed(ClosedReason::ConnectionClosed));
-            }
+        for (topic, Member { channel, sink }) in channels {
+            self.shared.registry.unsubscribe(&topic, self.id);
+            channel.ended();
+            sink.deliver(ChannelEvent::Closed(ClosedReason::ConnectionClosed));
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // State changes are single assignments: a panic elsewhere cannot leave it half-made.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A connection's channels by topic. Most connections join one or a few topics, so a
-/// vector (sized exactly while small) costs far less than a hash map; the cap on
-/// channels per connection keeps the scans short.
-#[derive(Debug, Default)]
-struct Channels(Vec<(String, Slot)>);
-
-impl Channels {
-    fn position(&self, topic: &str) -> Option<usize> {
-        self.0.iter().position(|(t, _)| t == topic)
-    }
-
-    fn get(&self, topic: &str) -> Option<&Slot> {
-        self.position(topic).map(|i| &self.0[i].1)
-    }
-
-    fn get_mut(&mut self, topic: &str) -> Option<&mut Slot> {
-        self.position(topic).map(|i| &mut self.0[i].1)
-    }
-
-    fn remove(&mut self, topic: &str) -> Option<Slot> {
-        self.position(topic).map(|i| self.0.swap_remove(i).1)
-    }
-
-    fn insert(&mut self, topic: String, slot: Slot) {
-        match self.position(&topic) {
-            Some(i) => self.0[i].1 = slot,
-            None => {
-                if self.0.len() < 4 {
-                    self.0.reserve_exact(1);
-                }
-                self.0.push((topic, slot));
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-impl IntoIterator for Channels {
-    type Item = (String, Slot);
-    type IntoIter = std::vec::IntoIter<(String, Slot)>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
     }
 }
 

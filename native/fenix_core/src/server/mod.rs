@@ -21,6 +21,7 @@ mod listener;
 mod outbound;
 mod outbox;
 mod session;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;

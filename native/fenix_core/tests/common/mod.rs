@@ -12,7 +12,8 @@
 //!   `echo` replies `ok` with the payload (binary too), `shout` broadcasts `shout` to the
 //!   topic, `shout_from` broadcasts `shout` to everyone but the sender and replies `ok {}`,
 //!   `phx_leave` replies `ok` and closes the channel; what the engine tells a channel it
-//!   closed is recorded ([`App::closed_channels`]).
+//!   closed is recorded ([`App::closed_channels`]); every message handled gives its
+//!   inbound credit back, except on `room:stuck*`, whose channel never does;
 //!
 //! The client writes and expects frames in the 2.0.0 array form of the capture
 //! (`shared/vectors/phoenix_wire_frames.md`); a 1.0.0 client rewrites them into objects.
@@ -390,7 +391,9 @@ impl ChannelTask {
                 }
                 _ => {}
             }
-            channel.handled(size);
+            if !topic.starts_with("room:stuck") {
+                channel.handled(size);
+            }
         }
     }
 }
