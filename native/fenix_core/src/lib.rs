@@ -3,21 +3,31 @@
 //!
 //! - [`protocol`]: the channel wire protocol (serializers `1.0.0` and `2.0.0`).
 //! - [`websocket`]: RFC 6455 framing and the opening handshake.
-//! - [`registry`]: topic -> subscribers, and the fan-out of broadcasts.
-//! - [`server`]: the tokio HTTP/WebSocket server and the per-connection state machine.
+//! - [`registry`]: topic -> members, [`fanout`]: broadcasts encoded once and queued to
+//!   every member, [`socket_ids`]: the `disconnect` broadcast's targets. Pure data
+//!   structures, generic over the [`registry::Subscriber`] they queue to.
+//! - [`server`]: the tokio HTTP/WebSocket server: sessions, the per-connection channel
+//!   rules, inbound credit, and the per-sender lanes that carry out what the
+//!   application sends.
 //!
-//! The application side (user callbacks, channel processes) is reached through the
-//! [`Handler`] and [`ChannelSink`] traits; `fenix_nif` implements them by sending
-//! messages to BEAM processes, and this crate's tests implement them in plain Rust.
+//! The layers only look down: `protocol` <- `websocket` <- `registry`/`fanout` <-
+//! `server`. The application side (user callbacks, channel processes) is reached
+//! through the [`Handler`] and [`ChannelSink`] traits; `fenix_nif` implements them by
+//! sending messages to BEAM processes, and this crate's tests implement them in plain
+//! Rust.
+#![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unused_must_use)]
 
 mod error;
-mod handler;
+pub mod fanout;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+mod sink;
+pub mod socket_ids;
 pub mod websocket;
 
 pub use error::{CapacityError, Error, ProtocolError, Result};
-pub use handler::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest, Sink};
+pub use server::{ConnectRequest, Handler, JoinRequest};
+pub use sink::{ChannelEvent, ChannelSink, ClosedReason, Sink};

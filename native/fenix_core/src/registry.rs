@@ -1,66 +1,89 @@
-//! Topic -> subscribers, and the fan-out of broadcasts.
+//! Topic -> members: who gets a topic's broadcasts, and who intercepts which event.
 //!
-//! A broadcast is encoded at most once per serializer; every subscriber gets a clone of
-//! the same [`Bytes`] (a reference count, no copy) pushed onto its bounded outbox.
-//! Fan-outs run on the engine's outbound task (see `server::outbound`), one after the
-//! other, so every subscriber sees a topic's broadcasts in the order they were made.
+//! Pure data: no I/O, and generic over the [`Subscriber`] a broadcast's frames are
+//! queued to (in the server, a connection), so that it is tested without sockets. The
+//! fan-out itself is [`crate::fanout`]; it runs on a [`Target`] snapshot taken here, so
+//! no shard of the map is locked while frames are queued or processes told.
 //!
-//! Channels that intercept an event (Phoenix's `intercept/1` + `handle_out/3`) get no
-//! frame: the broadcaster hands them the payload itself, through [`Registry::intercepting`],
-//! before queueing the fan-out. Interceptors are registered the moment a join is
-//! accepted (so a broadcast made right after the join reaches `handle_out`), fan-out
-//! subscriptions in the outbound order, after the join reply (so no frame overtakes
-//! it). Each topic counts its interceptors per event, so a broadcast nobody
-//! intercepts costs no pass over them.
-//!
-//! Socket ids (`Fenix.Socket.id/1`) live in a second map: a broadcast of `disconnect`
-//! to an id closes every connection with that id.
+//! A member is added in two steps. [`Registry::join`] registers the channel the moment
+//! its join is accepted, so that a broadcast made right after the join reaches its
+//! `handle_out` (channels that intercept an event, Phoenix's `intercept/1`, get the
+//! payload from the broadcaster, see [`Registry::interceptors`], and no frame).
+//! [`Registry::activate`] makes it a fan-out target after its join reply went out, so
+//! that no broadcast frame overtakes that reply. Each topic counts its interceptors
+//! per event, so a broadcast nobody intercepts costs no pass over them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dashmap::DashMap;
 
-use crate::handler::Sink;
-use crate::protocol::{Body, Outgoing, Serializer};
-use crate::server::Conn;
-use crate::websocket::{frame, CloseCode};
+use crate::protocol::Serializer;
+use crate::sink::Sink;
 
-/// The event that, broadcast to a socket id, disconnects that socket's connections.
-pub const DISCONNECT_EVENT: &str = "disconnect";
+/// What a broadcast's frames are queued to.
+pub trait Subscriber: Send + Sync + 'static {
+    /// Unique among the subscribers of a registry (a connection id).
+    fn id(&self) -> u64;
+    /// The wire format its frames are encoded in.
+    fn serializer(&self) -> Serializer;
+    /// Queues `frames` in order, all or none. False when the subscriber is gone or
+    /// could not take them (it is then dropped for not reading; the others go on).
+    fn send_all(&self, frames: &[Bytes]) -> bool;
+}
 
-/// The engine's topic registry.
-#[derive(Debug, Default)]
-pub struct Registry {
-    topics: DashMap<String, Topic>,
-    socket_ids: DashMap<String, HashMap<u64, Weak<Conn>>>,
+/// A topic's fan-out target, as the fan-out sees it once the registry is unlocked.
+#[derive(Debug)]
+pub struct Target<S> {
+    /// The subscriber.
+    pub subscriber: Arc<S>,
+    /// The events its channel intercepts (empty when the fan-out needs not know).
+    pub intercepts: Arc<[String]>,
+}
+
+/// The topic registry of a server.
+#[derive(Debug)]
+pub struct Registry<S> {
+    topics: DashMap<String, Topic<S>>,
     /// One shared copy of each intercept list: every channel of a module has the same
     /// list, so a member costs a reference count, not a copy. The lists come from the
     /// channel modules (`intercept/1`), never from clients, so this stays small.
     intercept_lists: Mutex<HashMap<Vec<String>, Arc<[String]>>>,
 }
 
-#[derive(Debug, Default)]
-struct Topic {
-    members: HashMap<u64, Member>,
+impl<S> Default for Registry<S> {
+    fn default() -> Self {
+        Registry { topics: DashMap::new(), intercept_lists: Mutex::default() }
+    }
+}
+
+#[derive(Debug)]
+struct Topic<S> {
+    members: HashMap<u64, Member<S>>,
     /// How many members intercept each event (a few events at most: a small vector).
     intercepted: Vec<(String, usize)>,
 }
 
-/// A joined channel of one connection.
+impl<S> Default for Topic<S> {
+    fn default() -> Self {
+        Topic { members: HashMap::new(), intercepted: Vec::new() }
+    }
+}
+
+/// A joined channel of one subscriber.
 #[derive(Debug)]
-struct Member {
-    /// Set once the member is a fan-out target (in the outbound order, after its join reply).
-    conn: Option<Arc<Conn>>,
+struct Member<S> {
+    /// Set once the member is a fan-out target (after its join reply).
+    target: Option<Arc<S>>,
     /// The events its channel intercepts: handed to the broadcaster, no frame.
     intercepts: Arc<[String]>,
     sink: Sink,
 }
 
-impl Topic {
-    fn add(&mut self, conn_id: u64, member: Member) {
-        self.remove(conn_id);
+impl<S> Topic<S> {
+    fn add(&mut self, id: u64, member: Member<S>) {
+        self.remove(id);
         for event in member.intercepts.iter() {
             match self.intercepted.iter_mut().find(|(e, _)| e == event) {
                 Some((_, count)) => *count += 1,
@@ -70,11 +93,11 @@ impl Topic {
                 }
             }
         }
-        self.members.insert(conn_id, member);
+        self.members.insert(id, member);
     }
 
-    fn remove(&mut self, conn_id: u64) {
-        let Some(old) = self.members.remove(&conn_id) else { return };
+    fn remove(&mut self, id: u64) {
+        let Some(old) = self.members.remove(&id) else { return };
         for event in old.intercepts.iter() {
             if let Some(i) = self.intercepted.iter().position(|(e, _)| e == event) {
                 self.intercepted[i].1 -= 1;
@@ -90,35 +113,7 @@ impl Topic {
     }
 }
 
-/// One message of [`Registry::broadcast_all`].
-#[derive(Debug, Clone, Copy)]
-pub struct Broadcast<'a> {
-    /// The event name.
-    pub event: &'a str,
-    /// The payload.
-    pub body: Body<'a>,
-    /// A connection that does not get it (`broadcast_from`).
-    pub exclude: Option<u64>,
-}
-
-/// What a broadcast did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Delivery {
-    /// Frames queued to subscribers.
-    pub queued: usize,
-    /// Subscribers whose outbox was full (they are disconnected) or closing.
-    pub dropped: usize,
-}
-
-impl Registry {
-    /// Subscribes `conn`'s channel `sink` to `topic`; `intercepts` lists the events the
-    /// channel wants to see in `handle_out` instead of having them sent directly.
-    /// The same as [`Registry::join`] and [`Registry::activate`] at once.
-    pub fn subscribe(&self, topic: &str, conn: &Arc<Conn>, sink: Sink, intercepts: Arc<[String]>) {
-        self.join(topic, conn.id(), sink, intercepts);
-        self.activate(topic, conn);
-    }
-
+impl<S: Subscriber> Registry<S> {
     /// The shared copy of the intercept list `events`.
     pub fn intern_intercepts(&self, events: &[String]) -> Arc<[String]> {
         if events.is_empty() {
@@ -135,46 +130,34 @@ impl Registry {
         }
     }
 
-    /// Adds a channel that just joined: from now on it gets the events it intercepts
-    /// (see [`Registry::intercepting`]), but no frame until [`Registry::activate`].
-    pub fn join(&self, topic: &str, conn_id: u64, sink: Sink, intercepts: Arc<[String]>) {
-        let member = Member { conn: None, intercepts, sink };
-        self.topics.entry(topic.to_owned()).or_default().add(conn_id, member);
+    /// Adds subscriber `id`'s channel `sink` to `topic`, which intercepts `intercepts`:
+    /// from now on it is among the [`Registry::interceptors`], but no fan-out target
+    /// until [`Registry::activate`].
+    pub fn join(&self, topic: &str, id: u64, sink: Sink, intercepts: Arc<[String]>) {
+        let member = Member { target: None, intercepts, sink };
+        self.topics.entry(topic.to_owned()).or_default().add(id, member);
     }
 
-    /// Makes `conn`'s channel on `topic` a fan-out target (a no-op if it has left).
-    pub fn activate(&self, topic: &str, conn: &Arc<Conn>) {
+    /// Makes `subscriber`'s channel on `topic` a fan-out target (a no-op if it has left).
+    pub fn activate(&self, topic: &str, subscriber: &Arc<S>) {
         if let Some(mut entry) = self.topics.get_mut(topic) {
-            if let Some(member) = entry.members.get_mut(&conn.id()) {
-                member.conn = Some(Arc::clone(conn));
+            if let Some(member) = entry.members.get_mut(&subscriber.id()) {
+                member.target = Some(Arc::clone(subscriber));
             }
         }
     }
 
-    /// Removes `conn`'s channel from `topic`.
-    pub fn unsubscribe(&self, topic: &str, conn_id: u64) {
+    /// Removes subscriber `id`'s channel from `topic`.
+    pub fn leave(&self, topic: &str, id: u64) {
         self.topics.remove_if_mut(topic, |_, entry| {
-            entry.remove(conn_id);
+            entry.remove(id);
             entry.members.is_empty()
         });
     }
 
-    /// Registers `conn` under its socket id.
-    pub fn register_socket_id(&self, id: &str, conn: &Arc<Conn>) {
-        self.socket_ids.entry(id.to_owned()).or_default().insert(conn.id(), Arc::downgrade(conn));
-    }
-
-    /// Removes `conn` from its socket id.
-    pub fn unregister_socket_id(&self, id: &str, conn_id: u64) {
-        self.socket_ids.remove_if_mut(id, |_, conns| {
-            conns.remove(&conn_id);
-            conns.is_empty()
-        });
-    }
-
-    /// How many connections subscribe to `topic`.
+    /// How many fan-out targets `topic` has.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.topics.get(topic).map_or(0, |entry| entry.members.values().filter(|m| m.conn.is_some()).count())
+        self.topics.get(topic).map_or(0, |entry| entry.members.values().filter(|m| m.target.is_some()).count())
     }
 
     /// How many channels on `topic` intercept `event`.
@@ -182,100 +165,128 @@ impl Registry {
         self.topics.get(topic).map_or(0, |entry| entry.interceptors(event))
     }
 
-    /// Passes the sink of every subscriber of `topic` (but `exclude`) that intercepts
-    /// `event` to `intercept`; returns how many. Those subscribers get no frame from
-    /// [`Registry::broadcast`]: the caller delivers the payload to them itself.
-    pub fn intercepting(&self, topic: &str, event: &str, exclude: Option<u64>, mut intercept: impl FnMut(&Sink)) -> usize {
-        let Some(entry) = self.topics.get(topic) else { return 0 };
-        if entry.interceptors(event) == 0 {
-            return 0;
-        }
-        let mut count = 0;
-        for (id, member) in &entry.members {
-            if Some(*id) != exclude && member.intercepts.iter().any(|e| e == event) {
-                intercept(&member.sink);
-                count += 1;
-            }
-        }
-        count
-    }
-
-    /// How many topics have subscribers.
+    /// How many topics have members.
     pub fn topic_count(&self) -> usize {
         self.topics.len()
     }
 
-    /// Broadcasts `event` with `body` to every subscriber of `topic` but `exclude`,
-    /// except those that intercept `event` (see [`Registry::intercepting`]).
-    ///
-    /// Called by the engine's outbound task; applications call `Server::broadcast`.
-    pub fn broadcast(&self, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) -> Delivery {
-        self.broadcast_all(topic, &[Broadcast { event, body, exclude }])
+    /// Appends to `out` the sink of every member of `topic` (but `exclude`) that
+    /// intercepts `event`: the broadcaster hands them the payload itself.
+    pub fn interceptors(&self, topic: &str, event: &str, exclude: Option<u64>, out: &mut Vec<Sink>) {
+        let Some(entry) = self.topics.get(topic) else { return };
+        if entry.interceptors(event) == 0 {
+            return;
+        }
+        let intercepting = entry.members.iter().filter(|(id, m)| Some(**id) != exclude && m.intercepts.iter().any(|e| e == event));
+        out.extend(intercepting.map(|(_, member)| Arc::clone(&member.sink)));
     }
 
-    /// Broadcasts several messages to `topic`, in order, going over the subscribers
-    /// once: each gets all of its frames with one push (one lock, one cache miss)
-    /// instead of one push per message. The outbound task groups consecutive
-    /// broadcasts to a topic this way (a `blast` is 1,000 of them).
-    pub fn broadcast_all(&self, topic: &str, messages: &[Broadcast<'_>]) -> Delivery {
-        if messages.iter().any(|m| m.event == DISCONNECT_EVENT) {
-            self.disconnect_socket_id(topic);
-        }
-        let mut delivery = Delivery::default();
-        let Some(entry) = self.topics.get(topic) else { return delivery };
-        // Every subscriber gets every message unless some are excluded or intercepted.
-        let uniform = messages.iter().all(|m| m.exclude.is_none() && entry.interceptors(m.event) == 0);
-        let mut encoded: [Option<Vec<Option<Bytes>>>; 2] = [None, None];
-        let mut uniform_frames: [Option<Vec<Bytes>>; 2] = [None, None];
-        let mut filtered = Vec::new();
-        for (id, member) in &entry.members {
-            let Some(conn) = &member.conn else { continue };
-            let serializer = conn.serializer();
-            let frames = encoded[serializer.index()].get_or_insert_with(|| {
-                // A body the serializer cannot carry (binary for vsn 1.0.0) has no frame.
-                messages.iter().map(|m| encode(serializer, &Outgoing::broadcast(topic, m.event, m.body))).collect()
-            });
-            let batch: &[Bytes] = if uniform {
-                uniform_frames[serializer.index()].get_or_insert_with(|| frames.iter().flatten().cloned().collect())
-            } else {
-                filtered.clear();
-                for (message, frame) in messages.iter().zip(frames.iter()) {
-                    let skip = message.exclude == Some(*id) || member.intercepts.iter().any(|e| e == message.event);
-                    if let (false, Some(frame)) = (skip, frame) {
-                        filtered.push(frame.clone());
-                    }
-                }
-                &filtered
-            };
-            if batch.is_empty() {
-                continue;
-            }
-            // A full outbox closes that connection (Conn::send_all); the others go on.
-            match conn.send_all(batch) {
-                Ok(()) => delivery.queued += batch.len(),
-                Err(_) => delivery.dropped += 1,
-            }
-        }
-        delivery
-    }
-
-    fn disconnect_socket_id(&self, id: &str) {
-        let conns: Vec<Arc<Conn>> = match self.socket_ids.get(id) {
-            Some(conns) => conns.values().filter_map(Weak::upgrade).collect(),
-            None => return,
-        };
-        for conn in conns {
-            conn.close(CloseCode::GoingAway, "");
-        }
+    /// Appends `topic`'s fan-out targets to `out`. Their intercept lists come along
+    /// only when some member intercepts one of `events` (the fan-out then filters).
+    pub fn targets<'e>(&self, topic: &str, events: impl Iterator<Item = &'e str>, out: &mut Vec<Target<S>>) {
+        let Some(entry) = self.topics.get(topic) else { return };
+        let filtered = events.into_iter().any(|event| entry.interceptors(event) > 0);
+        let none: Arc<[String]> = Arc::new([]);
+        out.extend(entry.members.values().filter_map(|member| {
+            let subscriber = Arc::clone(member.target.as_ref()?);
+            let intercepts = if filtered { Arc::clone(&member.intercepts) } else { Arc::clone(&none) };
+            Some(Target { subscriber, intercepts })
+        }));
     }
 }
 
-fn encode(serializer: Serializer, message: &Outgoing<'_>) -> Option<Bytes> {
-    match frame::try_encode(|out| serializer.encode(message, out)) {
-        Ok(frame) => Some(frame),
-        Err(error) => {
-            tracing::debug!(%error, topic = message.topic, "broadcast not sent to {serializer:?} subscribers");
-            None
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use super::*;
+    use crate::sink::{ChannelEvent, ChannelSink};
+
+    #[derive(Debug)]
+    struct Fake(u64);
+
+    impl Subscriber for Fake {
+        fn id(&self) -> u64 {
+            self.0
         }
+        fn serializer(&self) -> Serializer {
+            Serializer::V2
+        }
+        fn send_all(&self, _frames: &[Bytes]) -> bool {
+            true
+        }
+    }
+
+    #[derive(Debug)]
+    struct NoSink;
+
+    impl ChannelSink for NoSink {
+        fn deliver(&self, _event: ChannelEvent) {}
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn join(registry: &Registry<Fake>, topic: &str, id: u64, intercepts: &[&str]) -> Arc<Fake> {
+        let intercepts: Vec<String> = intercepts.iter().map(|e| e.to_string()).collect();
+        registry.join(topic, id, Arc::new(NoSink), registry.intern_intercepts(&intercepts));
+        Arc::new(Fake(id))
+    }
+
+    fn target_ids(registry: &Registry<Fake>, topic: &str, events: &[&str]) -> Vec<(u64, usize)> {
+        let mut out = Vec::new();
+        registry.targets(topic, events.iter().copied(), &mut out);
+        let mut ids: Vec<_> = out.iter().map(|t| (t.subscriber.0, t.intercepts.len())).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_member_is_a_target_only_once_activated() {
+        let registry = Registry::default();
+        let a = join(&registry, "t", 1, &[]);
+        assert_eq!((registry.subscriber_count("t"), registry.topic_count()), (0, 1));
+        registry.activate("t", &a);
+        assert_eq!(target_ids(&registry, "t", &["e"]), [(1, 0)]);
+        registry.leave("t", 1);
+        assert_eq!((registry.subscriber_count("t"), registry.topic_count()), (0, 0));
+        registry.activate("t", &a);
+        assert_eq!(registry.topic_count(), 0, "activating a member that left adds nothing");
+    }
+
+    #[test]
+    fn interceptors_are_counted_per_event_and_handed_out() {
+        let registry = Registry::default();
+        let a = join(&registry, "t", 1, &["secret"]);
+        let b = join(&registry, "t", 2, &[]);
+        registry.activate("t", &a);
+        registry.activate("t", &b);
+        assert_eq!((registry.interceptor_count("t", "secret"), registry.interceptor_count("t", "public")), (1, 0));
+        let mut sinks = Vec::new();
+        registry.interceptors("t", "secret", None, &mut sinks);
+        assert_eq!(sinks.len(), 1);
+        registry.interceptors("t", "secret", Some(1), &mut sinks);
+        assert_eq!(sinks.len(), 1, "the excluded subscriber is left out");
+        // Intercept lists come along only when the fan-out must filter.
+        assert_eq!(target_ids(&registry, "t", &["public"]), [(1, 0), (2, 0)]);
+        assert_eq!(target_ids(&registry, "t", &["public", "secret"]), [(1, 1), (2, 0)]);
+        registry.leave("t", 1);
+        assert_eq!(registry.interceptor_count("t", "secret"), 0);
+    }
+
+    #[test]
+    fn intercept_lists_are_shared() {
+        let registry: Registry<Fake> = Registry::default();
+        let list = ["a".to_owned(), "b".to_owned()];
+        assert!(Arc::ptr_eq(&registry.intern_intercepts(&list), &registry.intern_intercepts(&list)));
+    }
+
+    #[test]
+    fn joining_again_replaces_the_member() {
+        let registry = Registry::default();
+        let a = join(&registry, "t", 1, &["e"]);
+        registry.activate("t", &a);
+        join(&registry, "t", 1, &[]);
+        assert_eq!((registry.subscriber_count("t"), registry.interceptor_count("t", "e")), (0, 0));
     }
 }

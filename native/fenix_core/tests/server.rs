@@ -14,7 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{eventually, ChannelProcess, Client, Pacer, TestServer, SERIALIZERS};
 use fenix_core::protocol::{Body, Serializer};
-use fenix_core::registry::{Broadcast, Delivery};
+use fenix_core::fanout::Broadcast;
+use fenix_core::server::{Broadcasted, Pace};
 use fenix_core::ClosedReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -470,11 +471,11 @@ async fn broadcasts_fan_out_to_every_subscriber_in_order_per_topic() {
         .map(|topic| {
             let server = Arc::clone(&t.server);
             std::thread::spawn(move || {
+                let pacer = Pacer::new();
                 for i in 1..=PER_TOPIC {
                     let body = format!(r#"{{"i":{i}}}"#);
-                    let delivery =
-                        server.registry().broadcast(topic, "tick", Body::Json(body.as_bytes()), None);
-                    assert_eq!(delivery, Delivery { queued: CLIENTS, dropped: 0 });
+                    let pace = pacer.broadcast_now(&server, topic, "tick", Body::Json(body.as_bytes()), None);
+                    assert_eq!(pace, Pace::Go, "{PER_TOPIC} broadcasts fit a lane");
                 }
             })
         })
@@ -506,7 +507,7 @@ async fn disconnect_broadcast_closes_every_connection_of_the_socket_id() {
     for client in [&mut dc1, &mut dc2, &mut other] {
         client.join("1", "room:dc").await;
     }
-    t.registry().broadcast("users_socket:dc", "disconnect", Body::Json(b"{}"), None);
+    Pacer::new().broadcast(&t.server, "users_socket:dc", "disconnect", Body::Json(b"{}"), None).await;
     assert_eq!(dc1.expect_close(1001).await, "");
     assert_eq!(dc2.expect_close(1001).await, "");
     other.send(r#"["1","2","room:dc","echo",{"still":"here"}]"#).await;
@@ -580,19 +581,13 @@ async fn client_that_does_not_read_is_disconnected_when_its_outbox_fills() {
     // From now on `slow` is not read: its socket buffers fill, then its outbox.
     let body = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
     let expected = format!(r#"[null,null,"room:flood","blob",{body}]"#);
-    let mut sent = 0;
-    loop {
-        let delivery = t.registry().broadcast("room:flood", "blob", Body::Json(body.as_bytes()), None);
+    let (pacer, mut sent) = (Pacer::new(), 0);
+    while t.registry().subscriber_count("room:flood") == 2 {
+        pacer.broadcast(&t.server, "room:flood", "blob", Body::Json(body.as_bytes()), None).await;
         sent += 1;
-        assert_eq!(reader.recv_text().await, expected);
-        if delivery.dropped > 0 {
-            assert_eq!(delivery, Delivery { queued: 1, dropped: 1 });
-            break;
-        }
-        assert_eq!(delivery, Delivery { queued: 2, dropped: 0 });
+        assert_eq!(reader.recv_text().await, expected, "the reader gets every broadcast");
         assert!(sent < 10_000, "the slow client was never disconnected");
     }
-    eventually("the slow client unsubscribes", || t.registry().subscriber_count("room:flood") == 1).await;
 
     reader.send(r#"["1","2","room:flood","echo",{"still":"here"}]"#).await;
     reader.expect(r#"["1","2","room:flood","phx_reply",{"response":{"still":"here"},"status":"ok"}]"#).await;
@@ -647,20 +642,24 @@ async fn intercepting_subscribers_are_handed_to_the_caller() {
     // Interceptors are registered with the join; fan-out targets right after its reply.
     assert_eq!(t.registry().interceptor_count("room:out", "secret"), 1);
     eventually("both are fan-out targets", || t.registry().subscriber_count("room:out") == 2).await;
-    let mut handed = Vec::new();
-    let intercepted = t.registry().intercepting("room:out", "secret", None, |sink| {
-        handed.push(sink.as_any().downcast_ref::<ChannelProcess>().expect("the test's sink").conn_id);
-    });
-    assert_eq!(intercepted, 1);
-    assert_eq!(handed, [t.app.conn_id("intercepting")]);
-    let delivery = t.registry().broadcast("room:out", "secret", Body::Json(br#"{"s":1}"#), None);
-    assert_eq!(delivery, Delivery { queued: 1, dropped: 0 });
+    let pacer = Pacer::new();
+    let broadcast = |event, body| {
+        let mut handed = Vec::new();
+        let message = Broadcast { event, body: Body::Json(body), exclude: None };
+        let done = t.server.broadcast(pacer.sender(), &message, "room:out", usize::MAX, |sink| {
+            handed.push(sink.as_any().downcast_ref::<ChannelProcess>().expect("the test's sink").conn_id);
+        });
+        assert_eq!(done, Broadcasted::Queued(Pace::Go));
+        handed
+    };
+    assert_eq!(broadcast("secret", br#"{"s":1}"#), [t.app.conn_id("intercepting")]);
     plain.expect(r#"[null,null,"room:out","secret",{"s":1}]"#).await;
+    let message = Broadcast { event: "secret", body: Body::Json(b"{}"), exclude: None };
+    let refused = t.server.broadcast(pacer.sender(), &message, "room:out", 0, |_| panic!("not handed out"));
+    assert_eq!(refused, Broadcasted::TooManyInterceptors(1), "over the caller's limit nothing is done");
 
     // Other events reach both directly; the intercepting client got nothing before.
-    assert_eq!(t.registry().intercepting("room:out", "public", None, |_| unreachable!()), 0);
-    let delivery = t.registry().broadcast("room:out", "public", Body::Json(br#"{"p":2}"#), None);
-    assert_eq!(delivery, Delivery { queued: 2, dropped: 0 });
+    assert!(broadcast("public", br#"{"p":2}"#).is_empty());
     plain.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
     intercepting.expect(r#"[null,null,"room:out","public",{"p":2}]"#).await;
 }
@@ -678,15 +677,17 @@ async fn grouped_broadcasts_keep_order_exclusions_and_interceptions() {
     eventually("both are fan-out targets", || t.registry().subscriber_count("room:group") == 2).await;
 
     let plain_id = t.app.conn_id("plain");
-    let messages = [
-        Broadcast { event: "a", body: Body::Json(br#"{"n":1}"#), exclude: None },
-        Broadcast { event: "secret", body: Body::Json(br#"{"n":2}"#), exclude: None },
-        Broadcast { event: "b", body: Body::Json(br#"{"n":3}"#), exclude: Some(plain_id) },
-        Broadcast { event: "c", body: Body::Binary(b"\x01"), exclude: None },
-    ];
-    let delivery = t.registry().broadcast_all("room:group", &messages);
+    let pacer = Pacer::new();
+    // One sender's burst: the worker fans consecutive broadcasts to a topic out together.
+    for (event, body, exclude) in [
+        ("a", Body::Json(br#"{"n":1}"#), None),
+        ("secret", Body::Json(br#"{"n":2}"#), None),
+        ("b", Body::Json(br#"{"n":3}"#), Some(plain_id)),
+        ("c", Body::Binary(b"\x01"), None),
+    ] {
+        let _ = pacer.broadcast_now(&t.server, "room:group", event, body, exclude);
+    }
     // plain: a, secret, c (b excluded); intercepting (vsn 1.0.0): a, b (secret intercepted, binary not carried).
-    assert_eq!(delivery, Delivery { queued: 5, dropped: 0 });
     plain.expect(r#"[null,null,"room:group","a",{"n":1}]"#).await;
     plain.expect(r#"[null,null,"room:group","secret",{"n":2}]"#).await;
     match plain.recv().await {
@@ -740,8 +741,7 @@ async fn registry_counts_follow_joins_leaves_and_closes() {
     clients.truncate(1);
     eventually("closed connections unsubscribe", || t.registry().subscriber_count("room:y") == 1).await;
     assert_eq!((t.registry().subscriber_count("room:x"), t.registry().topic_count()), (0, 1));
-    let nobody = t.registry().broadcast("room:x", "e", Body::Json(b"{}"), None);
-    assert_eq!(nobody, Delivery::default());
+    Pacer::new().broadcast(&t.server, "room:x", "e", Body::Json(b"{}"), None).await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ use super::outbox::{Outbox, PushError};
 use super::slots::{self, Action, Answered, JoinedChannel, Reply, Slots};
 use super::{Shared, SocketConfig};
 use crate::error::{CapacityError, Error, Result};
-use crate::handler::{ChannelEvent, ClosedReason, JoinRequest, Sink};
+use super::handler::JoinRequest;
+use crate::registry::Subscriber;
+use crate::sink::{ChannelEvent, ClosedReason, Sink};
 use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status};
 use crate::websocket::{frame, CloseCode};
 
@@ -129,7 +131,7 @@ impl Conn {
         let mut state = self.lock();
         let decision = state.decision.take().ok_or(Error::Closed)?;
         if let Some(id) = &socket_id {
-            self.shared.registry.register_socket_id(id, self);
+            self.shared.socket_ids.register(id, self.id, self);
         }
         state.socket_id = socket_id;
         state.socket_data = socket_data;
@@ -173,7 +175,7 @@ impl Conn {
 
     /// The first half of a duplicate join, under the lock: `old` leaves the topic.
     fn replace(&self, old: Member, join: Message) -> Later {
-        self.shared.registry.unsubscribe(&join.topic, self.id);
+        self.shared.registry.leave(&join.topic, self.id);
         old.channel.ended();
         Later { replaced: Some(old), join: Some(join) }
     }
@@ -314,7 +316,7 @@ impl Conn {
     pub(crate) fn end_channel(self: &Arc<Self>, sender: Sender<'_>, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
         let mut state = self.lock();
         let Some(member) = state.channels.on_channel_ended(topic, join_ref) else { return false };
-        self.shared.registry.unsubscribe(topic, self.id);
+        self.shared.registry.leave(topic, self.id);
         drop(state);
         member.channel.ended();
         // The channel is gone: there is nothing left to slow down.
@@ -416,10 +418,10 @@ impl Conn {
         drop(state);
         self.outbox.abort();
         if let Some(id) = socket_id {
-            self.shared.registry.unregister_socket_id(&id, self.id);
+            self.shared.socket_ids.unregister(&id, self.id);
         }
         for (topic, Member { channel, sink }) in channels {
-            self.shared.registry.unsubscribe(&topic, self.id);
+            self.shared.registry.leave(&topic, self.id);
             channel.ended();
             sink.deliver(ChannelEvent::Closed(ClosedReason::ConnectionClosed));
         }
@@ -428,6 +430,21 @@ impl Conn {
     fn lock(&self) -> MutexGuard<'_, State> {
         // State changes are single assignments: a panic elsewhere cannot leave it half-made.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Subscriber for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn serializer(&self) -> Serializer {
+        self.serializer
+    }
+
+    fn send_all(&self, frames: &[Bytes]) -> bool {
+        // A full outbox closes this connection (Conn::send_all); the others go on.
+        Conn::send_all(self, frames).is_ok()
     }
 }
 

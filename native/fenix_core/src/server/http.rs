@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::conn::{Conn, Decision};
 use super::{session, Shared};
-use crate::handler::ConnectRequest;
+use super::handler::ConnectRequest;
 use crate::protocol::Serializer;
 use crate::websocket::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
 

@@ -16,6 +16,7 @@ mod channel;
 mod config;
 mod conn;
 mod credit;
+mod handler;
 mod http;
 mod listener;
 mod outbound;
@@ -30,14 +31,17 @@ use std::sync::Arc;
 pub use channel::Channel;
 pub use config::{Config, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
+pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 
-use crate::handler::Handler;
+use crate::fanout::Broadcast;
 use crate::registry::Registry;
+use crate::socket_ids::SocketIds;
 
 /// State shared by every connection of a server.
 pub(crate) struct Shared {
-    pub(crate) registry: Registry,
+    pub(crate) registry: Registry<Conn>,
+    pub(crate) socket_ids: SocketIds<Conn>,
     pub(crate) outbound: outbound::Outbound,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) config: Config,
@@ -68,8 +72,8 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let sockets = config.sockets.iter().cloned().map(Arc::new).collect();
         let outbound = outbound::Outbound::default();
-        let registry = Registry::default();
-        let shared = Arc::new(Shared { registry, outbound, handler, config, sockets, next_conn_id: AtomicU64::new(1) });
+        let (registry, socket_ids) = (Registry::default(), SocketIds::default());
+        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id: AtomicU64::new(1) });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let listener = {
             let _guard = runtime.enter();
@@ -85,8 +89,8 @@ impl Server {
         self.local_addr
     }
 
-    /// The topic registry (for broadcasts).
-    pub fn registry(&self) -> &Registry {
+    /// The topic registry (who is a member of which topic).
+    pub fn registry(&self) -> &Registry<Conn> {
         &self.shared.registry
     }
 
@@ -100,7 +104,7 @@ impl Server {
     pub fn broadcast(
         &self,
         sender: Sender<'_>,
-        message: &crate::registry::Broadcast<'_>,
+        message: &Broadcast<'_>,
         topic: &str,
         max_interceptors: usize,
         intercept: impl FnMut(&crate::Sink),
@@ -110,7 +114,12 @@ impl Server {
         if interceptors > max_interceptors {
             return Broadcasted::TooManyInterceptors(interceptors);
         }
-        registry.intercepting(topic, message.event, message.exclude, intercept);
+        if interceptors > 0 {
+            // Handed to the caller once the registry is unlocked again.
+            let mut sinks = Vec::with_capacity(interceptors);
+            registry.interceptors(topic, message.event, message.exclude, &mut sinks);
+            sinks.iter().for_each(intercept);
+        }
         let (body, binary) = match message.body {
             crate::protocol::Body::Json(json) => (bytes::Bytes::copy_from_slice(json), false),
             crate::protocol::Body::Binary(data) => (bytes::Bytes::copy_from_slice(data), true),

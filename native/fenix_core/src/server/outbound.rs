@@ -41,8 +41,11 @@ use tokio::sync::Notify;
 
 use super::conn::Conn;
 use super::Shared;
+use crate::fanout::{fan_out, Broadcast};
 use crate::protocol::Body;
-use crate::registry::Broadcast;
+use crate::registry::Target;
+use crate::socket_ids::DISCONNECT_EVENT;
+use crate::websocket::CloseCode;
 
 /// Operations a sender may have waiting before it is told to wait.
 pub const LANE_OPS: usize = 4096;
@@ -259,11 +262,12 @@ impl LaneState {
 /// The worker: serves the lanes in turn until the server is dropped.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut batch = Vec::with_capacity(QUANTUM);
+    let mut targets = Vec::new();
     let mut frames = 0;
     loop {
         let lane = shared.outbound.next_lane().await;
         shared.outbound.take_turn(&lane, &mut batch);
-        frames += carry_out(&mut batch, &shared);
+        frames += carry_out(&mut batch, &mut targets, &shared);
         shared.outbound.end_turn(lane);
         if frames >= FRAMES_PER_TURN {
             frames = 0;
@@ -275,29 +279,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Carries out one operation; returns the frames queued. Called by the worker, and by
 /// a sender whose lane is empty (see [`Submitted::RunNow`]).
 pub(crate) fn carry_out_one(op: Op, shared: &Shared) -> usize {
-    match op {
-        Op::Send { conn, frame } => {
-            // A closed or full outbox was already dealt with by Conn::send.
-            usize::from(conn.send(frame).is_ok())
-        }
-        Op::Subscribe { conn, topic, join_ref } => {
-            conn.subscribe_if_joined(&topic, join_ref.as_deref());
-            0
-        }
-        Op::Broadcast { topic, event, body, binary, exclude } => {
-            let body = if binary { Body::Binary(&body) } else { Body::Json(&body) };
-            shared.registry.broadcast_all(&topic, &[Broadcast { event: &event, body, exclude }]).queued
-        }
-    }
+    carry_out(&mut vec![op], &mut Vec::new(), shared)
 }
 
-/// Carries out one turn's operations in order; returns the frames queued.
-fn carry_out(batch: &mut Vec<Op>, shared: &Shared) -> usize {
+/// Carries out one turn's operations in order; returns the frames queued. `targets` is
+/// scratch space for the fan-outs' snapshots of the registry.
+fn carry_out(batch: &mut Vec<Op>, targets: &mut Vec<Target<Conn>>, shared: &Shared) -> usize {
     let mut frames = 0;
     let mut ops = batch.drain(..).peekable();
     while let Some(op) = ops.next() {
         match op {
-            Op::Send { .. } | Op::Subscribe { .. } => frames += carry_out_one(op, shared),
+            Op::Send { conn, frame } => {
+                // A closed or full outbox was already dealt with by Conn::send.
+                frames += usize::from(conn.send(frame).is_ok());
+            }
+            Op::Subscribe { conn, topic, join_ref } => conn.subscribe_if_joined(&topic, join_ref.as_deref()),
             Op::Broadcast { topic, event, body, binary, exclude } => {
                 // The broadcasts to the same topic that follow go over the subscribers once.
                 let mut group = vec![(event, body, binary, exclude)];
@@ -317,7 +313,12 @@ fn carry_out(batch: &mut Vec<Op>, shared: &Shared) -> usize {
                         exclude: *exclude,
                     })
                     .collect();
-                frames += shared.registry.broadcast_all(&topic, &messages).queued;
+                if messages.iter().any(|m| m.event == DISCONNECT_EVENT) {
+                    shared.socket_ids.connections(&topic).iter().for_each(|conn| conn.close(CloseCode::GoingAway, ""));
+                }
+                shared.registry.targets(&topic, messages.iter().map(|m| m.event), targets);
+                frames += fan_out(&topic, &messages, targets).queued;
+                targets.clear();
             }
         }
     }

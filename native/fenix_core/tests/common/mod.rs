@@ -78,7 +78,7 @@ impl TestServer {
         self.server.local_addr()
     }
 
-    pub fn registry(&self) -> &Registry {
+    pub fn registry(&self) -> &Registry<Conn> {
         self.server.registry()
     }
 
@@ -323,7 +323,7 @@ impl Pacer {
 
     /// Broadcasts through `server`, as this sender; says whether to wait.
     pub fn broadcast_now(&self, server: &Server, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) -> Pace {
-        let message = fenix_core::registry::Broadcast { event, body, exclude };
+        let message = fenix_core::fanout::Broadcast { event, body, exclude };
         match server.broadcast(self.sender(), &message, topic, usize::MAX, |_| {}) {
             Broadcasted::Queued(pace) => pace,
             Broadcasted::TooManyInterceptors(n) => panic!("no limit was set, yet {n} interceptors"),

@@ -4,7 +4,7 @@
 //! than `DIRTY_THRESHOLD` subscribers intercept it, the regular NIF answers `:dirty`
 //! and the caller repeats the call on the dirty-scheduler variant.
 
-use fenix_core::registry::Broadcast;
+use fenix_core::fanout::Broadcast;
 use fenix_core::server::Broadcasted;
 use fenix_core::Sink;
 use rustler::{Encoder, Env, ResourceArc, Term};

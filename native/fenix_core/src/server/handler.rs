@@ -1,14 +1,13 @@
-//! The seams between the engine and the application that runs the callbacks.
+//! The seam between the server and the application that runs the callbacks: connects
+//! and joins are asked through [`Handler`].
 
-use std::any::Any;
-use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::protocol::{Message, Payload};
-use crate::server::Conn;
+use super::Conn;
+use crate::protocol::Payload;
 
 /// What the engine asks of the application. Calls are made on engine threads and
 /// must return quickly: the answer comes back later through [`Conn`] methods.
@@ -20,41 +19,6 @@ pub trait Handler: Send + Sync + 'static {
     /// A client asks to join `request.topic`. Answer with [`Conn::joined`] or
     /// [`Conn::join_failed`]; until then, messages for the topic are held back.
     fn join(&self, conn: &Arc<Conn>, request: JoinRequest);
-}
-
-/// The receiving end of one joined channel (in Fenix, a channel process).
-pub trait ChannelSink: Send + Sync + Debug + Any {
-    /// Delivers an event to the channel. Must not block.
-    fn deliver(&self, event: ChannelEvent);
-
-    /// For callers that know the concrete sink (intercepted broadcasts).
-    fn as_any(&self) -> &dyn Any;
-}
-
-/// What a channel is told.
-#[derive(Debug)]
-pub enum ChannelEvent {
-    /// A client message for the channel (`phx_leave` included), `size` bytes on the
-    /// wire. The channel gives its credit back with
-    /// [`Channel::handled`](crate::server::Channel::handled) once it has handled it.
-    In {
-        /// The message.
-        message: Message,
-        /// Its size, to hand back.
-        size: usize,
-    },
-    /// The channel is gone from the connection: a duplicate join replaced it, or the
-    /// connection closed. The channel must stop without sending anything.
-    Closed(ClosedReason),
-}
-
-/// Why a channel was closed by the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClosedReason {
-    /// The same topic was joined again on the connection.
-    DuplicateJoin,
-    /// The connection closed.
-    ConnectionClosed,
 }
 
 /// A connection request, after the WebSocket handshake headers were checked.
@@ -88,6 +52,3 @@ pub struct JoinRequest {
     /// The opaque data the application gave to [`Conn::accept`].
     pub socket_data: Bytes,
 }
-
-/// A shared sink.
-pub type Sink = Arc<dyn ChannelSink>;
