@@ -46,9 +46,6 @@ pub enum ProtocolError {
     /// A continuation frame without a started message, or a new message inside one (RFC6455§5.4).
     #[error("unexpected continuation state (RFC6455§5.4)")]
     UnexpectedContinuation,
-    /// A text message that is not UTF-8 (RFC6455§8.1).
-    #[error("text message is not UTF-8 (RFC6455§8.1)")]
-    InvalidUtf8,
 }
 
 /// A bounded resource is full.

@@ -24,9 +24,6 @@ pub enum Encoded {
 }
 
 impl Serializer {
-    /// Every serializer, in a fixed order (see [`Serializer::index`]).
-    pub const ALL: [Serializer; 2] = [Serializer::V1, Serializer::V2];
-
     /// Picks the serializer for the `vsn` connect parameter, as Phoenix does:
     /// missing or `1.x` is `V1`, `2.x` is `V2`, anything else is refused.
     ///
