@@ -19,5 +19,5 @@ pub mod registry;
 pub mod server;
 pub mod websocket;
 
-pub use error::{CapacityError, Error, ProtocolError, Result};
+pub use error::{CapacityError, EncodeError, Error, ProtocolError, Result};
 pub use handler::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest, Sink};

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
 use super::message::{Body, Message, Outgoing, Payload};
 use super::serializer::Encoded;
@@ -48,32 +48,28 @@ pub(super) fn decode(data: &[u8]) -> Result<Message, ProtocolError> {
     })
 }
 
-pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
+pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
     let Body::Binary(data) = msg.body else {
         unreachable!("binary::encode is only called for binary bodies")
     };
     let join_ref = msg.join_ref.unwrap_or("");
-    let fields: &[&str] = match (msg.status, msg.join_ref, msg.r#ref) {
+    let (kind, fields): (u8, &[(&'static str, &str)]) = match (msg.status, msg.join_ref, msg.r#ref) {
         (Some(status), _, r#ref) => {
-            out.push(REPLY);
-            &[join_ref, r#ref.unwrap_or(""), msg.topic, status.as_str()]
+            (REPLY, &[("join_ref", join_ref), ("ref", r#ref.unwrap_or("")), ("topic", msg.topic), ("status", status.as_str())])
         }
-        (None, None, None) => {
-            out.push(BROADCAST);
-            &[msg.topic, msg.event]
-        }
-        (None, _, _) => {
-            out.push(PUSH);
-            &[join_ref, msg.topic, msg.event]
-        }
+        (None, None, None) => (BROADCAST, &[("topic", msg.topic), ("event", msg.event)]),
+        (None, _, _) => (PUSH, &[("join_ref", join_ref), ("topic", msg.topic), ("event", msg.event)]),
     };
-    for field in fields {
-        let len = u8::try_from(field.len())
-            .map_err(|_| ProtocolError::MalformedBinary("binary header fields are limited to 255 bytes"))?;
-        out.push(len);
+    // Checked before anything is written, so that a refused message leaves `out` as it was.
+    if let Some(&(field, value)) = fields.iter().find(|(_, value)| value.len() > usize::from(u8::MAX)) {
+        return Err(EncodeError::FieldTooLong { field, size: value.len() });
     }
-    for field in fields {
-        out.extend_from_slice(field.as_bytes());
+    out.push(kind);
+    for (_, value) in fields {
+        out.push(u8::try_from(value.len()).expect("checked above"));
+    }
+    for (_, value) in fields {
+        out.extend_from_slice(value.as_bytes());
     }
     out.extend_from_slice(data);
     Ok(Encoded::Binary)
@@ -105,6 +101,15 @@ mod tests {
         out.clear();
         encode(&Outgoing::broadcast("room:lobby", "bin", Body::Binary(b"\x09\x08\x07")), &mut out).unwrap();
         assert_eq!(out, b"\x02\x0a\x03room:lobbybin\x09\x08\x07");
+    }
+
+    #[test]
+    fn a_field_too_long_for_its_length_byte_is_an_encode_error() {
+        let topic = "t".repeat(300);
+        let mut out = Vec::new();
+        let shout = Outgoing::broadcast(&topic, "bin", Body::Binary(b"\x01"));
+        assert_eq!(encode(&shout, &mut out), Err(EncodeError::FieldTooLong { field: "topic", size: 300 }));
+        assert!(out.is_empty());
     }
 
     #[test]

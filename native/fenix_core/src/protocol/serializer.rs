@@ -1,6 +1,6 @@
 //! The serializer of a connection, chosen once by its `vsn` connect parameter.
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
 use super::message::{Message, Outgoing};
 use super::{binary, v1, v2};
@@ -100,7 +100,7 @@ impl Serializer {
     ///     br#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"4","topic":"phoenix"}"#
     /// );
     /// ```
-    pub fn encode(self, msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
+    pub fn encode(self, msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
         match self {
             Serializer::V1 => v1::encode(msg, out),
             Serializer::V2 => v2::encode(msg, out),

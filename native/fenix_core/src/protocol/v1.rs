@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
 use super::json::{write_opt_str, write_str};
 use super::message::{Body, Message, Outgoing, Payload};
@@ -34,9 +34,9 @@ pub(super) fn decode(text: &[u8]) -> Result<Message, ProtocolError> {
 }
 
 /// `{"event":E,"payload":P,"ref":R,"topic":T}`: keys in Jason's (sorted) order.
-pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
+pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
     let Body::Json(body) = msg.body else {
-        return Err(ProtocolError::BinaryNotSupported);
+        return Err(EncodeError::BinaryNeedsV2);
     };
     out.extend_from_slice(b"{\"event\":");
     write_str(out, msg.event);

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
 use super::json::{write_opt_str, write_str};
 use super::message::{Body, Message, Outgoing, Payload};
@@ -45,7 +45,7 @@ fn optional_string(value: Value) -> Option<Option<String>> {
     }
 }
 
-pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
+pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
     let body = match msg.body {
         Body::Json(body) => body,
         Body::Binary(_) => return binary::encode(msg, out),
