@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::event::{Event, Status};
+use super::event::{self, Event, Status};
 
 /// A message from a client, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +67,7 @@ impl<'a> Outgoing<'a> {
         status: Status<'a>,
         response: Body<'a>,
     ) -> Self {
-        Outgoing { join_ref, r#ref, topic, event: Event::Reply.as_str_static(), status: Some(status), body: response }
+        Outgoing { join_ref, r#ref, topic, event: event::PHX_REPLY, status: Some(status), body: response }
     }
 
     /// A push to one client's channel (`ref` is null).
@@ -88,7 +88,7 @@ impl<'a> Outgoing<'a> {
             join_ref,
             r#ref: join_ref,
             topic,
-            event: event.as_str_static(),
+            event: if event == Event::Error { event::PHX_ERROR } else { event::PHX_CLOSE },
             status: None,
             body: Body::Json(if event == Event::Error { CHANNEL_CRASH } else { EMPTY_OBJECT }),
         }
