@@ -9,8 +9,7 @@ use bytes::Bytes;
 
 use crate::error::{EncodeError, ProtocolError};
 
-use super::message::{Body, Message, Outgoing, Payload};
-use super::serializer::Encoded;
+use super::message::{Body, Encoded, Message, Outgoing, Payload};
 use super::Event;
 
 const PUSH: u8 = 0;

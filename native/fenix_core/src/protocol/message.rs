@@ -1,4 +1,6 @@
-//! The message model shared by every serializer.
+//! The message model shared by every serializer: what a client sends ([`Message`]),
+//! what the server sends ([`Outgoing`]), and the kind of frame an encoded message
+//! travels in ([`Encoded`]). A leaf: the serializers use it, it uses none of them.
 
 use bytes::Bytes;
 
@@ -93,4 +95,13 @@ impl<'a> Outgoing<'a> {
             body: Body::Json(if event == Event::Error { CHANNEL_CRASH } else { EMPTY_OBJECT }),
         }
     }
+}
+
+/// What kind of WebSocket frame an encoded message must be sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// A text frame.
+    Text,
+    /// A binary frame.
+    Binary,
 }

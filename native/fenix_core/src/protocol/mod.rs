@@ -20,8 +20,8 @@ mod v1;
 mod v2;
 
 pub use event::{Event, Status};
-pub use message::{Body, Message, Outgoing, Payload};
-pub use serializer::{Encoded, Serializer};
+pub use message::{Body, Encoded, Message, Outgoing, Payload};
+pub use serializer::Serializer;
 
 /// The topic of heartbeats.
 pub const HEARTBEAT_TOPIC: &str = "phoenix";

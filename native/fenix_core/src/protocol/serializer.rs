@@ -1,8 +1,9 @@
-//! The serializer of a connection, chosen once by its `vsn` connect parameter.
+//! The serializer of a connection, chosen once by its `vsn` connect parameter: the top
+//! of `protocol`, dispatching to the codec of each version.
 
 use crate::error::{EncodeError, ProtocolError};
 
-use super::message::{Message, Outgoing};
+use super::message::{Encoded, Message, Outgoing};
 use super::{binary, v1, v2};
 
 /// The wire format of a connection.
@@ -12,15 +13,6 @@ pub enum Serializer {
     V1,
     /// `vsn=2.0.0`: JSON arrays and binary frames.
     V2,
-}
-
-/// What kind of WebSocket frame an encoded message must be sent as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoded {
-    /// A text frame.
-    Text,
-    /// A binary frame.
-    Binary,
 }
 
 impl Serializer {

@@ -4,10 +4,9 @@ use serde::Deserialize;
 
 use crate::error::{EncodeError, ProtocolError};
 
-use super::json::{write_opt_str, write_str};
-use super::message::{Body, Message, Outgoing, Payload};
-use super::serializer::Encoded;
-use super::{v2, Event};
+use super::json::{write_opt_str, write_reply, write_str};
+use super::message::{Body, Encoded, Message, Outgoing, Payload};
+use super::Event;
 
 /// A client message: `{"topic":..,"event":..,"payload":..,"ref":..,"join_ref":..}`.
 #[derive(Deserialize)]
@@ -41,7 +40,10 @@ pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, E
     out.extend_from_slice(b"{\"event\":");
     write_str(out, msg.event);
     out.extend_from_slice(b",\"payload\":");
-    v2::write_payload(out, msg.status, body);
+    match msg.status {
+        None => out.extend_from_slice(body),
+        Some(status) => write_reply(out, body, status.as_str()),
+    }
     out.extend_from_slice(b",\"ref\":");
     write_opt_str(out, msg.r#ref);
     out.extend_from_slice(b",\"topic\":");

@@ -4,10 +4,9 @@ use serde_json::Value;
 
 use crate::error::{EncodeError, ProtocolError};
 
-use super::json::{write_opt_str, write_str};
-use super::message::{Body, Message, Outgoing, Payload};
-use super::serializer::Encoded;
-use super::{binary, Event, Status};
+use super::json::{write_opt_str, write_reply, write_str};
+use super::message::{Body, Encoded, Message, Outgoing, Payload};
+use super::{binary, Event};
 
 const SHAPE: &str = "vsn 2.0.0: expected [join_ref, ref, topic, event, payload]";
 
@@ -59,28 +58,18 @@ pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, E
     out.push(b',');
     write_str(out, msg.event);
     out.push(b',');
-    write_payload(out, msg.status, body);
+    match msg.status {
+        None => out.extend_from_slice(body),
+        Some(status) => write_reply(out, body, status.as_str()),
+    }
     out.push(b']');
     Ok(Encoded::Text)
-}
-
-/// The payload slot: the body itself, or for a reply `{"response":body,"status":..}`.
-pub(super) fn write_payload(out: &mut Vec<u8>, status: Option<Status<'_>>, body: &[u8]) {
-    match status {
-        None => out.extend_from_slice(body),
-        Some(status) => {
-            out.extend_from_slice(b"{\"response\":");
-            out.extend_from_slice(body);
-            out.extend_from_slice(b",\"status\":");
-            write_str(out, status.as_str());
-            out.push(b'}');
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Status;
 
     fn encoded(msg: Outgoing<'_>) -> String {
         let mut out = Vec::new();
