@@ -274,7 +274,7 @@ fn encode(serializer: Serializer, message: &Outgoing<'_>) -> Option<Bytes> {
     match frame::try_encode(|out| serializer.encode(message, out)) {
         Ok(frame) => Some(frame),
         Err(error) => {
-            tracing::debug!(%error, topic = message.topic, "broadcast not sent to {serializer:?} subscribers");
+            tracing::debug!(%error, topic = message.topic(), "broadcast not sent to {serializer:?} subscribers");
             None
         }
     }

@@ -38,7 +38,8 @@ impl Event {
     /// ```
     /// use fenix_core::protocol::{Event, Serializer};
     /// // The join of the phoenix npm client (vsn 2.0.0), and a push of an application event.
-    /// let join = Serializer::V2.decode_text(br#"["3","3","room:lobby","phx_join",{"track":true,"name":"Alice"}]"#).unwrap();
+    /// let join = br#"["3","3","room:lobby","phx_join",{"track":true,"name":"Alice"}]"#;
+    /// let join = Serializer::V2.decode_text(join).unwrap();
     /// assert_eq!(join.event.as_str(), "phx_join");
     /// let shout = Serializer::V2.decode_text(br#"["3","7","room:lobby","shout",{"msg":"hi all"}]"#).unwrap();
     /// assert_eq!(shout.event.as_str(), "shout");
