@@ -8,6 +8,9 @@ pub enum Error {
     /// The peer broke the WebSocket or channel protocol.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A message of ours cannot be encoded for the connection's serializer.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// A bounded resource is exhausted.
     #[error(transparent)]
     Capacity(#[from] CapacityError),
@@ -25,10 +28,10 @@ pub enum ProtocolError {
     /// A text frame is not a channel message of the connection's serializer.
     #[error("malformed channel message: {0}")]
     MalformedMessage(String),
-    /// A binary frame is not a well-formed binary channel message.
+    /// A binary frame is not a well-formed binary channel message (serializer 2.0.0).
     #[error("malformed binary message: {0}")]
     MalformedBinary(&'static str),
-    /// Binary frames need serializer 2.0.0.
+    /// A binary frame from a client of serializer 1.0.0, which has none.
     #[error("binary frames need vsn 2.0.0")]
     BinaryNotSupported,
     /// Client frames must be masked (RFC6455§5.1).
@@ -46,9 +49,24 @@ pub enum ProtocolError {
     /// A continuation frame without a started message, or a new message inside one (RFC6455§5.4).
     #[error("unexpected continuation state (RFC6455§5.4)")]
     UnexpectedContinuation,
-    /// A text message that is not UTF-8 (RFC6455§8.1).
-    #[error("text message is not UTF-8 (RFC6455§8.1)")]
-    InvalidUtf8,
+}
+
+/// A message of the server that the connection's serializer cannot carry: a fault of
+/// what we send, not of the peer, so only that message is dropped.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EncodeError {
+    /// A binary body for a client of serializer 1.0.0, whose frames are JSON text.
+    #[error("binary payloads need vsn 2.0.0")]
+    BinaryNeedsV2,
+    /// A header field of a 2.0.0 binary frame (topic, event, status, join_ref or ref)
+    /// is longer than the 255 bytes its one-byte length can say.
+    #[error("{field} of {size} bytes does not fit a binary frame (at most 255 bytes)")]
+    FieldTooLong {
+        /// Which field: `"topic"`, `"event"`, `"status"`, `"join_ref"` or `"ref"`.
+        field: &'static str,
+        /// Its length in bytes.
+        size: usize,
+    },
 }
 
 /// A bounded resource is full.

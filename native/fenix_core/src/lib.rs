@@ -28,6 +28,6 @@ mod sink;
 pub mod socket_ids;
 pub mod websocket;
 
-pub use error::{CapacityError, Error, ProtocolError, Result};
+pub use error::{CapacityError, EncodeError, Error, ProtocolError, Result};
 pub use server::{ConnectRequest, Handler, JoinRequest};
 pub use sink::{ChannelEvent, ChannelSink, ClosedReason, Sink};

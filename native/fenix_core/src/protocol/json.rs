@@ -1,8 +1,20 @@
-//! Small helpers to write JSON text by hand around pre-encoded payloads (also used by
-//! the NIF to encode BEAM terms).
+//! Small helpers to write JSON text by hand around pre-encoded payloads, shared by the
+//! JSON serializers (1.0.0 and 2.0.0) and used by the NIF to encode BEAM terms. A leaf:
+//! it knows JSON, not the channel protocol's types.
 
 /// Appends `value` as a JSON string (quoted and escaped, as Jason does by default:
 /// `"`, `\` and control characters are escaped; everything else is copied).
+///
+/// ```
+/// use fenix_core::protocol::json::write_str;
+/// // The topic and event slots of `[null,null,"room:lobby","shout",{"msg":"hi all"}]`.
+/// let mut out = Vec::new();
+/// write_str(&mut out, "room:lobby");
+/// assert_eq!(out, br#""room:lobby""#);
+/// out.clear();
+/// write_str(&mut out, "say \"hi\"\n");
+/// assert_eq!(out, br#""say \"hi\"\n""#);
+/// ```
 pub fn write_str(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
     let bytes = value.as_bytes();
@@ -33,11 +45,31 @@ pub fn write_str(out: &mut Vec<u8>, value: &str) {
 }
 
 /// Appends `value` as a JSON string, or `null`.
+///
+/// ```
+/// use fenix_core::protocol::json::write_opt_str;
+/// // The join_ref and ref slots of `["3",null,"room:lobby","pushed",{"only":"me"}]`.
+/// let mut out = Vec::new();
+/// write_opt_str(&mut out, Some("3"));
+/// out.push(b',');
+/// write_opt_str(&mut out, None);
+/// assert_eq!(out, br#""3",null"#);
+/// ```
 pub fn write_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
     match value {
         Some(s) => write_str(out, s),
         None => out.extend_from_slice(b"null"),
     }
+}
+
+/// Appends the payload of a `phx_reply`: `{"response":<response>,"status":<status>}`,
+/// keys in Jason's (sorted) order, as both JSON serializers send it.
+pub(super) fn write_reply(out: &mut Vec<u8>, response: &[u8], status: &str) {
+    out.extend_from_slice(b"{\"response\":");
+    out.extend_from_slice(response);
+    out.extend_from_slice(b",\"status\":");
+    write_str(out, status);
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -51,5 +83,13 @@ mod tests {
             write_str(&mut out, s);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());
         }
+    }
+
+    #[test]
+    fn writes_a_reply_payload_like_phoenix() {
+        // from shared/vectors/phoenix_wire_frames.md: a refused join
+        let mut out = Vec::new();
+        write_reply(&mut out, br#"{"reason":"unauthorized"}"#, "error");
+        assert_eq!(out, br#"{"response":{"reason":"unauthorized"},"status":"error"}"#);
     }
 }

@@ -1,8 +1,10 @@
-//! The message model shared by every serializer.
+//! The message model shared by every serializer: what a client sends ([`Message`]),
+//! what the server sends ([`Outgoing`]), and the kind of frame an encoded message
+//! travels in ([`Encoded`]). A leaf: the serializers use it, it uses none of them.
 
 use bytes::Bytes;
 
-use super::event::{Event, Status};
+use super::event::{self, Event, Status};
 
 /// A message from a client, decoded.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,29 +39,101 @@ pub enum Body<'a> {
     Binary(&'a [u8]),
 }
 
-/// A message from the server, borrowed from its parts so that encoding copies once.
+/// A message from the server: one variant per kind Phoenix sends, each with exactly
+/// the slots that kind fills. Borrowed from its parts, so that encoding copies once.
+///
+/// Phoenix's model is the same: `%Reply{}`, `%Message{}` pushed by a channel, and
+/// `%Broadcast{}` fast-laned to every subscriber (`Phoenix.Socket.V2.JSONSerializer`);
+/// `phx_error` and `phx_close` are `%Message{}`s with the `join_ref` in both slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outgoing<'a> {
-    /// The `join_ref` slot.
-    pub join_ref: Option<&'a str>,
-    /// The `ref` slot.
-    pub r#ref: Option<&'a str>,
-    /// The topic.
-    pub topic: &'a str,
-    /// The event name.
-    pub event: &'a str,
-    /// `Some` for a `phx_reply`: the payload is then the reply's response.
-    pub status: Option<Status<'a>>,
-    /// The payload (for a reply, its response).
-    pub body: Body<'a>,
+pub enum Outgoing<'a> {
+    /// `phx_reply` to the client message `ref`; its payload is
+    /// `{"response":<response>,"status":<status>}`.
+    Reply {
+        /// The `join_ref` of the channel that replies (`None` for heartbeats).
+        join_ref: Option<&'a str>,
+        /// The `ref` of the client message replied to.
+        r#ref: Option<&'a str>,
+        /// The topic.
+        topic: &'a str,
+        /// The reply's status.
+        status: Status<'a>,
+        /// The reply's response.
+        response: Body<'a>,
+    },
+    /// An event pushed to one client's channel (`push/3`): `ref` is null.
+    Push {
+        /// The `join_ref` of the channel.
+        join_ref: Option<&'a str>,
+        /// The topic.
+        topic: &'a str,
+        /// The event name.
+        event: &'a str,
+        /// The payload.
+        body: Body<'a>,
+    },
+    /// An event broadcast to every subscriber of a topic: `join_ref` and `ref` are null,
+    /// so that the same bytes go to every subscriber of a serializer.
+    Broadcast {
+        /// The topic.
+        topic: &'a str,
+        /// The event name.
+        event: &'a str,
+        /// The payload.
+        body: Body<'a>,
+    },
+    /// `phx_error` or `phx_close`: the channel of `join_ref` ended. Phoenix puts the
+    /// `join_ref` in both the `join_ref` and the `ref` slot.
+    ChannelEnded {
+        /// The `join_ref` of the channel that ended.
+        join_ref: Option<&'a str>,
+        /// The topic.
+        topic: &'a str,
+        /// How it ended.
+        end: ChannelEnd,
+    },
 }
 
-const EMPTY_OBJECT: &[u8] = b"{}";
-/// The payload of `phx_error` since Phoenix 1.8.
-const CHANNEL_CRASH: &[u8] = br#"{"reason":"channel_crash"}"#;
+/// How a channel ended, as its client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelEnd {
+    /// The channel crashed: `phx_error` with `{"reason":"channel_crash"}` (Phoenix 1.8).
+    Crashed,
+    /// The channel stopped, left, or was replaced by a new join: `phx_close` with `{}`.
+    Closed,
+}
+
+impl ChannelEnd {
+    /// The event that tells the client.
+    pub(super) fn event(self) -> &'static str {
+        match self {
+            ChannelEnd::Crashed => event::PHX_ERROR,
+            ChannelEnd::Closed => event::PHX_CLOSE,
+        }
+    }
+
+    /// The payload of that event, as JSON: it never depends on the application.
+    pub(super) fn payload(self) -> &'static [u8] {
+        match self {
+            ChannelEnd::Crashed => br#"{"reason":"channel_crash"}"#,
+            ChannelEnd::Closed => b"{}",
+        }
+    }
+}
 
 impl<'a> Outgoing<'a> {
     /// A `phx_reply` to the client message `ref`.
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Body, Outgoing, Serializer, Status};
+    /// // The answer to `["3","5","room:lobby","echo",{"hello":"world","n":1}]`, as Phoenix sends it.
+    /// let response = Body::Json(br#"{"hello":"world","n":1}"#);
+    /// let reply = Outgoing::reply(Some("3"), Some("5"), "room:lobby", Status::Ok, response);
+    /// let mut out = Vec::new();
+    /// Serializer::V2.encode(&reply, &mut out)?;
+    /// assert_eq!(out, br#"["3","5","room:lobby","phx_reply",{"response":{"hello":"world","n":1},"status":"ok"}]"#);
+    /// # Ok::<(), fenix_core::EncodeError>(())
+    /// ```
     pub fn reply(
         join_ref: Option<&'a str>,
         r#ref: Option<&'a str>,
@@ -67,30 +141,82 @@ impl<'a> Outgoing<'a> {
         status: Status<'a>,
         response: Body<'a>,
     ) -> Self {
-        Outgoing { join_ref, r#ref, topic, event: Event::Reply.as_str_static(), status: Some(status), body: response }
+        Outgoing::Reply { join_ref, r#ref, topic, status, response }
     }
 
     /// A push to one client's channel (`ref` is null).
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Body, Outgoing, Serializer};
+    /// // `push(socket, "pushed", %{only: "me"})` in a channel joined as "3", as Phoenix sends it.
+    /// let push = Outgoing::push(Some("3"), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#));
+    /// let mut out = Vec::new();
+    /// Serializer::V2.encode(&push, &mut out)?;
+    /// assert_eq!(out, br#"["3",null,"room:lobby","pushed",{"only":"me"}]"#);
+    /// # Ok::<(), fenix_core::EncodeError>(())
+    /// ```
     pub fn push(join_ref: Option<&'a str>, topic: &'a str, event: &'a str, body: Body<'a>) -> Self {
-        Outgoing { join_ref, r#ref: None, topic, event, status: None, body }
+        Outgoing::Push { join_ref, topic, event, body }
     }
 
     /// A broadcast to every subscriber of a topic (`join_ref` and `ref` are null).
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Body, Outgoing, Serializer};
+    /// // `broadcast!(socket, "shout", %{msg: "hi all"})`, as Phoenix sends it.
+    /// let shout = Outgoing::broadcast("room:lobby", "shout", Body::Json(br#"{"msg":"hi all"}"#));
+    /// let mut out = Vec::new();
+    /// Serializer::V2.encode(&shout, &mut out)?;
+    /// assert_eq!(out, br#"[null,null,"room:lobby","shout",{"msg":"hi all"}]"#);
+    /// # Ok::<(), fenix_core::EncodeError>(())
+    /// ```
     pub fn broadcast(topic: &'a str, event: &'a str, body: Body<'a>) -> Self {
-        Outgoing { join_ref: None, r#ref: None, topic, event, status: None, body }
+        Outgoing::Broadcast { topic, event, body }
     }
 
-    /// `phx_error` or `phx_close` for a channel: Phoenix puts the `join_ref` in both slots.
-    /// `phx_error` carries `{"reason":"channel_crash"}` (Phoenix 1.8), `phx_close` `{}`.
+    /// `phx_error` (`event` is [`Event::Error`]: the channel crashed) or `phx_close`
+    /// ([`Event::Close`]: the channel closed) for the channel of `join_ref`. Any other
+    /// event is a bug of the caller: it fails a debug assertion, and is taken as `Close`
+    /// in release builds.
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Event, Outgoing, Serializer};
+    /// // A duplicate join replaces the channel joined as "1", as Phoenix says it.
+    /// let closed = Outgoing::channel_ended(Some("1"), "room:dup", Event::Close);
+    /// let mut out = Vec::new();
+    /// Serializer::V2.encode(&closed, &mut out)?;
+    /// assert_eq!(out, br#"["1","1","room:dup","phx_close",{}]"#);
+    /// # Ok::<(), fenix_core::EncodeError>(())
+    /// ```
     pub fn channel_ended(join_ref: Option<&'a str>, topic: &'a str, event: Event) -> Self {
-        debug_assert!(matches!(event, Event::Error | Event::Close));
-        Outgoing {
-            join_ref,
-            r#ref: join_ref,
-            topic,
-            event: event.as_str_static(),
-            status: None,
-            body: Body::Json(if event == Event::Error { CHANNEL_CRASH } else { EMPTY_OBJECT }),
+        debug_assert!(matches!(event, Event::Error | Event::Close), "a channel ends with phx_error or phx_close");
+        let end = if event == Event::Error { ChannelEnd::Crashed } else { ChannelEnd::Closed };
+        Outgoing::ChannelEnded { join_ref, topic, end }
+    }
+
+    /// The topic the message is sent on, whatever its kind.
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Body, Outgoing};
+    /// // `[null,null,"room:lobby","shout",{"msg":"hi all"}]`
+    /// let shout = Outgoing::broadcast("room:lobby", "shout", Body::Json(br#"{"msg":"hi all"}"#));
+    /// assert_eq!(shout.topic(), "room:lobby");
+    /// ```
+    pub fn topic(&self) -> &'a str {
+        match *self {
+            Outgoing::Reply { topic, .. }
+            | Outgoing::Push { topic, .. }
+            | Outgoing::Broadcast { topic, .. }
+            | Outgoing::ChannelEnded { topic, .. } => topic,
         }
     }
+}
+
+/// What kind of WebSocket frame an encoded message must be sent as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// A text frame.
+    Text,
+    /// A binary frame.
+    Binary,
 }

@@ -1,8 +1,9 @@
-//! The serializer of a connection, chosen once by its `vsn` connect parameter.
+//! The serializer of a connection, chosen once by its `vsn` connect parameter: the top
+//! of `protocol`, dispatching to the codec of each version.
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
-use super::message::{Message, Outgoing};
+use super::message::{Encoded, Message, Outgoing};
 use super::{binary, v1, v2};
 
 /// The wire format of a connection.
@@ -14,19 +15,7 @@ pub enum Serializer {
     V2,
 }
 
-/// What kind of WebSocket frame an encoded message must be sent as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoded {
-    /// A text frame.
-    Text,
-    /// A binary frame.
-    Binary,
-}
-
 impl Serializer {
-    /// Every serializer, in a fixed order (see [`Serializer::index`]).
-    pub const ALL: [Serializer; 2] = [Serializer::V1, Serializer::V2];
-
     /// Picks the serializer for the `vsn` connect parameter, as Phoenix does:
     /// missing or `1.x` is `V1`, `2.x` is `V2`, anything else is refused.
     ///
@@ -45,7 +34,16 @@ impl Serializer {
         }
     }
 
-    /// A dense index, for per-serializer caches of encoded broadcasts.
+    /// A dense index (`0..2`), for per-serializer caches of encoded broadcasts.
+    ///
+    /// ```
+    /// use fenix_core::protocol::Serializer;
+    /// // `ws://127.0.0.1:4100/socket/websocket?user_id=u1&vsn=2.0.0`, as the phoenix npm client connects.
+    /// let mut cache: [Option<&[u8]>; 2] = [None, None];
+    /// let v2 = Serializer::from_vsn(Some("2.0.0")).unwrap();
+    /// cache[v2.index()] = Some(br#"[null,null,"room:lobby","shout",{"msg":"hi all"}]"#);
+    /// assert!(cache[Serializer::V1.index()].is_none());
+    /// ```
     pub fn index(self) -> usize {
         match self {
             Serializer::V1 => 0,
@@ -71,7 +69,7 @@ impl Serializer {
         }
     }
 
-    /// Decodes a binary frame (serializer 2.0.0 only).
+    /// Decodes a binary frame (serializer 2.0.0 only: a 1.0.0 client may not send one).
     ///
     /// ```
     /// use fenix_core::protocol::{Payload, Serializer};
@@ -88,10 +86,14 @@ impl Serializer {
         }
     }
 
-    /// Appends `msg` to `out` and says which frame kind carries it.
+    /// Appends `msg` to `out` and says which frame kind carries it. A message the
+    /// serializer cannot carry (a binary body for 1.0.0, a binary-frame header field
+    /// over 255 bytes for 2.0.0) is an [`EncodeError`], and nothing is written then.
     ///
     /// ```
-    /// use fenix_core::protocol::{Body, Outgoing, Serializer, Status};
+    /// use fenix_core::protocol::{Body, Encoded, Outgoing, Serializer, Status};
+    /// use fenix_core::EncodeError;
+    /// // The answer to the heartbeat `[null,"4","phoenix","heartbeat",{}]`, in both formats.
     /// let reply = Outgoing::reply(None, Some("4"), "phoenix", Status::Ok, Body::Json(b"{}"));
     /// let mut out = Vec::new();
     /// Serializer::V2.encode(&reply, &mut out).unwrap();
@@ -102,8 +104,18 @@ impl Serializer {
     ///     out,
     ///     br#"{"event":"phx_reply","payload":{"response":{},"status":"ok"},"ref":"4","topic":"phoenix"}"#
     /// );
+    ///
+    /// // `shout_bin`: a binary broadcast goes to 2.0.0 clients as a binary frame...
+    /// let shout = Outgoing::broadcast("room:lobby", "bin", Body::Binary(b"\x09\x08\x07"));
+    /// out.clear();
+    /// assert_eq!(Serializer::V2.encode(&shout, &mut out), Ok(Encoded::Binary));
+    /// assert_eq!(out, b"\x02\x0a\x03room:lobbybin\x09\x08\x07");
+    /// // ...and cannot go to 1.0.0 clients at all.
+    /// out.clear();
+    /// assert_eq!(Serializer::V1.encode(&shout, &mut out), Err(EncodeError::BinaryNeedsV2));
+    /// assert!(out.is_empty());
     /// ```
-    pub fn encode(self, msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
+    pub fn encode(self, msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
         match self {
             Serializer::V1 => v1::encode(msg, out),
             Serializer::V2 => v2::encode(msg, out),

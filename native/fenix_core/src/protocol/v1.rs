@@ -1,13 +1,12 @@
-//! Serializer 1.0.0: JSON objects, no `join_ref` in server messages.
+//! Serializer 1.0.0: JSON objects, no `join_ref` in server messages, no binary payloads.
 
 use serde::Deserialize;
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
-use super::json::{write_opt_str, write_str};
-use super::message::{Body, Message, Outgoing, Payload};
-use super::serializer::Encoded;
-use super::{v2, Event};
+use super::event::{self, Event};
+use super::json::{write_opt_str, write_reply, write_str};
+use super::message::{Body, Encoded, Message, Outgoing, Payload};
 
 /// A client message: `{"topic":..,"event":..,"payload":..,"ref":..,"join_ref":..}`.
 #[derive(Deserialize)]
@@ -33,21 +32,49 @@ pub(super) fn decode(text: &[u8]) -> Result<Message, ProtocolError> {
     })
 }
 
-/// `{"event":E,"payload":P,"ref":R,"topic":T}`: keys in Jason's (sorted) order.
-pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
-    let Body::Json(body) = msg.body else {
-        return Err(ProtocolError::BinaryNotSupported);
-    };
-    out.extend_from_slice(b"{\"event\":");
-    write_str(out, msg.event);
-    out.extend_from_slice(b",\"payload\":");
-    v2::write_payload(out, msg.status, body);
-    out.extend_from_slice(b",\"ref\":");
-    write_opt_str(out, msg.r#ref);
-    out.extend_from_slice(b",\"topic\":");
-    write_str(out, msg.topic);
-    out.push(b'}');
+/// `{"event":E,"payload":P,"ref":R,"topic":T}`: keys in Jason's (sorted) order. Phoenix's
+/// `V1.JSONSerializer` drops the `join_ref`, so a push and a broadcast look the same.
+pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
+    match *msg {
+        Outgoing::Reply { join_ref: _, r#ref, topic, status, response } => {
+            let response = json(response)?;
+            write_object(out, event::PHX_REPLY, |out| write_reply(out, response, status.as_str()), r#ref, topic);
+        }
+        Outgoing::Push { join_ref: _, topic, event, body } | Outgoing::Broadcast { topic, event, body } => {
+            let body = json(body)?;
+            write_object(out, event, |out| out.extend_from_slice(body), None, topic);
+        }
+        Outgoing::ChannelEnded { join_ref, topic, end } => {
+            write_object(out, end.event(), |out| out.extend_from_slice(end.payload()), join_ref, topic);
+        }
+    }
     Ok(Encoded::Text)
+}
+
+/// The JSON of a body: 1.0.0 frames are text, with no room for raw bytes.
+fn json(body: Body<'_>) -> Result<&[u8], EncodeError> {
+    match body {
+        Body::Json(json) => Ok(json),
+        Body::Binary(_) => Err(EncodeError::BinaryNeedsV2),
+    }
+}
+
+fn write_object(
+    out: &mut Vec<u8>,
+    event: &str,
+    write_payload: impl FnOnce(&mut Vec<u8>),
+    r#ref: Option<&str>,
+    topic: &str,
+) {
+    out.extend_from_slice(b"{\"event\":");
+    write_str(out, event);
+    out.extend_from_slice(b",\"payload\":");
+    write_payload(out);
+    out.extend_from_slice(b",\"ref\":");
+    write_opt_str(out, r#ref);
+    out.extend_from_slice(b",\"topic\":");
+    write_str(out, topic);
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -87,20 +114,56 @@ mod tests {
         }
     }
 
+    // The encodings below are frames of shared/vectors/phoenix_wire_frames.md.
+
     #[test]
-    fn encodes_the_frames_phoenix_sends() {
-        // from shared/vectors/phoenix_wire_frames.md
+    fn encodes_a_reply_without_its_join_ref() {
         assert_eq!(
             encoded(Outgoing::reply(Some("3"), Some("5"), "room:v1", Status::Ok, Body::Json(br#"{"hello":"v1"}"#))),
             r#"{"event":"phx_reply","payload":{"response":{"hello":"v1"},"status":"ok"},"ref":"5","topic":"room:v1"}"#
         );
+    }
+
+    #[test]
+    fn encodes_a_push_with_a_null_ref() {
+        assert_eq!(
+            encoded(Outgoing::push(Some("3"), "room:v1", "presence_state", Body::Json(b"{}"))),
+            r#"{"event":"presence_state","payload":{},"ref":null,"topic":"room:v1"}"#
+        );
+    }
+
+    #[test]
+    fn encodes_a_broadcast_with_a_null_ref() {
         assert_eq!(
             encoded(Outgoing::broadcast("room:v1", "shout", Body::Json(br#"{"msg":"v1 shout"}"#))),
             r#"{"event":"shout","payload":{"msg":"v1 shout"},"ref":null,"topic":"room:v1"}"#
         );
+    }
+
+    #[test]
+    fn encodes_a_channel_end_with_the_join_ref_as_ref() {
+        // phx_error carries Phoenix 1.8's payload (CONFORMANCE.md), phx_close `{}`.
         assert_eq!(
             encoded(Outgoing::channel_ended(Some("10"), "room:v1crash", Event::Error)),
             r#"{"event":"phx_error","payload":{"reason":"channel_crash"},"ref":"10","topic":"room:v1crash"}"#
         );
+        assert_eq!(
+            encoded(Outgoing::channel_ended(Some("15"), "room:v1stop", Event::Close)),
+            r#"{"event":"phx_close","payload":{},"ref":"15","topic":"room:v1stop"}"#
+        );
+    }
+
+    #[test]
+    fn refuses_binary_bodies() {
+        let data = Body::Binary(b"\x09\x08\x07");
+        for msg in [
+            Outgoing::reply(Some("3"), Some("14"), "room:v1", Status::Ok, data),
+            Outgoing::push(Some("3"), "room:v1", "bin", data),
+            Outgoing::broadcast("room:v1", "bin", data),
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(encode(&msg, &mut out), Err(EncodeError::BinaryNeedsV2), "{msg:?}");
+            assert!(out.is_empty(), "nothing written for {msg:?}");
+        }
     }
 }

@@ -1,13 +1,14 @@
-//! Serializer 2.0.0, text frames: `[join_ref, ref, topic, event, payload]`.
+//! Serializer 2.0.0: text frames `[join_ref, ref, topic, event, payload]`, and binary
+//! frames (written by [`binary`]) for binary payloads.
 
 use serde_json::Value;
 
-use crate::error::ProtocolError;
+use crate::error::{EncodeError, ProtocolError};
 
-use super::json::{write_opt_str, write_str};
-use super::message::{Body, Message, Outgoing, Payload};
-use super::serializer::Encoded;
-use super::{binary, Event, Status};
+use super::binary;
+use super::event::{self, Event};
+use super::json::{write_opt_str, write_reply, write_str};
+use super::message::{Body, Encoded, Message, Outgoing, Payload};
 
 const SHAPE: &str = "vsn 2.0.0: expected [join_ref, ref, topic, event, payload]";
 
@@ -45,42 +46,56 @@ fn optional_string(value: Value) -> Option<Option<String>> {
     }
 }
 
-pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, ProtocolError> {
-    let body = match msg.body {
-        Body::Json(body) => body,
-        Body::Binary(_) => return binary::encode(msg, out),
-    };
-    out.push(b'[');
-    write_opt_str(out, msg.join_ref);
-    out.push(b',');
-    write_opt_str(out, msg.r#ref);
-    out.push(b',');
-    write_str(out, msg.topic);
-    out.push(b',');
-    write_str(out, msg.event);
-    out.push(b',');
-    write_payload(out, msg.status, body);
-    out.push(b']');
-    Ok(Encoded::Text)
-}
-
-/// The payload slot: the body itself, or for a reply `{"response":body,"status":..}`.
-pub(super) fn write_payload(out: &mut Vec<u8>, status: Option<Status<'_>>, body: &[u8]) {
-    match status {
-        None => out.extend_from_slice(body),
-        Some(status) => {
-            out.extend_from_slice(b"{\"response\":");
-            out.extend_from_slice(body);
-            out.extend_from_slice(b",\"status\":");
-            write_str(out, status.as_str());
-            out.push(b'}');
+/// A text frame `[join_ref, ref, topic, event, payload]` for a JSON body, a binary frame
+/// (see [`binary`]) for a binary one, as Phoenix's `V2.JSONSerializer` does.
+pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, EncodeError> {
+    match *msg {
+        Outgoing::Reply { join_ref, r#ref, topic, status, response } => match response {
+            Body::Json(response) => Ok(write_array(out, join_ref, r#ref, topic, event::PHX_REPLY, |out| {
+                write_reply(out, response, status.as_str())
+            })),
+            Body::Binary(response) => binary::encode_reply(out, join_ref, r#ref, topic, status, response),
+        },
+        Outgoing::Push { join_ref, topic, event, body } => match body {
+            Body::Json(body) => Ok(write_array(out, join_ref, None, topic, event, |out| out.extend_from_slice(body))),
+            Body::Binary(body) => binary::encode_push(out, join_ref, topic, event, body),
+        },
+        Outgoing::Broadcast { topic, event, body } => match body {
+            Body::Json(body) => Ok(write_array(out, None, None, topic, event, |out| out.extend_from_slice(body))),
+            Body::Binary(body) => binary::encode_broadcast(out, topic, event, body),
+        },
+        Outgoing::ChannelEnded { join_ref, topic, end } => {
+            Ok(write_array(out, join_ref, join_ref, topic, end.event(), |out| out.extend_from_slice(end.payload())))
         }
     }
+}
+
+fn write_array(
+    out: &mut Vec<u8>,
+    join_ref: Option<&str>,
+    r#ref: Option<&str>,
+    topic: &str,
+    event: &str,
+    write_payload: impl FnOnce(&mut Vec<u8>),
+) -> Encoded {
+    out.push(b'[');
+    write_opt_str(out, join_ref);
+    out.push(b',');
+    write_opt_str(out, r#ref);
+    out.push(b',');
+    write_str(out, topic);
+    out.push(b',');
+    write_str(out, event);
+    out.push(b',');
+    write_payload(out);
+    out.push(b']');
+    Encoded::Text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Status;
 
     fn encoded(msg: Outgoing<'_>) -> String {
         let mut out = Vec::new();
@@ -119,9 +134,10 @@ mod tests {
         }
     }
 
+    // The encodings below are frames of shared/vectors/phoenix_wire_frames.md.
+
     #[test]
-    fn encodes_the_frames_phoenix_sends() {
-        // from shared/vectors/phoenix_wire_frames.md
+    fn encodes_a_reply() {
         assert_eq!(
             encoded(Outgoing::reply(
                 Some("3"),
@@ -131,18 +147,6 @@ mod tests {
                 Body::Json(br#"{"joined":"room:lobby","user_id":"u1"}"#)
             )),
             r#"["3","3","room:lobby","phx_reply",{"response":{"joined":"room:lobby","user_id":"u1"},"status":"ok"}]"#
-        );
-        assert_eq!(
-            encoded(Outgoing::push(Some("3"), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#))),
-            r#"["3",null,"room:lobby","pushed",{"only":"me"}]"#
-        );
-        assert_eq!(
-            encoded(Outgoing::broadcast("room:lobby", "shout", Body::Json(br#"{"msg":"hi all"}"#))),
-            r#"[null,null,"room:lobby","shout",{"msg":"hi all"}]"#
-        );
-        assert_eq!(
-            encoded(Outgoing::channel_ended(Some("18"), "room:crashy", Event::Error)),
-            r#"["18","18","room:crashy","phx_error",{"reason":"channel_crash"}]"#
         );
         assert_eq!(
             encoded(Outgoing::reply(
@@ -157,21 +161,69 @@ mod tests {
     }
 
     #[test]
+    fn encodes_a_push() {
+        assert_eq!(
+            encoded(Outgoing::push(Some("3"), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#))),
+            r#"["3",null,"room:lobby","pushed",{"only":"me"}]"#
+        );
+    }
+
+    #[test]
+    fn encodes_a_broadcast() {
+        assert_eq!(
+            encoded(Outgoing::broadcast("room:lobby", "shout", Body::Json(br#"{"msg":"hi all"}"#))),
+            r#"[null,null,"room:lobby","shout",{"msg":"hi all"}]"#
+        );
+    }
+
+    #[test]
+    fn encodes_a_channel_end_with_the_join_ref_in_both_slots() {
+        // phx_error carries Phoenix 1.8's payload (CONFORMANCE.md), phx_close `{}`.
+        assert_eq!(
+            encoded(Outgoing::channel_ended(Some("18"), "room:crashy", Event::Error)),
+            r#"["18","18","room:crashy","phx_error",{"reason":"channel_crash"}]"#
+        );
+        assert_eq!(
+            encoded(Outgoing::channel_ended(Some("1"), "room:dup", Event::Close)),
+            r#"["1","1","room:dup","phx_close",{}]"#
+        );
+    }
+
+    #[test]
+    fn sends_binary_bodies_as_binary_frames() {
+        let mut out = Vec::new();
+        let reply = Outgoing::reply(Some("3"), Some("14"), "room:lobby", Status::Ok, Body::Binary(b"\xfe\xff"));
+        assert_eq!(encode(&reply, &mut out), Ok(Encoded::Binary));
+        assert_eq!(out, b"\x01\x01\x02\x0a\x02314room:lobbyok\xfe\xff");
+        out.clear();
+        let push = Outgoing::push(Some("3"), "room:lobby", "bin", Body::Binary(b"\xfe\xff"));
+        assert_eq!(encode(&push, &mut out), Ok(Encoded::Binary));
+        assert_eq!(out, b"\x00\x01\x0a\x033room:lobbybin\xfe\xff");
+        out.clear();
+        let shout = Outgoing::broadcast("room:lobby", "bin", Body::Binary(b"\x09\x08\x07"));
+        assert_eq!(encode(&shout, &mut out), Ok(Encoded::Binary));
+        assert_eq!(out, b"\x02\x0a\x03room:lobbybin\x09\x08\x07");
+    }
+
+    #[test]
+    fn a_topic_too_long_for_a_binary_frame_is_an_encode_error() {
+        let topic = "t".repeat(300);
+        let shout = Outgoing::broadcast(&topic, "bin", Body::Binary(b"\x01"));
+        assert_eq!(encode(&shout, &mut Vec::new()), Err(EncodeError::FieldTooLong { field: "topic", size: 300 }));
+        // The same topic fits a text frame.
+        let shout = Outgoing::broadcast(&topic, "shout", Body::Json(b"{}"));
+        assert_eq!(encode(&shout, &mut Vec::new()), Ok(Encoded::Text));
+    }
+
+    #[test]
     fn round_trips_a_client_message() {
-        let text = br#"["1","2","room:a\"b","ev\\t",{"k":[1,2.5,null,true,"\u0001"]}]"#;
+        let text = br#"["1",null,"room:a\"b","ev\\t",{"k":[1,2.5,null,true,"\u0001"]}]"#;
         let msg = decode(text).unwrap();
-        let Payload::Json(payload) = &msg.payload else { panic!() };
+        let Payload::Json(payload) = &msg.payload else { panic!("a text frame has a JSON payload") };
         let body = serde_json::to_vec(payload).unwrap();
-        let out = Outgoing {
-            join_ref: msg.join_ref.as_deref(),
-            r#ref: msg.r#ref.as_deref(),
-            topic: &msg.topic,
-            event: msg.event.as_str(),
-            status: None,
-            body: Body::Json(&body),
-        };
+        let push = Outgoing::push(msg.join_ref.as_deref(), &msg.topic, msg.event.as_str(), Body::Json(&body));
         let mut bytes = Vec::new();
-        encode(&out, &mut bytes).unwrap();
+        encode(&push, &mut bytes).unwrap();
         assert_eq!(decode(&bytes).unwrap(), msg);
     }
 }

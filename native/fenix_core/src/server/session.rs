@@ -292,6 +292,7 @@ fn close_for(conn: &Conn, error: Error) -> ReadEnd {
         Error::Protocol(ProtocolError::BinaryNotSupported) => CloseCode::InvalidPayload,
         Error::Protocol(_) => CloseCode::Protocol,
         Error::Closed | Error::Io(_) => CloseCode::Internal,
+        Error::Encode(_) => CloseCode::Internal,
     };
     ReadEnd::Close(code, error.to_string())
 }
