@@ -4,8 +4,9 @@
 Each server runs pinned to core 0 with one engine thread; the load generator runs
 pinned to core 1. Every scenario of a round runs on both servers back to back, so the
 two columns of a row were measured minutes apart on the same machine. Results go to
-bench/results/<date>.md (a table with ratios) and bench/results/<date>.svg (a plot),
-and the raw JSON lines to bench/results/<date>.jsonl.
+bench/results/<date>.md (a table with ratios, then the flood scenarios against their
+acceptance targets) and bench/results/<date>.svg (a plot), and the raw JSON lines to
+bench/results/<date>.jsonl.
 
     python3 bench/run.py            # the standard set (several minutes)
     python3 bench/run.py --quick    # small sizes, to try the harness
@@ -88,9 +89,13 @@ def loadgen(args):
         cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=raise_nofile, timeout=900,
     )
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
+    # Exit 1 still prints the figures (something was lost or failed); exit 2 prints none.
+    if not lines:
         return {"error": f"exit {out.returncode}", "scenario": args[0]}
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    if out.returncode != 0:
+        result.setdefault("error", f"exit {out.returncode}")
+    return result
 
 
 def scenarios(quick):
@@ -105,6 +110,26 @@ def scenarios(quick):
         ("echo_100", "echo round trips, 100 clients", ["echo", "--clients", 100 // s, "--duration", 10 // min(s, 5)], "round_trips_per_sec", "req/s", "higher"),
         ("connect_10k", "connect + join, 10,000 clients", ["connect", "--clients", 10000 // s, "--hold-ms", 2000], "joins_per_sec", "joins/s", "higher"),
     ]
+
+
+def flood_scenarios(quick):
+    """(key, label, loadgen args without url/pid): one flooder beside healthy echo clients,
+    the issue's size (50 healthy at 20/s, 10 s of flooding), in both flooder modes."""
+    size = ["--healthy", 10, "--before", 2, "--during", 3, "--after", 2] if quick else \
+        ["--healthy", 50, "--before", 5, "--during", 10, "--after", 5]
+    args = ["flood", "--rate", 20] + size
+    return [
+        ("flood_never_reads", "flood, the flooder never reads", args),
+        ("flood_reads", "flood, the flooder reads its replies", args + ["--flooder-reads"]),
+    ]
+
+
+# The acceptance of the flood issue, for each flooder mode: (field, op, bound, shown as).
+FLOOD_TARGETS = {
+    "healthy_lost": ("<=", 0, "= 0"),
+    "p99_ratio": ("<=", 2, "<= 2x"),
+    "rss_growth": ("<", 50_000_000, "< 50 MB"),
+}
 
 
 TARGETS = {
@@ -123,8 +148,9 @@ def main():
     opts = parser.parse_args()
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     results = []  # (round, server, key, result)
+    every = [(key, label, args) for key, label, args, *_ in scenarios(opts.quick)] + flood_scenarios(opts.quick)
     for rnd in range(1, opts.rounds + 1):
-        for key, label, args, *_ in scenarios(opts.quick):
+        for key, label, args in every:
             for name in ("fenix", "limit"):
                 server = Server(name, free_port())
                 try:
@@ -186,12 +212,77 @@ def write_table(path, results, opts, stamp):
                 f"| {label} | {f} ({u}) | " + " | ".join(fmt(v) for v in fenix) + " | "
                 + " | ".join(fmt(v) for v in limit) + f" | {ratio} | {target} | {met} |"
             )
+    lines += flood_table(results, opts)
     errors = [r for r in results if "error" in r or r.get("lost")]
     if errors:
         lines += ["", "Runs with errors or lost messages:", ""]
         lines += [f"- round {r['round']} {r['server']} {r['key']}: {r.get('error') or str(r.get('lost')) + ' lost'}" for r in errors]
     lines += ["", f"![throughput and p99 latency against subscribers]({path.stem}.svg)", ""]
     path.write_text("\n".join(lines))
+
+
+def flood_table(results, opts):
+    """The flood rows: each figure of both servers and rounds, the target, and whether
+    Fenix met it in every round."""
+    rounds = range(1, opts.rounds + 1)
+    lines = [
+        "",
+        "## Flood",
+        "",
+        "Healthy clients doing paced `echo` round trips (a reply later than 2 s is lost) "
+        "before, during and after one connection pushes `echo` as fast as TCP takes it. "
+        "Acceptance: the healthy clients lose nothing, their p99 during the flood stays "
+        "within 2x of their p99 before it, and the server's RSS grows by less than 50 MB "
+        "(peak during or after the flood, against the sample when it starts), whether "
+        "the flooder reads or not.",
+        "",
+        "| scenario | figure | " + " | ".join(f"Fenix r{r}" for r in rounds) + " | "
+        + " | ".join(f"limit r{r}" for r in rounds) + " | target | met |",
+        "|---" * (4 + 2 * len(rounds)) + "|",
+    ]
+    for key, label, _args in flood_scenarios(opts.quick):
+        runs = {(server, r): flood_run(results, r, server, key) for server in ("fenix", "limit") for r in rounds}
+        rows = [
+            ("healthy round trips lost", lambda f: fmt(f.get("healthy_lost")), "healthy_lost"),
+            ("healthy p99 before -> during (ms)", p99_before_during, "p99_ratio"),
+            ("server RSS growth (MB)", lambda f: fmt_mb(f.get("rss_growth")), "rss_growth"),
+            ("flooder pushes written", lambda f: fmt(f.get("flooder_pushes")), None),
+            ("flooder replies read", lambda f: fmt(f.get("flooder_replies")), None),
+            ("flooder connection at the end", lambda f: str(f.get("flooder_end", "n/a")).split(":")[0], None),
+        ]
+        for name, show, field in rows:
+            cells = [show(runs[("fenix", r)]) for r in rounds] + [show(runs[("limit", r)]) for r in rounds]
+            target, met = flood_target(field, [runs[("fenix", r)] for r in rounds])
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {target} | {met} |")
+    return lines
+
+
+def flood_run(results, rnd, server, key):
+    for r in results:
+        if r["round"] == rnd and r["server"] == server and r["key"] == key:
+            return r
+    return {}
+
+
+def p99_before_during(f):
+    before, during, ratio = f.get("before_p99_ms"), f.get("during_p99_ms"), f.get("p99_ratio")
+    if before is None and during is None:
+        return "n/a"
+    return f"{fmt(before)} -> {fmt(during)}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+
+def fmt_mb(value):
+    return "n/a" if value is None else f"{value / 1e6:,.1f}"
+
+
+def flood_target(field, fenix_runs):
+    if field is None:
+        return "", ""
+    op, bound, shown = FLOOD_TARGETS[field]
+    values = [f.get(field) for f in fenix_runs]
+    # A run without the figure (no round trip answered during the flood: no p99) fails.
+    ok = all(v is not None and (v < bound if op == "<" else v <= bound) for v in values)
+    return shown, "yes" if ok else "**no**"
 
 
 def mean_ratio(fenix, limit):

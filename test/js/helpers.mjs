@@ -11,6 +11,7 @@
 // (SIGTERM to its process group, then SIGKILL) when the tests end.
 
 import { spawn } from "node:child_process";
+import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
@@ -182,13 +183,14 @@ function tail(text, lines = 60) {
   return text.split("\n").slice(-lines).join("\n");
 }
 
-/** `PORT=<port> mix fenix.conformance` from the repository root. */
-export function startConformance() {
+/** `PORT=<port> mix fenix.conformance` from the repository root; `env` is added to its environment. */
+export function startConformance({ env = {} } = {}) {
   return startServer({
     name: "conformance",
     command: "mix",
     args: ["fenix.conformance"],
     cwd: ROOT,
+    env,
     externalUrl: process.env.FENIX_CONFORMANCE_URL,
   });
 }
@@ -698,4 +700,85 @@ let topicSeq = 0;
 export function uniqueTopic(prefix) {
   topicSeq += 1;
   return `room:${prefix}-${process.pid}-${topicSeq}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// The server seen from /proc (Linux): its process, its memory, TCP queues
+// ---------------------------------------------------------------------------------------
+
+const TCP_LISTEN = "0A";
+
+/**
+ * Every TCP socket of the machine from /proc/net/tcp and /proc/net/tcp6, as
+ * `{localPort, remotePort, state, txQueue, rxQueue, inode}`; `state` is the kernel's hex
+ * code ("01" established, "0A" listening), `rxQueue` the bytes received and not yet read
+ * by the application (for a listening socket: its accept backlog).
+ */
+export function tcpSockets() {
+  const out = [];
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text;
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch {
+      continue; // no IPv6
+    }
+    for (const line of text.split("\n").slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const [txQueue, rxQueue] = f[4].split(":").map((h) => parseInt(h, 16));
+      out.push({
+        localPort: parseInt(f[1].split(":")[1], 16),
+        remotePort: parseInt(f[2].split(":")[1], 16),
+        state: f[3],
+        txQueue,
+        rxQueue,
+        inode: f[9],
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The pid of the process that listens on TCP `port`. For the conformance app that is the
+ * BEAM (`beam.smp`), whose engine owns the listening socket, however the app was started
+ * (`mix` execs into it today; a wrapper or a release would not change the answer), and
+ * also for a server given by FENIX_CONFORMANCE_URL. Throws if no process of this user
+ * holds that socket.
+ */
+export function listenerPid(port) {
+  const listening = tcpSockets().filter((s) => s.state === TCP_LISTEN && s.localPort === port);
+  const wanted = new Set(listening.map((s) => `socket:[${s.inode}]`));
+  if (wanted.size === 0) throw new Error(`nothing listens on port ${port}`);
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fds;
+    try {
+      fds = fs.readdirSync(`/proc/${entry}/fd`);
+    } catch {
+      continue; // gone, or another user's
+    }
+    for (const fd of fds) {
+      try {
+        if (wanted.has(fs.readlinkSync(`/proc/${entry}/fd/${fd}`))) return Number(entry);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  throw new Error(`no process of this user holds the socket listening on port ${port}`);
+}
+
+/** The command name of `pid` (`/proc/<pid>/comm`), e.g. "beam.smp". */
+export function processName(pid) {
+  return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+}
+
+/** Resident memory of `pid` (VmRSS from /proc/<pid>/status), in bytes. */
+export function rssBytes(pid) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB$/m);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
 }

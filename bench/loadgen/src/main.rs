@@ -5,7 +5,9 @@
 //! Exit status: 0 ok, 1 the run completed but lost/duplicated/reordered something or a
 //! client failed, 2 the scenario could not be run (usage, server down, setup failed).
 
+mod flooder;
 mod group;
+mod paced;
 mod phx;
 mod scenarios;
 mod sys;
@@ -99,6 +101,38 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// N healthy clients (each its own topic) do paced `echo` round trips before, during
+    /// and after one flooder pushes `echo` as fast as its socket takes them; reports per
+    /// phase the round trips sent, answered, lost and their latency, what the flooder got
+    /// in, and with --server-pid the server's RSS and CPU.
+    Flood {
+        /// Healthy clients
+        #[arg(long, default_value_t = 50)]
+        healthy: usize,
+        /// Round trips per second of each healthy client (at least 1, so no heartbeats are needed)
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// A round trip not answered within this many ms is lost
+        #[arg(long, default_value_t = 2000)]
+        request_timeout_ms: u64,
+        /// Seconds before the flood
+        #[arg(long, default_value_t = 5.0)]
+        before: f64,
+        /// Seconds of flooding
+        #[arg(long, default_value_t = 10.0)]
+        during: f64,
+        /// Seconds after the flood (the flooder has disconnected)
+        #[arg(long, default_value_t = 5.0)]
+        after: f64,
+        /// The flooder reads and counts its replies; without it, it never reads
+        #[arg(long)]
+        flooder_reads: bool,
+        /// The flooder's topic; healthy client i joins `<topic>-<i>`
+        #[arg(long, default_value = "room:flood")]
+        topic: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Tiny sizes of every scenario in sequence (a few seconds); exits non-zero if
     /// anything is lost, out of order or failed. No timing is judged.
     Smoke {
@@ -183,6 +217,12 @@ async fn run(cmd: Cmd) -> Result<Value, String> {
         Cmd::Connect { clients, shared_topic, topic, hold_ms, common } => {
             let ui = Ui::new(common.quiet);
             scenarios::connect(&common.opts(120.0)?, clients, &topic, shared_topic, hold_ms, &ui).await
+        }
+        Cmd::Flood { healthy, rate, request_timeout_ms, before, during, after, flooder_reads, topic, common } => {
+            let ui = Ui::new(common.quiet);
+            let request_timeout = Duration::from_millis(request_timeout_ms);
+            let plan = scenarios::FloodPlan { healthy, rate, request_timeout, before, during, after, flooder_reads, topic };
+            scenarios::flood(&common.opts(120.0)?, &plan, &ui).await
         }
         Cmd::Smoke { common } => {
             let ui = Ui::new(common.quiet);

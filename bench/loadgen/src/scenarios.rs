@@ -1,15 +1,20 @@
 //! The scenarios. Each returns its JSON result (with `"ok"`), or an error when it could
 //! not be run at all (the server is down, a join was refused, setup timed out, ...).
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio::task::spawn_local;
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio::time::{interval, sleep_until, timeout, timeout_at, Instant};
 
-use crate::group::{merge, Client, Go, GroupSpec, Kind};
-use crate::sys::{self, mono_ns};
+use crate::flooder::Flooder;
+use crate::group::{instant_of, merge, Client, Go, GroupSpec, Kind};
+use crate::paced::{self, Phase, Schedule, Tally};
+use crate::sys::{self, mono_ns, ProcTree};
 use crate::ui::Ui;
 use crate::workers::Workers;
 use crate::ws::WsUrl;
@@ -120,11 +125,16 @@ fn extend(v: &mut Value, more: Value) {
 }
 
 async fn open_sender(o: &Opts, index: usize, topic: &str) -> Result<Client, String> {
+    open_one(o, index, topic, "sender").await
+}
+
+/// Connects and joins one client of the scenario's own (not a worker group's).
+async fn open_one(o: &Opts, index: usize, topic: &str, role: &str) -> Result<Client, String> {
     let url = WsUrl::parse(&o.url)?;
     timeout(o.timeout, Client::open(&url, index, o.spread, topic))
         .await
-        .map_err(|_| "the sender timed out connecting and joining".to_string())?
-        .map_err(|e| format!("sender: {e}"))
+        .map_err(|_| format!("the {role} timed out connecting and joining"))?
+        .map_err(|e| format!("{role}: {e}"))
 }
 
 /// The server's CPU time over a phase, in total and per unit of work (`per`), or
@@ -418,8 +428,237 @@ pub async fn connect(o: &Opts, n: usize, topic: &str, shared: bool, hold_ms: Opt
     Ok(v)
 }
 
+/// What the `flood` scenario is asked to do.
+#[derive(Clone, Debug)]
+pub struct FloodPlan {
+    pub healthy: usize,
+    /// Round trips per second of each healthy client.
+    pub rate: f64,
+    pub request_timeout: Duration,
+    /// Seconds of each phase.
+    pub before: f64,
+    pub during: f64,
+    pub after: f64,
+    pub flooder_reads: bool,
+    /// The flooder's topic; healthy client i joins `<topic>-<i>`.
+    pub topic: String,
+}
+
+/// Period of the server RSS samples during the phases.
+const RSS_SAMPLE: Duration = Duration::from_millis(100);
+
+/// Runs `fut` while showing `progress()` on the current phase line.
+async fn showing<F: Future>(fut: F, ui: &Ui, progress: impl Fn() -> u64) -> F::Output {
+    tokio::pin!(fut);
+    let mut tick = interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            out = &mut fut => {
+                ui.flush(progress());
+                return out;
+            }
+            _ = tick.tick() => ui.update(progress()),
+        }
+    }
+}
+
+/// Samples the server's RSS every `RSS_SAMPLE` until the schedule ends, keeping the
+/// highest sample of each phase.
+async fn sample_rss(tree: Rc<ProcTree>, s: Schedule, peaks: Rc<RefCell<[u64; 3]>>) {
+    let mut at = instant_of(s.start_ns);
+    loop {
+        sleep_until(at).await;
+        let now = mono_ns();
+        if now >= s.end_ns {
+            return;
+        }
+        let rss = tree.rss_bytes();
+        let peak = &mut peaks.borrow_mut()[s.phase_of(now) as usize];
+        *peak = (*peak).max(rss);
+        at += RSS_SAMPLE;
+    }
+}
+
+/// The figures of one phase's round trips, named `<phase>_<figure>`.
+fn phase_figures(phase: Phase, t: &paced::PhaseTally) -> Value {
+    let quantile = |q: f64| (!t.hist.is_empty()).then(|| ms(t.hist.value_at_quantile(q)));
+    let figures = [
+        ("sent", json!(t.sent)),
+        ("answered", json!(t.answered)),
+        ("lost", json!(t.lost())),
+        ("late", json!(t.late)),
+        ("p50_ms", json!(quantile(0.5))),
+        ("p99_ms", json!(quantile(0.99))),
+        ("max_ms", json!((!t.hist.is_empty()).then(|| ms(t.hist.max())))),
+    ];
+    Value::Object(figures.into_iter().map(|(k, v)| (format!("{}_{k}", phase.name()), v)).collect::<Map<_, _>>())
+}
+
+/// N healthy clients do paced `echo` round trips before, during and after one flooder
+/// pushes `echo` as fast as its socket takes them (reading its replies or never).
+///
+/// `ok` says the measurement ran: every healthy client stayed connected and got only
+/// well-formed replies, and the flooder got pushes in. Round trips lost to the flood are
+/// figures (`healthy_lost`, `<phase>_lost`), judged against the targets by `bench/run.py`.
+pub async fn flood(o: &Opts, p: &FloodPlan, ui: &Ui) -> Result<Value, String> {
+    let n = p.healthy;
+    if n == 0 || !(p.rate >= 1.0 && p.rate.is_finite()) {
+        return Err("--healthy must be at least 1 and --rate at least 1 per second".into());
+    }
+    if ![p.before, p.during, p.after].into_iter().all(positive) || p.request_timeout.is_zero() {
+        return Err("--before, --during, --after and --request-timeout-ms must be positive".into());
+    }
+    if o.processes != 1 {
+        return Err("flood runs its clients in one process: use --processes 1".into());
+    }
+    check_files(o, n + 1)?;
+    ui.phase(&format!("flood: joining {n} healthy clients to {}-<i>", p.topic), n as u64);
+    let mut clients = Vec::with_capacity(n);
+    for i in 0..n {
+        clients.push(open_one(o, i, &format!("{}-{i}", p.topic), &format!("healthy client {i}")).await?);
+        ui.update(i as u64 + 1);
+    }
+    ui.flush(n as u64);
+    let flooder = Flooder::new(open_one(o, n, &p.topic, "flooder").await?);
+    let tree = match o.server_pid {
+        Some(pid) => Some(Rc::new(ProcTree::of(pid).map_err(|e| format!("cannot read server pid {pid}: {e}"))?)),
+        None => None,
+    };
+    let cpu = || tree.as_ref().map(|t| t.cpu_ns());
+
+    let secs_ns = |s: f64| (s * 1e9) as u64;
+    // A moment for the client tasks to start before the first request is due.
+    let start_ns = mono_ns() + 50_000_000;
+    let s = Schedule {
+        start_ns,
+        flood_start_ns: start_ns + secs_ns(p.before),
+        flood_end_ns: start_ns + secs_ns(p.before + p.during),
+        end_ns: start_ns + secs_ns(p.before + p.during + p.after),
+        period_ns: (1e9 / p.rate) as u64,
+        timeout_ns: p.request_timeout.as_nanos() as u64,
+    };
+    let tally = Rc::new(RefCell::new(Tally::default()));
+    let clients: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| spawn_local(paced::run(c, s.period_ns * i as u64 / n as u64, s, tally.clone())))
+        .collect();
+    let peaks = Rc::new(RefCell::new([0u64; 3]));
+    if let Some(t) = &tree {
+        spawn_local(sample_rss(t.clone(), s, peaks.clone()));
+    }
+    let answered = || tally.borrow().answered();
+    let cpu_start = cpu();
+
+    ui.phase(&format!("flood: before the flood, {n} clients at {}/s: round trips", p.rate), 0);
+    showing(sleep_until(instant_of(s.flood_start_ns)), ui, answered).await;
+    let rss_before = tree.as_ref().map(|t| t.rss_bytes());
+    let cpu_flood_start = cpu();
+
+    let mode = if p.flooder_reads { "reads its replies" } else { "never reads" };
+    ui.phase(&format!("flood: flooding for {} s, the flooder {mode}: pushes written", p.during), 0);
+    let pushes = Rc::new(Cell::new(0u64));
+    let flood = flooder.run(instant_of(s.flood_end_ns), p.flooder_reads, pushes.clone());
+    let out = showing(flood, ui, || pushes.get()).await;
+    if out.end.is_disconnected() {
+        ui.note(&format!("flood: the flooder was disconnected ({}) after {} pushes", out.end.describe(), out.pushes));
+    }
+    showing(sleep_until(instant_of(s.flood_end_ns)), ui, || pushes.get()).await;
+    let cpu_flood_end = cpu();
+
+    ui.phase("flood: after the flood: round trips", 0);
+    showing(sleep_until(instant_of(s.end_ns)), ui, answered).await;
+    let rss_after = tree.as_ref().map(|t| t.rss_bytes());
+    let cpu_end = cpu();
+    ui.phase("flood: waiting for the last replies", 0);
+    let limit = instant_of(s.end_ns + s.timeout_ns) + Duration::from_secs(2);
+    for c in clients {
+        if showing(timeout_at(limit, c), ui, answered).await.is_err() {
+            tally.borrow_mut().errors += 1; // paced::run gives up by itself: a safety net
+        }
+    }
+
+    let t = tally.borrow();
+    for phase in Phase::ALL {
+        let pt = t.phase(phase);
+        let p99 = (!pt.hist.is_empty()).then(|| ms(pt.hist.value_at_quantile(0.99)));
+        ui.note(&format!(
+            "flood: {:6}: {} sent, {} answered, {} lost, p99 {} ms",
+            phase.name(),
+            pt.sent,
+            pt.answered,
+            pt.lost(),
+            p99.map_or("-".to_string(), |v| v.to_string())
+        ));
+    }
+    let p99 = |phase: Phase| {
+        let h = &t.phase(phase).hist;
+        (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64)
+    };
+    let p99_ratio = match (p99(Phase::Before), p99(Phase::During)) {
+        (Some(b), Some(d)) => Some((d / b * 100.0).round() / 100.0),
+        _ => None,
+    };
+    let flooded_ns = out.ended_ns.unwrap_or(s.flood_end_ns).saturating_sub(s.flood_start_ns);
+    let healthy_sent: u64 = t.phases.iter().map(|p| p.sent).sum();
+    let ok = t.errors == 0 && t.unexpected == 0 && out.pushes > 0;
+    let mut v = json!({
+        "scenario": "flood",
+        "ok": ok,
+        "url": o.url,
+        "healthy": n,
+        "rate": p.rate,
+        "request_timeout_ms": p.request_timeout.as_millis() as u64,
+        "topic": p.topic,
+        "before_s": p.before,
+        "during_s": p.during,
+        "after_s": p.after,
+        "flooder_reads": p.flooder_reads,
+        "healthy_sent": healthy_sent,
+        "healthy_lost": healthy_sent - t.answered(),
+        "p99_ratio": p99_ratio,
+        "flooder_pushes": out.pushes,
+        "flooder_pushes_per_sec": rate(out.pushes, secs(flooded_ns)),
+        "flooder_replies": out.replies,
+        "flooder_disconnected": out.end.is_disconnected(),
+        "flooder_end": out.end.describe(),
+        "flooder_close_code": match out.end { crate::flooder::End::CloseFrame(code) => code, _ => None },
+        "flooder_disconnected_after_s": out.ended_ns.map(|_| secs(flooded_ns)),
+        "unexpected": t.unexpected,
+        "errors": t.errors,
+    });
+    for phase in Phase::ALL {
+        extend(&mut v, phase_figures(phase, t.phase(phase)));
+    }
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        let peaks = *peaks.borrow();
+        let [_, during, later] = peaks;
+        extend(&mut v, json!({
+            "server_pid": o.server_pid,
+            "rss_before": before,
+            "rss_peak_during": during,
+            "rss_peak_after": later,
+            "rss_after": after,
+            "rss_growth": during.max(later).max(after).saturating_sub(before),
+        }));
+    }
+    let marks = [cpu_start, cpu_flood_start, cpu_flood_end, cpu_end];
+    let spans = [s.flood_start_ns - s.start_ns, s.flood_end_ns - s.flood_start_ns, s.end_ns - s.flood_end_ns];
+    for (i, phase) in Phase::ALL.into_iter().enumerate() {
+        if let (Some(a), Some(b)) = (marks[i], marks[i + 1]) {
+            let pct = (b.saturating_sub(a) as f64 / spans[i] as f64 * 1000.0).round() / 10.0;
+            extend(&mut v, json!({ format!("{}_server_cpu_pct", phase.name()): pct }));
+        }
+    }
+    if let Some(e) = &t.first_error {
+        extend(&mut v, json!({"error": e}));
+    }
+    Ok(v)
+}
+
 /// Tiny sizes of every scenario in sequence; ok only if nothing was lost, duplicated,
-/// out of order or failed. No timing is judged.
+/// out of order or failed. No timing is judged: a flood counts when it ran (its `ok`),
+/// whatever round trips the flood cost.
 pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
     let mut results = Vec::new();
     let mut ok = true;
@@ -431,6 +670,8 @@ pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
         ("connect", connect(o, 5, "room:smoke-connect", false, None, ui).await),
         ("connect", connect(o, 5, "room:smoke-connect-shared", true, Some(50), ui).await),
         ("latency", latency(o, 5, 20.0, 1.0, 0, "room:smoke-latency", ui).await),
+        ("flood", flood(o, &smoke_flood(true), ui).await),
+        ("flood", flood(o, &smoke_flood(false), ui).await),
     ];
     for (name, r) in runs {
         let v = match r {
@@ -443,6 +684,20 @@ pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
         results.push(v);
     }
     json!({"scenario": "smoke", "ok": ok, "url": o.url, "results": results})
+}
+
+/// A tiny flood for `smoke`: 2 healthy clients, 1 s of flooding.
+fn smoke_flood(flooder_reads: bool) -> FloodPlan {
+    FloodPlan {
+        healthy: 2,
+        rate: 20.0,
+        request_timeout: Duration::from_secs(2),
+        before: 0.5,
+        during: 1.0,
+        after: 0.5,
+        flooder_reads,
+        topic: format!("room:smoke-flood-{}", if flooder_reads { "reads" } else { "never-reads" }),
+    }
 }
 
 #[cfg(test)]

@@ -40,22 +40,21 @@ pub fn parse_rss(text: &str) -> Option<u64> {
 
 /// `pid` and all of its descendants (the given pid may be a wrapper such as `taskset`
 /// or a shell script that runs the real server as a child).
-fn tree(pid: u32) -> io::Result<Vec<(u32, u64)>> {
-    let root = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let (_, root_ticks) = parse_stat(&root).ok_or_else(|| io::Error::other("bad /proc stat"))?;
-    let mut children: HashMap<u32, Vec<(u32, u64)>> = HashMap::new();
+fn tree(pid: u32) -> io::Result<Vec<u32>> {
+    fs::metadata(format!("/proc/{pid}/stat"))?;
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for e in fs::read_dir("/proc")?.flatten() {
         let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         if let Ok(t) = fs::read_to_string(format!("/proc/{p}/stat")) {
-            if let Some((ppid, ticks)) = parse_stat(&t) {
-                children.entry(ppid).or_default().push((p, ticks));
+            if let Some((ppid, _)) = parse_stat(&t) {
+                children.entry(ppid).or_default().push(p);
             }
         }
     }
-    let mut out = vec![(pid, root_ticks)];
+    let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() {
-        if let Some(c) = children.get(&out[i].0) {
+        if let Some(c) = children.get(&out[i]) {
             out.extend(c.iter().copied());
         }
         i += 1;
@@ -63,21 +62,49 @@ fn tree(pid: u32) -> io::Result<Vec<(u32, u64)>> {
     Ok(out)
 }
 
+/// The server's process tree, found once and then sampled cheaply: the `flood` scenario
+/// reads its RSS ten times a second, and walking all of /proc each time would cost the
+/// load generator's core more than the sample is worth. (A server does not start new
+/// processes while it is measured.)
+#[derive(Debug)]
+pub struct ProcTree {
+    pids: Vec<u32>,
+}
+
+impl ProcTree {
+    pub fn of(pid: u32) -> io::Result<ProcTree> {
+        Ok(ProcTree { pids: tree(pid)? })
+    }
+
+    /// CPU time (user + system) used so far by the tree, in ns.
+    pub fn cpu_ns(&self) -> u64 {
+        let ticks: u64 = self
+            .pids
+            .iter()
+            .filter_map(|p| fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .filter_map(|t| parse_stat(&t).map(|(_, ticks)| ticks))
+            .sum();
+        ticks * 1_000_000_000 / clk_tck()
+    }
+
+    /// Resident memory of the tree, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.pids
+            .iter()
+            .filter_map(|p| fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .filter_map(|t| parse_rss(&t))
+            .sum()
+    }
+}
+
 /// CPU time (user + system) used so far by the server process tree, in ns.
 pub fn cpu_ns(pid: u32) -> io::Result<u64> {
-    let ticks: u64 = tree(pid)?.iter().map(|&(_, t)| t).sum();
-    Ok(ticks * 1_000_000_000 / clk_tck())
+    Ok(ProcTree::of(pid)?.cpu_ns())
 }
 
 /// Resident memory of the server process tree, in bytes.
 pub fn rss_bytes(pid: u32) -> io::Result<u64> {
-    let mut total = 0;
-    for (p, _) in tree(pid)? {
-        if let Ok(t) = fs::read_to_string(format!("/proc/{p}/status")) {
-            total += parse_rss(&t).unwrap_or(0);
-        }
-    }
-    Ok(total)
+    Ok(ProcTree::of(pid)?.rss_bytes())
 }
 
 /// Raises the soft open-files limit to the hard limit; returns the new soft limit.
@@ -123,8 +150,21 @@ mod tests {
         let me = std::process::id();
         assert!(rss_bytes(me).unwrap() > 0);
         let _ = cpu_ns(me).unwrap();
+        let t = ProcTree::of(me).unwrap();
+        assert!(t.rss_bytes() > 0);
+        assert!(ProcTree::of(u32::MAX).is_err());
         let a = mono_ns();
         let b = mono_ns();
         assert!(b >= a);
+    }
+
+    #[test]
+    fn tree_holds_descendants() {
+        let mut child = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        let t = ProcTree::of(std::process::id()).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(t.pids[0], std::process::id());
+        assert!(t.pids.contains(&child.id()), "{:?} lacks {}", t.pids, child.id());
     }
 }

@@ -406,6 +406,14 @@ impl Conn {
         }
     }
 
+    /// Leaves the framing to the caller: the TCP stream and the bytes already read from
+    /// it but not yet parsed. The flooder needs this: it must write without ever waiting
+    /// for a read, which `send_frame` + `next_msg` on one `&mut self` cannot do.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        let unparsed = self.buf[self.start..self.end].to_vec();
+        (self.stream, unparsed)
+    }
+
     /// Current size of the read buffer.
     #[cfg(test)]
     pub fn read_buf_len(&self) -> usize {
