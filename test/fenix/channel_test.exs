@@ -215,20 +215,4 @@ defmodule Fenix.ChannelTest do
       {frame, c} -> drain(c, [frame | acc])
     end
   end
-
-  describe "inbound credit" do
-    test "a client that pushes without pause is not read ahead of its channel" do
-      c = connect!(%{"vsn" => "2.0.0"})
-      push(c, client(:v2, "1", "1", "test:credit", "phx_join", "{}"))
-      c = assert_frame(c, reply(:v2, "1", "1", "test:credit", "ok", ~s({"topic":"test:credit"})))
-      assert_receive {:joined, "test:credit", _, pid}
-      n = 400
-      frames = for i <- 1..n, do: client(:v2, "1", "#{i}", "test:credit", "slow", ~s({"i":#{i}}))
-      Enum.each(frames, &push(c, &1))
-      # The channel takes ~1 ms a message; without credit its mailbox would hold them all.
-      queued = for _ <- 1..20, do: (Process.sleep(10); elem(Process.info(pid, :message_queue_len), 1))
-      assert Enum.max(queued) <= 64, "the channel held #{Enum.max(queued)} messages"
-      Enum.reduce(1..n, c, &assert_frame(&2, reply(:v2, "1", "#{&1}", "test:credit", "ok", ~s({"i":#{&1}})), 5_000))
-    end
-  end
 end
