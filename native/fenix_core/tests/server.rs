@@ -855,13 +855,27 @@ async fn a_connection_is_not_read_while_its_channels_hold_too_many_messages() {
     other.heartbeat("2").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_floods_without_reading_costs_the_others_nothing_and_is_dropped() {
-    let t = TestServer::start();
+/// A healthy client joined to `room:h` and a flooder joined to `room:f`.
+async fn healthy_and_flooder(t: &TestServer) -> (Client, Client) {
     let mut healthy = t.connect(Serializer::V2, "user_id=h").await;
     healthy.join("1", "room:h").await;
     let mut flooder = t.connect(Serializer::V2, "user_id=f").await;
     flooder.join("1", "room:f").await;
+    (healthy, flooder)
+}
+
+/// `n` echo round trips, one after the other: each must be answered.
+async fn echo_round_trips(client: &mut Client, n: usize) {
+    for i in 0..n {
+        client.send(&format!(r#"["1","{i}","room:h","echo",{{"i":{i}}}]"#)).await;
+        client.expect(&format!(r#"["1","{i}","room:h","phx_reply",{{"response":{{"i":{i}}},"status":"ok"}}]"#)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_floods_without_reading_costs_the_others_nothing_and_is_dropped() {
+    let t = TestServer::start();
+    let (mut healthy, mut flooder) = healthy_and_flooder(&t).await;
     let flood = tokio::spawn(async move {
         let body = "x".repeat(200);
         for i in 0u64.. {
@@ -871,10 +885,7 @@ async fn a_client_that_floods_without_reading_costs_the_others_nothing_and_is_dr
             }
         }
     });
-    for i in 0..200 {
-        healthy.send(&format!(r#"["1","{i}","room:h","echo",{{"i":{i}}}]"#)).await;
-        healthy.expect(&format!(r#"["1","{i}","room:h","phx_reply",{{"response":{{"i":{i}}},"status":"ok"}}]"#)).await;
-    }
+    echo_round_trips(&mut healthy, 200).await;
     // Its replies fill its outbox (1 MiB): a client that does not read is dropped.
     eventually("the flooder is dropped", || t.registry().subscriber_count("room:f") == 0).await;
     flood.abort();
@@ -883,10 +894,7 @@ async fn a_client_that_floods_without_reading_costs_the_others_nothing_and_is_dr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_floods_and_reads_costs_the_others_nothing() {
     let t = TestServer::start();
-    let mut healthy = t.connect(Serializer::V2, "user_id=h").await;
-    healthy.join("1", "room:h").await;
-    let mut flooder = t.connect(Serializer::V2, "user_id=f").await;
-    flooder.join("1", "room:f").await;
+    let (mut healthy, flooder) = healthy_and_flooder(&t).await;
     let (mut write, mut read) = futures_util::StreamExt::split(flooder.ws);
     let flood = tokio::spawn(async move {
         for i in 0u64.. {
@@ -903,10 +911,7 @@ async fn a_client_that_floods_and_reads_costs_the_others_nothing() {
         }
         n
     });
-    for i in 0..200 {
-        healthy.send(&format!(r#"["1","{i}","room:h","echo",{{"i":{i}}}]"#)).await;
-        healthy.expect(&format!(r#"["1","{i}","room:h","phx_reply",{{"response":{{"i":{i}}},"status":"ok"}}]"#)).await;
-    }
+    echo_round_trips(&mut healthy, 200).await;
     assert_eq!(t.registry().subscriber_count("room:f"), 1, "a flooder that reads is served, not dropped");
     flood.abort();
     replies.abort();
