@@ -52,7 +52,7 @@ defmodule Fenix.Endpoint.Dispatcher do
       sockets: for({path, _module, websocket} <- sockets, do: Map.put(websocket, :path, path))
     }
 
-    case start_engine(options, @bind_attempts) do
+    case start_engine(options, config.port) do
       {:ok, engine} ->
         Native.endpoint_log_to(self())
         Registration.put(endpoint, engine)
@@ -73,11 +73,20 @@ defmodule Fenix.Endpoint.Dispatcher do
 
   defp port(_endpoint, port), do: port
 
-  defp start_engine(options, attempts) do
+  defp start_engine(options, configured_port) do
+    case bind(options, @bind_attempts) do
+      # The predecessor's port of a port-0 endpoint was taken meanwhile: any port
+      # serves better than none.
+      {:error, :eaddrinuse} when configured_port == 0 and options.port != 0 -> bind(%{options | port: 0}, 1)
+      result -> result
+    end
+  end
+
+  defp bind(options, attempts) do
     case Native.endpoint_start(self(), options) do
       {:error, :eaddrinuse} when attempts > 1 ->
         Process.sleep(@bind_retry_ms)
-        start_engine(options, attempts - 1)
+        bind(options, attempts - 1)
 
       result ->
         result

@@ -43,6 +43,20 @@ defmodule Fenix.Endpoint.DispatcherTest do
       assert_frame(c, reply(:v2, "1", "2", "test:again", "ok", ~s({"n":1})))
     end
 
+    test "with port 0, its successor takes another port if the old one was taken meanwhile", %{port: port} do
+      # The endpoint supervisor is held so that the port can be taken before the restart.
+      old = child(:dispatcher)
+      supervisor = Process.whereis(SupervisedEndpoint)
+      :sys.suspend(supervisor)
+      capture_log(fn -> kill(old) end)
+      assert eventually(fn -> match?({:ok, _taken}, :gen_tcp.listen(port, ip: {127, 0, 0, 1})) end)
+      :sys.resume(supervisor)
+
+      await_dispatcher_other_than(old)
+      assert SupervisedEndpoint.port() != port
+      SupervisedEndpoint.port() |> connect!() |> join!("test:moved")
+    end
+
     test "a join it never handled is not lost: the close answers it", %{port: port} do
       c = connect!(port)
       dispatcher = child(:dispatcher)
