@@ -156,7 +156,16 @@ defmodule Fenix.Endpoint do
 
   # The `websocket:` options of a socket, all positive integers; what is left out gets
   # the engine's default (see Fenix.Socket).
-  @socket_options [:timeout, :max_frame_size, :max_channels, :outbox_capacity, :connect_timeout]
+  @socket_options [
+    :timeout,
+    :max_frame_size,
+    :max_channels,
+    :outbox_capacity,
+    :outbox_capacity_bytes,
+    :max_unhandled_messages,
+    :max_unhandled_bytes,
+    :connect_timeout
+  ]
 
   @doc """
   Mounts `socket_module` (a `Fenix.Socket`) at `path`: the WebSocket is served at

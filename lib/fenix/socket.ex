@@ -63,6 +63,15 @@ defmodule Fenix.Socket do
       `{"reason": "too many channels joined"}`. Default `#{@defaults.max_channels}`.
     * `:outbox_capacity` - the most frames queued for one client; a client that falls
       further behind is disconnected. Default `#{@defaults.outbox_capacity}`.
+    * `:outbox_capacity_bytes` - the most bytes queued for one client; a client that
+      falls further behind is disconnected (one larger frame is still queued when
+      nothing else is). Default `#{@defaults.outbox_capacity_bytes}`.
+    * `:max_unhandled_messages` - the most client messages of one connection that its
+      channel processes have been handed but not handled yet; the connection is not
+      read while it has that many, so that TCP slows a flooding client down.
+      Default `#{@defaults.max_unhandled_messages}`.
+    * `:max_unhandled_bytes` - the same bound in bytes (wire size of the messages).
+      Default `#{@defaults.max_unhandled_bytes}`.
     * `:connect_timeout` - ms that `c:connect/3` may take before the upgrade fails.
       Default `#{@defaults.connect_timeout}`.
 

@@ -126,6 +126,11 @@ defmodule Fenix.Endpoint.Dispatcher do
     {:noreply, state}
   end
 
+  # The answer to a sender whose lane in the engine was full (see Fenix.Native.await_pace/1).
+  # The dispatcher sends little (the replies of joins it could not start) and never
+  # waits: one client's joins must not hold up another's.
+  def handle_info(:fenix_resume, state), do: {:noreply, state}
+
   def handle_info(message, state) do
     Logger.debug("#{inspect(__MODULE__)} ignored an unexpected message: #{inspect(message)}")
     {:noreply, state}

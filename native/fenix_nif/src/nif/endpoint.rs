@@ -36,6 +36,9 @@ struct SocketOptions {
     max_frame_size: Option<usize>,
     max_channels: Option<usize>,
     outbox_capacity: Option<usize>,
+    outbox_capacity_bytes: Option<usize>,
+    max_unhandled_messages: Option<usize>,
+    max_unhandled_bytes: Option<usize>,
     connect_timeout: Option<u64>,
 }
 
@@ -47,6 +50,9 @@ impl From<SocketOptions> for SocketConfig {
             max_frame_size: o.max_frame_size.unwrap_or(defaults.max_frame_size),
             max_channels: o.max_channels.unwrap_or(defaults.max_channels),
             outbox_capacity: o.outbox_capacity.unwrap_or(defaults.outbox_capacity),
+            outbox_capacity_bytes: o.outbox_capacity_bytes.unwrap_or(defaults.outbox_capacity_bytes),
+            max_unhandled_messages: o.max_unhandled_messages.unwrap_or(defaults.max_unhandled_messages),
+            max_unhandled_bytes: o.max_unhandled_bytes.unwrap_or(defaults.max_unhandled_bytes),
             connect_timeout: o.connect_timeout.map_or(defaults.connect_timeout, Duration::from_millis),
             ..defaults
         }
@@ -131,6 +137,9 @@ struct SocketDefaults {
     max_frame_size: usize,
     max_channels: usize,
     outbox_capacity: usize,
+    outbox_capacity_bytes: usize,
+    max_unhandled_messages: usize,
+    max_unhandled_bytes: usize,
     connect_timeout: u64,
 }
 
@@ -149,6 +158,9 @@ fn endpoint_defaults() -> EndpointDefaults {
             max_frame_size: socket.max_frame_size,
             max_channels: socket.max_channels,
             outbox_capacity: socket.outbox_capacity,
+            outbox_capacity_bytes: socket.outbox_capacity_bytes,
+            max_unhandled_messages: socket.max_unhandled_messages,
+            max_unhandled_bytes: socket.max_unhandled_bytes,
             connect_timeout: duration_ms(socket.connect_timeout),
         },
     }
