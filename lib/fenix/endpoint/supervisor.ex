@@ -42,22 +42,26 @@ defmodule Fenix.Endpoint.Supervisor do
       end
 
     %{
-      ip: http |> Keyword.get(:ip) |> check!(:ip, &ip?/1, "an IP address tuple or string"),
-      port: http |> Keyword.get(:port) |> check!(:port, &(&1 in 0..65_535), "a port number"),
+      ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
+      port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
       static: static,
-      engine_threads:
-        config |> Keyword.get(:engine_threads) |> check!(:engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
-      tune_allocator: config |> Keyword.get(:tune_allocator) |> check!(:tune_allocator, &is_boolean/1, "a boolean")
+      engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
+      tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean")
     }
   end
 
-  defp check!(nil, _key, _valid?, _expected), do: nil
+  # The option `key` of `options`, or nil when it is left out.
+  defp check!(options, key, valid?, expected) do
+    case Keyword.get(options, key) do
+      nil ->
+        nil
 
-  defp check!(value, key, valid?, expected) do
-    if valid?.(value) do
-      value
-    else
-      raise ArgumentError, "the #{inspect(key)} endpoint option must be #{expected}, got: #{inspect(value)}"
+      value ->
+        unless valid?.(value) do
+          raise ArgumentError, "the #{inspect(key)} endpoint option must be #{expected}, got: #{inspect(value)}"
+        end
+
+        value
     end
   end
 

@@ -73,8 +73,8 @@ defmodule Fenix.Endpoint.DispatcherTest do
     test "an upgrade whose connect it never handled gets 503", %{port: port} do
       dispatcher = child(:dispatcher)
       :sys.suspend(dispatcher)
-      test_pid = self()
-      upgrade = Task.async(fn -> WSClient.connect(port, "/socket/websocket?test_pid=#{:erlang.pid_to_list(test_pid)}") end)
+      path = "/socket/websocket?test_pid=#{:erlang.pid_to_list(self())}"
+      upgrade = Task.async(fn -> WSClient.connect(port, path) end)
       assert eventually(fn -> Process.info(dispatcher, :message_queue_len) == {:message_queue_len, 1} end)
 
       capture_log(fn -> kill(dispatcher) end)

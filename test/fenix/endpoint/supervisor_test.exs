@@ -84,7 +84,8 @@ defmodule Fenix.Endpoint.SupervisorTest do
     setup do
       # As in an application's tree: a parent restarts the endpoint.
       children = [{SupervisedEndpoint, http: [port: 0]}]
-      start_supervised!(%{id: :parent, start: {Supervisor, :start_link, [children, [strategy: :one_for_one]]}, type: :supervisor})
+      start = {Supervisor, :start_link, [children, [strategy: :one_for_one]]}
+      start_supervised!(%{id: :parent, start: start, type: :supervisor})
       :ok
     end
 
