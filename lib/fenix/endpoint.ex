@@ -1,5 +1,9 @@
 defmodule Fenix.Endpoint do
-  @moduledoc ~S"""
+  # The defaults are the engine's (written once, in native/fenix_core), read here so
+  # that the manual below states them.
+  @defaults Fenix.Native.endpoint_defaults()
+
+  @moduledoc """
   An endpoint: the server that sockets are mounted on, and the entry point for
   broadcasts. It mirrors the parts of `Phoenix.Endpoint` that channels use.
 
@@ -22,12 +26,37 @@ defmodule Fenix.Endpoint do
 
   ## Options
 
-    * `:http` - `[ip: tuple, port: integer]`. Default `[ip: {127, 0, 0, 1}, port: 4000]`;
-      port `0` picks a free port (see `c:port/0`).
+    * `:http` - `[ip: tuple | string, port: integer]`. Default
+      `[ip: #{inspect(@defaults.ip)}, port: #{@defaults.port}]`; port `0` picks a free port
+      (see `c:port/0`), which the endpoint binds again when it restarts after a crash.
     * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
-      of the VM and fixed by the first one started. Default `0` (one per core).
+      of the VM and fixed by the first one started. Default `#{@defaults.engine_threads}`
+      (one per core).
+    * `:tune_allocator` - keep freed `malloc` memory for reuse instead of giving it back
+      to the system at once: glibc's trim threshold goes from 128 KiB to 64 MiB and its
+      top pad to 16 MiB (`mallopt`). Default `#{@defaults.tune_allocator}`: without it, every
+      fan-out faults in again the pages the previous one gave back, and a first fan-out
+      to 10,000 subscribers spent about a third of the server's CPU in the kernel's
+      `clear_page`. The setting is process-wide: it changes `malloc` for every NIF and
+      driver of the VM (the BEAM's own allocators are not affected), is applied when the
+      first endpoint that asks for it starts, and stays until the VM exits. Give `false`
+      to every endpoint to keep glibc's defaults.
+
+  Each socket's `websocket:` options are listed in `Fenix.Socket`.
+
+  ## Supervision
+
+  The endpoint is a supervisor. Among its processes are the supervisor of its channel
+  processes and a dispatcher that owns the engine's server and turns its connect and
+  join requests into work. The server lives exactly as long as its dispatcher: when the
+  dispatcher exits for any reason (a crash, a kill, the endpoint stopping or being
+  killed), the server stops accepting, releases its port, answers pending upgrades
+  with 503, and closes every connection with code 1012 (Service Restart); each of their
+  channel processes stops with `{:shutdown, :closed}`. Clients reconnect and rejoin by
+  themselves (the `phoenix` client does), to the dispatcher's successor, which binds
+  the same port. No connection is left waiting for a process that is gone.
 
   ## Broadcasting
 
@@ -45,10 +74,18 @@ defmodule Fenix.Endpoint do
   that floods, and on no other.
   """
 
+  @typedoc "The options of `start_link/1`, described in the moduledoc."
+  @type options :: [
+          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number()],
+          static: [from: Path.t()],
+          engine_threads: non_neg_integer(),
+          tune_allocator: boolean()
+        ]
+
   alias Fenix.Native
 
-  @doc "Starts the endpoint (it is a supervisor)."
-  @callback start_link(keyword()) :: Supervisor.on_start()
+  @doc "Starts the endpoint (it is a supervisor). See the options above."
+  @callback start_link(options()) :: Supervisor.on_start()
   @doc "The port the endpoint listens on."
   @callback port() :: :inet.port_number()
   @doc "Broadcasts `event` with `payload` to every subscriber of `topic`."
@@ -117,12 +154,17 @@ defmodule Fenix.Endpoint do
     end
   end
 
-  @socket_defaults [
-    timeout: 60_000,
-    max_frame_size: 1_048_576,
-    max_channels: 100,
-    outbox_capacity: 4096,
-    connect_timeout: 10_000
+  # The `websocket:` options of a socket, all positive integers; what is left out gets
+  # the engine's default (see Fenix.Socket).
+  @socket_options [
+    :timeout,
+    :max_frame_size,
+    :max_channels,
+    :outbox_capacity,
+    :outbox_capacity_bytes,
+    :max_unhandled_messages,
+    :max_unhandled_bytes,
+    :connect_timeout
   ]
 
   @doc """
@@ -154,7 +196,14 @@ defmodule Fenix.Endpoint do
         other -> raise ArgumentError, "the :websocket option must be a keyword list, got: #{inspect(other)}"
       end
 
-    websocket = Keyword.validate!(websocket, @socket_defaults)
+    websocket = Keyword.validate!(websocket, @socket_options)
+
+    for {key, value} <- websocket, not (is_integer(value) and value > 0) do
+      raise ArgumentError, "the #{inspect(key)} socket option must be a positive integer, got: #{inspect(value)}"
+    end
+
+    # Every option named, nil for those left out: the engine fills in its defaults.
+    websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
     {String.trim_trailing(path, "/"), module, websocket}
   end
 
@@ -214,7 +263,7 @@ defmodule Fenix.Endpoint do
 
   @doc false
   def engine!(endpoint) do
-    case :persistent_term.get({Fenix.Endpoint, endpoint}, nil) do
+    case Fenix.Endpoint.Registration.engine(endpoint) do
       nil -> raise ArgumentError, "#{inspect(endpoint)} is not started"
       engine -> engine
     end

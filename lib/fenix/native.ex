@@ -32,8 +32,18 @@ defmodule Fenix.Native do
   @type channel :: reference()
   @type join :: {topic :: String.t(), join_ref :: String.t() | nil, ref :: String.t() | nil}
 
-  @spec endpoint_start(pid(), map()) :: {:ok, endpoint()} | {:error, term()}
+  @spec endpoint_start(pid(), map()) ::
+          {:ok, endpoint()} | {:error, :eaddrinuse | :invalid_config | :noproc | {:bind_failed, String.t()}}
   def endpoint_start(_dispatcher, _options), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec endpoint_defaults() :: %{
+          ip: String.t(),
+          port: :inet.port_number(),
+          engine_threads: non_neg_integer(),
+          tune_allocator: boolean(),
+          socket: %{atom() => pos_integer()}
+        }
+  def endpoint_defaults, do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_port(endpoint()) :: :inet.port_number()
   def endpoint_port(_endpoint), do: :erlang.nif_error(:nif_not_loaded)

@@ -1,5 +1,9 @@
 defmodule Fenix.Socket do
-  @moduledoc ~S"""
+  # The defaults are the engine's (written once, in native/fenix_core), read here so
+  # that the manual below states them.
+  @defaults Fenix.Native.endpoint_defaults().socket
+
+  @moduledoc """
   A socket: the connection-level module that authenticates clients and routes topics
   to channels. It mirrors `Phoenix.Socket`, so moving a Phoenix socket to Fenix is a
   rename.
@@ -20,7 +24,7 @@ defmodule Fenix.Socket do
         def connect(_params, _socket, _connect_info), do: :error
 
         @impl true
-        def id(socket), do: "users_socket:#{socket.assigns.user_id}"
+        def id(socket), do: "users_socket:\#{socket.assigns.user_id}"
       end
 
   Mount it in an endpoint with `socket "/socket", MyAppWeb.UserSocket`.
@@ -51,13 +55,27 @@ defmodule Fenix.Socket do
 
   Given as `websocket: [...]` to `Fenix.Endpoint.socket/3`:
 
-    * `:timeout` - close a connection after this many ms without an inbound frame. Default `60_000`.
-    * `:max_frame_size` - the largest inbound message in bytes; larger ones close the connection (1009). Default `1_048_576`.
+    * `:timeout` - close a connection after this many ms without an inbound frame.
+      Default `#{@defaults.timeout}`.
+    * `:max_frame_size` - the largest inbound message in bytes; larger ones close the
+      connection (1009). Default `#{@defaults.max_frame_size}`.
     * `:max_channels` - the most channels one connection may join; further joins get
-      `{"reason": "too many channels joined"}`. Default `100`.
+      `{"reason": "too many channels joined"}`. Default `#{@defaults.max_channels}`.
     * `:outbox_capacity` - the most frames queued for one client; a client that falls
-      further behind is disconnected. Default `4096`.
-    * `:connect_timeout` - ms that `c:connect/3` may take before the upgrade fails. Default `10_000`.
+      further behind is disconnected. Default `#{@defaults.outbox_capacity}`.
+    * `:outbox_capacity_bytes` - the most bytes queued for one client; a client that
+      falls further behind is disconnected (one larger frame is still queued when
+      nothing else is). Default `#{@defaults.outbox_capacity_bytes}`.
+    * `:max_unhandled_messages` - the most client messages of one connection that its
+      channel processes have been handed but not handled yet; the connection is not
+      read while it has that many, so that TCP slows a flooding client down.
+      Default `#{@defaults.max_unhandled_messages}`.
+    * `:max_unhandled_bytes` - the same bound in bytes (wire size of the messages).
+      Default `#{@defaults.max_unhandled_bytes}`.
+    * `:connect_timeout` - ms that `c:connect/3` may take before the upgrade fails.
+      Default `#{@defaults.connect_timeout}`.
+
+  Each is a positive integer; an option left out gets its default.
 
   ## Fields
 
@@ -65,7 +83,8 @@ defmodule Fenix.Socket do
     * `:endpoint` - the endpoint module
     * `:handler` - the socket module
     * `:id` - the socket id from `c:id/1`, or `nil`
-    * `:serializer` - `:v1` or `:v2`, from the client's `vsn`
+    * `:serializer` - `:v1` or `:v2`: the wire format the engine picked from the
+      client's `vsn` (a missing `vsn` means `:v1`)
     * `:transport` - `:websocket`
     * in a channel: `:channel`, `:channel_pid`, `:topic`, `:join_ref`, `:joined`, and
       `:ref` (the ref of the message being handled)

@@ -91,10 +91,4 @@ defmodule Fenix.EndpointTest do
     Enum.reduce(1..3_000, c, &assert_frame(&2, server(:v2, nil, nil, "test:burst", "n", ~s({"i":#{&1}}))))
     Task.await(broadcaster, 30_000)
   end
-
-  test "an unknown endpoint option is refused before anything starts" do
-    assert_raise ArgumentError, ~r/unknown keys \[:prot\]/, fn ->
-      Fenix.Endpoint.Supervisor.start_link(Fenix.TestEndpoint, :fenix, http: [prot: 1])
-    end
-  end
 end

@@ -76,9 +76,11 @@ export function freePort() {
  * PORT=<free port>, and waits until it prints `listening on 127.0.0.1:<port>` on stdout
  * or stderr.
  *
- * Returns `{port, url, wsUrl, stop, output}`: `url` is `http://127.0.0.1:<port>`, `wsUrl`
- * the `ws://` twin, `stop()` kills the process group and resolves when it has exited,
- * `output()` is everything the server printed so far.
+ * Returns `{port, url, wsUrl, stop, output, command}`: `url` is `http://127.0.0.1:<port>`,
+ * `wsUrl` the `ws://` twin, `stop()` kills the process group and resolves when it has
+ * exited, `output()` is everything the server printed so far. With `control: true` the
+ * server's stdin is a pipe and `command(line, answer)` writes `line` to it and resolves
+ * once the server prints a line equal to `answer` (rejects on another answer or timeout).
  *
  * If `externalUrl` is given, no process is started: the server at that URL is used.
  */
@@ -91,6 +93,7 @@ export async function startServer({
   port,
   timeoutMs = SERVER_START_TIMEOUT_MS,
   externalUrl,
+  control = false,
 } = {}) {
   if (externalUrl) {
     const url = externalUrl.replace(/\/+$/, "");
@@ -110,7 +113,7 @@ export async function startServer({
   const child = spawn(command, args, {
     cwd,
     env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [control ? "pipe" : "ignore", "pipe", "pipe"],
     detached: true,
   });
   children.add(child);
@@ -122,6 +125,15 @@ export async function startServer({
     });
   });
 
+  // Whole lines of output, for `command`.
+  const lineListeners = new Set();
+  let partialLine = "";
+  const onLines = (text) => {
+    const lines = (partialLine + text).split("\n");
+    partialLine = lines.pop();
+    for (const line of lines) for (const listener of lineListeners) listener(line.trim());
+  };
+
   const ready = new Promise((resolve, reject) => {
     let lineBuf = "";
     const onData = (chunk) => {
@@ -130,6 +142,7 @@ export async function startServer({
       // Keep memory bounded for chatty servers.
       if (output.length > 200_000) output = output.slice(-100_000);
       if (verbose) process.stderr.write(`[${name}] ${text}`);
+      onLines(text);
       lineBuf += text;
       const m = lineBuf.match(READY_RE);
       if (m) resolve(Number(m[1]));
@@ -175,8 +188,19 @@ export async function startServer({
     throw new Error(`${name}: was asked for PORT=${port} but says it listens on ${actualPort}`);
   }
 
+  const sendCommand = (line, answer, timeout = TIMEOUT_MS) => {
+    const d = deferred();
+    const listener = (got) => {
+      if (got === answer) d.resolve(got);
+      else if (got.startsWith("unknown command")) d.reject(new Error(`${name}: ${got}`));
+    };
+    lineListeners.add(listener);
+    child.stdin.write(`${line}\n`);
+    return withTimeout(d.promise, timeout, `${name}: ${line}`).finally(() => lineListeners.delete(listener));
+  };
+
   const url = `http://127.0.0.1:${port}`;
-  return { port, url, wsUrl: `ws://127.0.0.1:${port}`, stop, output: () => output };
+  return { port, url, wsUrl: `ws://127.0.0.1:${port}`, stop, output: () => output, command: sendCommand };
 }
 
 function tail(text, lines = 60) {
@@ -192,6 +216,21 @@ export function startConformance({ env = {} } = {}) {
     cwd: ROOT,
     env,
     externalUrl: process.env.FENIX_CONFORMANCE_URL,
+  });
+}
+
+/**
+ * `PORT=<port> mix fenix.conformance --control`: a conformance app of this test's own
+ * (never FENIX_CONFORMANCE_URL's), whose `command("kill dispatcher", "killed dispatcher")`
+ * and `command("kill endpoint", "killed endpoint")` kill parts of its supervision tree.
+ */
+export function startControlledConformance() {
+  return startServer({
+    name: "conformance (controlled)",
+    command: "mix",
+    args: ["fenix.conformance", "--control"],
+    cwd: ROOT,
+    control: true,
   });
 }
 

@@ -2,7 +2,7 @@ defmodule Fenix.Endpoint.Dispatcher do
   @moduledoc false
   # Owns an endpoint's engine server and answers its requests:
   #
-  #   {:fenix_connect, conn, socket_index, params, connect_info}
+  #   {:fenix_connect, conn, socket_index, params, connect_info, serializer}
   #       runs the socket's connect/3 in a process of its own, then accepts or refuses;
   #   {:fenix_join, conn, socket_state, topic, join_ref, ref, payload}
   #       finds the channel for the topic and starts its process;
@@ -10,49 +10,97 @@ defmodule Fenix.Endpoint.Dispatcher do
   #       an engine log event, for Logger.
   #
   # It does no user work itself, so one slow callback never delays another client.
+  #
+  # The engine monitors this process: when it exits, however it exits, the server
+  # stops and closes every connection with 1012, since nothing would answer their
+  # joins any more. The successor binds the same port: the configured one, or for
+  # port 0 the one its predecessor got (see Fenix.Endpoint.Registration). It traps
+  # exits so that a shutdown runs terminate/2, which stops the server before the
+  # process is gone.
 
   use GenServer
 
   require Logger
 
   alias Fenix.{Native, Socket}
+  alias Fenix.Endpoint.Registration
 
-  def start_link({endpoint, config}) do
-    GenServer.start_link(__MODULE__, {endpoint, config}, name: Module.concat(endpoint, Dispatcher))
+  # The old server releases its port on an engine thread, a moment after its
+  # dispatcher is gone: a successor that binds the same port retries for about 1 s.
+  @bind_attempts 100
+  @bind_retry_ms 10
+
+  # The error reply of a join whose channel process could not be started, the same a
+  # client gets when join/3 crashes.
+  @join_crashed %{reason: "join crashed"}
+
+  def start_link({endpoint, config, channels}) do
+    GenServer.start_link(__MODULE__, {endpoint, config, channels})
   end
 
   @impl true
-  def init({endpoint, config}) do
+  def init({endpoint, config, channels}) do
+    Process.flag(:trap_exit, true)
     sockets = endpoint.__sockets__()
 
     options = %{
-      ip: config.http |> Keyword.fetch!(:ip) |> format_ip(),
-      port: Keyword.fetch!(config.http, :port),
+      ip: format_ip(config.ip),
+      port: port(endpoint, config.port),
       static_dir: config.static,
       engine_threads: config.engine_threads,
-      sockets: for({path, _module, ws} <- sockets, do: ws |> Map.new() |> Map.put(:path, path))
+      tune_allocator: config.tune_allocator,
+      sockets: for({path, _module, websocket} <- sockets, do: Map.put(websocket, :path, path))
     }
 
-    case Native.endpoint_start(self(), options) do
+    case start_engine(options, config.port) do
       {:ok, engine} ->
         Native.endpoint_log_to(self())
-        :persistent_term.put({Fenix.Endpoint, endpoint}, engine)
-        state = %{endpoint: endpoint, engine: engine, sockets: List.to_tuple(sockets)}
-        {:ok, state}
+        Registration.put(endpoint, engine)
+        {:ok, %{endpoint: endpoint, engine: engine, sockets: List.to_tuple(sockets), channels: channels}}
 
       {:error, reason} ->
         {:stop, {:endpoint_start_failed, reason}}
     end
   end
 
+  # Port 0 picks a free port once; a restarted dispatcher binds the one its predecessor got.
+  defp port(endpoint, 0) do
+    case Registration.engine(endpoint) do
+      nil -> 0
+      previous -> Native.endpoint_port(previous)
+    end
+  end
+
+  defp port(_endpoint, port), do: port
+
+  defp start_engine(options, configured_port) do
+    case bind(options, @bind_attempts) do
+      # The predecessor's port of a port-0 endpoint was taken meanwhile: any port
+      # serves better than none.
+      {:error, :eaddrinuse} when configured_port == 0 and options.port != 0 -> bind(%{options | port: 0}, 1)
+      result -> result
+    end
+  end
+
+  defp bind(options, attempts) do
+    case Native.endpoint_start(self(), options) do
+      {:error, :eaddrinuse} when attempts > 1 ->
+        Process.sleep(@bind_retry_ms)
+        bind(options, attempts - 1)
+
+      result ->
+        result
+    end
+  end
+
   @impl true
-  def handle_info({:fenix_connect, conn, index, params, info}, state) do
+  def handle_info({:fenix_connect, conn, index, params, info, serializer}, state) do
     {_path, handler, _opts} = elem(state.sockets, index)
     endpoint = state.endpoint
     # A plain short-lived process, like Phoenix's transport runs connect/3 in its own:
-    # connect/4 below catches everything, and a connect never answered is refused by
+    # connect/6 below catches everything, and a connect never answered is refused by
     # the engine after the socket's connect_timeout. No supervisor call per client.
-    spawn(fn -> connect(endpoint, handler, conn, params, info) end)
+    spawn(fn -> connect(endpoint, handler, conn, params, info, serializer) end)
     {:noreply, state}
   end
 
@@ -63,9 +111,7 @@ defmodule Fenix.Endpoint.Dispatcher do
 
     case socket.handler.__channel__(topic) do
       {channel, _opts} ->
-        socket = %{socket | channel: channel}
-        supervisor = Module.concat(state.endpoint, Channels)
-        {:ok, _pid} = DynamicSupervisor.start_child(supervisor, {channel, {socket, conn, join, payload}})
+        start_channel(state.channels, %{socket | channel: channel}, conn, join, payload)
 
       nil ->
         Logger.warning("Ignoring unmatched topic #{inspect(topic)} in #{inspect(socket.handler)}")
@@ -80,14 +126,43 @@ defmodule Fenix.Endpoint.Dispatcher do
     {:noreply, state}
   end
 
-  @impl true
-  def terminate(_reason, state) do
-    Native.endpoint_stop(state.engine)
-    :persistent_term.erase({Fenix.Endpoint, state.endpoint})
+  # The answer to a sender whose lane in the engine was full (see Fenix.Native.await_pace/1).
+  # The dispatcher sends little (the replies of joins it could not start) and never
+  # waits: one client's joins must not hold up another's.
+  def handle_info(:fenix_resume, state), do: {:noreply, state}
+
+  def handle_info(message, state) do
+    Logger.debug("#{inspect(__MODULE__)} ignored an unexpected message: #{inspect(message)}")
+    {:noreply, state}
   end
 
-  defp connect(endpoint, handler, conn, params, info) do
-    serializer = if String.starts_with?(Map.get(params, "vsn", "1"), "2"), do: :v2, else: :v1
+  @impl true
+  def terminate(_reason, state), do: Native.endpoint_stop(state.engine)
+
+  # Every join gets an answer: a channel process that cannot be started (a bad child
+  # spec, a start_link that fails, the channel supervisor gone) is a join that crashed.
+  defp start_channel(channels, %Socket{channel: channel} = socket, conn, {topic, _, _} = join, payload) do
+    result =
+      try do
+        DynamicSupervisor.start_child(channels, {channel, {socket, conn, join, payload}})
+      catch
+        kind, reason -> {kind, reason}
+      end
+
+    case result do
+      {:ok, _pid} ->
+        :ok
+
+      {:ok, _pid, _info} ->
+        :ok
+
+      failed ->
+        Logger.error("Could not start #{inspect(channel)} for topic #{inspect(topic)}: #{inspect(failed)}")
+        Native.conn_join_failed(conn, join, @join_crashed)
+    end
+  end
+
+  defp connect(endpoint, handler, conn, params, info, serializer) do
     info = Map.update!(info, :uri, &URI.parse/1)
 
     result =
@@ -109,10 +184,12 @@ defmodule Fenix.Endpoint.Dispatcher do
         socket_state = {socket.handler, socket.id, socket.assigns, socket.serializer}
         Native.conn_accept(conn, socket.id, :erlang.term_to_binary(socket_state))
 
-      _refused -> Native.conn_refuse(conn)
+      _refused ->
+        Native.conn_refuse(conn)
     end
   end
 
+  defp format_ip(nil), do: nil
   defp format_ip(ip) when is_tuple(ip), do: ip |> :inet.ntoa() |> to_string()
   defp format_ip(ip) when is_binary(ip), do: ip
 end

@@ -2,16 +2,24 @@ defmodule Fenix.Endpoint.Supervisor do
   @moduledoc false
   # The tree of one endpoint:
   #
-  #   Endpoint (this supervisor, rest_for_one)
-  #   ├── Channels: DynamicSupervisor of channel processes
-  #   └── Dispatcher: owns the engine server; turns connect/join requests into work
+  #   Endpoint (this supervisor, registered as the endpoint module, rest_for_one)
+  #   ├── :registration  erases the endpoint's engine handle when the endpoint shuts down
+  #   ├── :channels      DynamicSupervisor of channel processes
+  #   └── :dispatcher    owns the engine server; turns connect/join requests into work
   #
-  # rest_for_one: if the dispatcher dies its engine server is stopped and restarted,
-  # without touching the channels; if the channel supervisor dies, everything restarts.
+  # rest_for_one: if the dispatcher dies its engine server stops (closing every
+  # connection with 1012) and a new dispatcher starts one on the same port; the
+  # channels of those connections stop as the connections close. If the channel
+  # supervisor dies, the dispatcher restarts with it.
+  #
+  # The children are not registered: after a kill, the new incarnation starts while
+  # the old children may still be exiting, and a registered name they still hold would
+  # make the restart fail. The dispatcher gets its sibling's pid through the start
+  # functions below instead (asking this supervisor could deadlock with its shutdown).
 
   use Supervisor
 
-  @http_defaults [ip: {127, 0, 0, 1}, port: 4000]
+  @options [:http, :static, :engine_threads, :tune_allocator, :url, :secret_key_base, :server, :pubsub_server]
 
   def start_link(endpoint, otp_app, opts) do
     config = endpoint |> config(otp_app, opts) |> validate!()
@@ -22,10 +30,10 @@ defmodule Fenix.Endpoint.Supervisor do
     otp_app |> Application.get_env(endpoint, []) |> Keyword.merge(opts)
   end
 
+  # Options left out stay nil: the engine fills in its defaults (see Fenix.Endpoint).
   defp validate!(config) do
-    config = Keyword.validate!(config, [:http, :static, :engine_threads, :url, :secret_key_base, :server, :pubsub_server])
-    http = Keyword.merge(@http_defaults, Keyword.get(config, :http, []))
-    Keyword.validate!(http, [:ip, :port])
+    config = Keyword.validate!(config, @options)
+    http = config |> Keyword.get(:http, []) |> Keyword.validate!([:ip, :port])
 
     static =
       case Keyword.get(config, :static) do
@@ -33,16 +41,59 @@ defmodule Fenix.Endpoint.Supervisor do
         static -> static |> Keyword.validate!([:from]) |> Keyword.fetch!(:from) |> Path.expand()
       end
 
-    %{http: http, static: static, engine_threads: Keyword.get(config, :engine_threads, 0)}
+    %{
+      ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
+      port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
+      static: static,
+      engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
+      tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean")
+    }
   end
+
+  # The option `key` of `options`, or nil when it is left out.
+  defp check!(options, key, valid?, expected) do
+    case Keyword.get(options, key) do
+      nil ->
+        nil
+
+      value ->
+        unless valid?.(value) do
+          raise ArgumentError, "the #{inspect(key)} endpoint option must be #{expected}, got: #{inspect(value)}"
+        end
+
+        value
+    end
+  end
+
+  defp ip?(ip) when is_tuple(ip), do: is_list(:inet.ntoa(ip))
+  defp ip?(ip) when is_binary(ip), do: match?({:ok, _}, ip |> String.to_charlist() |> :inet.parse_address())
+  defp ip?(_ip), do: false
 
   @impl true
   def init({endpoint, config}) do
     children = [
-      {DynamicSupervisor, name: Module.concat(endpoint, Channels), strategy: :one_for_one},
-      {Fenix.Endpoint.Dispatcher, {endpoint, config}}
+      Supervisor.child_spec({Fenix.Endpoint.Registration, endpoint}, id: :registration),
+      %{id: :channels, start: {__MODULE__, :start_channels, []}, type: :supervisor},
+      %{id: :dispatcher, start: {__MODULE__, :start_dispatcher, [endpoint, config]}}
     ]
 
     Supervisor.init(children, strategy: :rest_for_one)
+  end
+
+  # A supervisor runs its children's start functions in its own process, in the order
+  # of the children, and rest_for_one restarts a channel supervisor only together with
+  # the dispatcher after it. So the pid that start_channels/0 leaves in this process's
+  # dictionary is the current one whenever start_dispatcher/2 runs.
+  @doc false
+  def start_channels do
+    with {:ok, pid} <- DynamicSupervisor.start_link(strategy: :one_for_one) do
+      Process.put({__MODULE__, :channels}, pid)
+      {:ok, pid}
+    end
+  end
+
+  @doc false
+  def start_dispatcher(endpoint, config) do
+    Fenix.Endpoint.Dispatcher.start_link({endpoint, config, Process.get({__MODULE__, :channels})})
   end
 end

@@ -40,4 +40,9 @@ rustler::atoms! {
     io,
     invalid_config,
     bind_failed,
+    eaddrinuse,
+    noproc,
+    // serializers
+    v1,
+    v2,
 }

@@ -8,7 +8,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use fenix_core::protocol::{Event, Message};
+use fenix_core::protocol::{Event, Message, Serializer};
 use fenix_core::server::Conn;
 use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest};
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
@@ -50,11 +50,17 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Handler for Dispatcher {
     fn connect(&self, conn: &Arc<Conn>, request: ConnectRequest) {
+        // The engine already picked the serializer from `vsn`: the socket is told, not
+        // left to parse `vsn` again.
+        let serializer = match conn.serializer() {
+            Serializer::V1 => atoms::v1(),
+            Serializer::V2 => atoms::v2(),
+        };
         let conn = ResourceArc::new(ConnResource(Arc::clone(conn)));
         send(&self.pid, move |env| {
             let params = string_map(env, &request.params);
             let info = connect_info(env, &request);
-            (atoms::fenix_connect(), conn, request.socket, params, info).encode(env)
+            (atoms::fenix_connect(), conn, request.socket, params, info, serializer).encode(env)
         });
     }
 

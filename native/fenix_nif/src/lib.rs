@@ -13,9 +13,4 @@ mod runtime;
 mod sender;
 mod term;
 
-rustler::init!("Elixir.Fenix.Native", load = load);
-
-fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
-    runtime::tune_allocator();
-    true
-}
+rustler::init!("Elixir.Fenix.Native");

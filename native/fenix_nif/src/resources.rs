@@ -5,14 +5,23 @@ use std::sync::Arc;
 use fenix_core::server::{Channel, Conn, Server};
 use rustler::{Env, LocalPid, Monitor, Resource};
 
-/// A running endpoint server.
+/// A running endpoint server. Its dispatcher process is monitored: the server lives
+/// only as long as the process that answers its connects and joins.
 #[derive(Debug)]
 pub(crate) struct EndpointResource {
     pub(crate) server: Server,
 }
 
 #[rustler::resource_impl]
-impl Resource for EndpointResource {}
+impl Resource for EndpointResource {
+    const IMPLEMENTS_DOWN: bool = true;
+
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        // Its connections would wait for answers that never come: close them (1012), so
+        // that clients reconnect to the dispatcher's successor.
+        self.server.stop();
+    }
+}
 
 /// A connection, as handed to the dispatcher for connect and join.
 #[derive(Debug)]

@@ -1,11 +1,18 @@
 //! The one tokio runtime that every endpoint of the VM runs on, and the allocator
-//! settings it needs.
+//! settings an endpoint may ask for.
 
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 use tokio::runtime::Runtime;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static ALLOCATOR_TUNED: Once = Once::new();
+
+/// Worker threads when the first endpoint does not say: 0, one per core.
+pub(crate) const DEFAULT_THREADS: usize = 0;
+
+/// Whether an endpoint tunes the allocator when it does not say (see [`tune_allocator`]).
+pub(crate) const DEFAULT_TUNE_ALLOCATOR: bool = true;
 
 /// The runtime, started on first use with `threads` workers (0: one per core).
 pub(crate) fn get(threads: usize) -> &'static Runtime {
@@ -34,12 +41,15 @@ pub(crate) fn current() -> &'static Runtime {
 /// fan-out to 10,000 subscribers, `clear_page` took about a third of the server's CPU.
 /// Keep up to 64 MiB free before trimming, and grow heaps 16 MiB at a time. This
 /// affects `malloc` in the whole VM, where only NIFs and drivers use it (the BEAM's
-/// own allocators map their memory themselves).
+/// own allocators map their memory themselves), which is why it is an endpoint option
+/// rather than done at load. Applied once, by the first endpoint that asks.
 pub(crate) fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called once, at load.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
-    }
+    ALLOCATOR_TUNED.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator parameters; called once.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+            libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+        }
+    });
 }

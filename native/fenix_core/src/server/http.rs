@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::conn::{Conn, Decision};
+use super::connections::Connections;
 use super::{session, Shared};
 use super::handler::ConnectRequest;
 use crate::protocol::Serializer;
@@ -120,6 +121,10 @@ async fn upgrade(
     let (decided, decision) = oneshot::channel();
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(&shared), decided));
+    let Some(tracked) = Connections::track(&shared, &conn) else {
+        conn.finalize();
+        return respond(&mut stream, 503, "", b"").await;
+    };
     let offers_phoenix = offered.contains(&PHOENIX_SUBPROTOCOL);
     drop(offered);
     let uri = request.uri();
@@ -127,7 +132,15 @@ async fn upgrade(
     let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers };
     shared.handler.connect(&conn, connect);
 
-    match tokio::time::timeout(config.connect_timeout, decision).await {
+    // A stopping server answers now: the application that would decide may be gone.
+    let decision = tokio::select! {
+        decision = tokio::time::timeout(config.connect_timeout, decision) => decision,
+        () = shared.connections.stopped() => {
+            conn.finalize();
+            return respond(&mut stream, 503, "", b"").await;
+        }
+    };
+    match decision {
         Ok(Ok(Decision::Accept)) => {
             let protocol = if offers_phoenix {
                 format!("sec-websocket-protocol: {PHOENIX_SUBPROTOCOL}\r\n")
@@ -143,7 +156,10 @@ async fn upgrade(
             }
             // A task of its own: the session does not carry the upgrade's state (about
             // 900 bytes) for the connection's whole life.
-            tokio::spawn(session::run(stream, conn, leftover));
+            tokio::spawn(async move {
+                let _tracked = tracked;
+                session::run(stream, conn, leftover).await;
+            });
         }
         Ok(Ok(Decision::Refuse)) => {
             conn.finalize();
@@ -250,6 +266,7 @@ async fn respond(stream: &mut TcpStream, status: u16, extra_headers: &str, body:
         404 => "Not Found",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     let head = format!(

@@ -1,13 +1,15 @@
-//! The accept loop.
+//! The accept loop. It ends when the server stops, and the listening socket is closed
+//! with it, so that a new server can bind the same port.
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::{http, Shared};
 
-pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>) {
+    let stopped = shared.connections.stopped();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -21,7 +23,7 @@ pub(super) async fn run(listener: TcpListener, shared: Arc<Shared>, mut stop: wa
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = stop.changed() => return,
+            () = &mut stopped => return,
         }
     }
 }

@@ -9,12 +9,14 @@
 //! writer drains the [`Conn`]'s outbox with vectored writes. What the application sends
 //! goes through [`outbound`]: straight to the outbox, or into the sender's lane behind
 //! its broadcasts, which one engine task fans out, lane by lane.
+//! [`connections`] tracks every live connection, so that [`Server::stop`] closes them all.
 //!
 //! Tested in `tests/server.rs` with a real WebSocket client against a plain-Rust handler.
 
 mod channel;
 mod config;
 mod conn;
+mod connections;
 mod credit;
 mod handler;
 mod http;
@@ -48,6 +50,7 @@ pub(crate) struct Shared {
     /// `config.sockets`, shared by the connections of each socket.
     pub(crate) sockets: Vec<Arc<SocketConfig>>,
     pub(crate) next_conn_id: AtomicU64,
+    pub(crate) connections: connections::Connections,
 }
 
 impl std::fmt::Debug for Shared {
@@ -61,7 +64,6 @@ impl std::fmt::Debug for Shared {
 pub struct Server {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -73,15 +75,16 @@ impl Server {
         let sockets = config.sockets.iter().cloned().map(Arc::new).collect();
         let outbound = outbound::Outbound::default();
         let (registry, socket_ids) = (Registry::default(), SocketIds::default());
-        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id: AtomicU64::new(1) });
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let connections = connections::Connections::new();
+        let next_conn_id = AtomicU64::new(1);
+        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, connections });
         let listener = {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(listener)?
         };
-        runtime.spawn(listener::run(listener, Arc::clone(&shared), stopped));
+        runtime.spawn(listener::run(listener, Arc::clone(&shared)));
         runtime.spawn(outbound::run(Arc::clone(&shared)));
-        Ok(Server { shared, local_addr, stop })
+        Ok(Server { shared, local_addr })
     }
 
     /// The address the server listens on.
@@ -139,9 +142,17 @@ impl Server {
         self.shared.outbound.lane_count()
     }
 
-    /// Stops accepting connections. Open connections stay until they close.
+    /// Stops the server for good, as when the application that runs its callbacks is
+    /// gone: the listener stops and releases the port (soon after, on an engine thread),
+    /// upgrades waiting for an answer get 503, and every connection is closed with 1012
+    /// (Service Restart) after what is already queued to it, so that clients reconnect,
+    /// to a new server on the same port once there is one. Never blocks; calling it
+    /// again does nothing.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        let closed = self.shared.connections.stop();
+        if closed > 0 {
+            tracing::info!(addr = %self.local_addr, connections = closed, "server stopped: connections closed with 1012");
+        }
     }
 }
 

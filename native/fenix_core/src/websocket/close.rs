@@ -18,6 +18,9 @@ pub enum CloseCode {
     TooBig,
     /// 1011: the server hit an unexpected condition.
     Internal,
+    /// 1012: service restart (IANA registry of RFC6455§11.7): the server is stopping or
+    /// restarting; clients reconnect.
+    ServiceRestart,
     /// The valid code a client closed with, echoed back (RFC6455§5.5.1); see [`CloseCode::echo`].
     Echo(u16),
 }
@@ -33,6 +36,7 @@ impl CloseCode {
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::Internal => 1011,
+            CloseCode::ServiceRestart => 1012,
             CloseCode::Echo(code) => code,
         }
     }

@@ -1,6 +1,11 @@
-//! Starting and stopping an endpoint's server.
+//! Starting and stopping an endpoint's server, and the defaults of its options.
+//!
+//! Every option may be left out (`nil`): the default is then the engine's own
+//! (`Config::default`, `SocketConfig::new`), the one place each default is written.
+//! `endpoint_defaults/0` reports them, for the documentation of `Fenix.Endpoint` and
+//! `Fenix.Socket`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,53 +21,78 @@ use crate::runtime;
 
 #[derive(NifMap)]
 struct EndpointOptions {
-    ip: String,
-    port: u16,
+    ip: Option<String>,
+    port: Option<u16>,
     static_dir: Option<String>,
-    engine_threads: usize,
+    engine_threads: Option<usize>,
+    tune_allocator: Option<bool>,
     sockets: Vec<SocketOptions>,
 }
 
 #[derive(NifMap)]
 struct SocketOptions {
     path: String,
-    timeout: u64,
-    max_frame_size: usize,
-    max_channels: usize,
-    outbox_capacity: usize,
-    connect_timeout: u64,
+    timeout: Option<u64>,
+    max_frame_size: Option<usize>,
+    max_channels: Option<usize>,
+    outbox_capacity: Option<usize>,
+    outbox_capacity_bytes: Option<usize>,
+    max_unhandled_messages: Option<usize>,
+    max_unhandled_bytes: Option<usize>,
+    connect_timeout: Option<u64>,
 }
 
 impl From<SocketOptions> for SocketConfig {
     fn from(o: SocketOptions) -> Self {
+        let defaults = SocketConfig::new(o.path);
         SocketConfig {
-            timeout: Duration::from_millis(o.timeout),
-            max_frame_size: o.max_frame_size,
-            max_channels: o.max_channels,
-            outbox_capacity: o.outbox_capacity,
-            connect_timeout: Duration::from_millis(o.connect_timeout),
-            ..SocketConfig::new(o.path)
+            timeout: o.timeout.map_or(defaults.timeout, Duration::from_millis),
+            max_frame_size: o.max_frame_size.unwrap_or(defaults.max_frame_size),
+            max_channels: o.max_channels.unwrap_or(defaults.max_channels),
+            outbox_capacity: o.outbox_capacity.unwrap_or(defaults.outbox_capacity),
+            outbox_capacity_bytes: o.outbox_capacity_bytes.unwrap_or(defaults.outbox_capacity_bytes),
+            max_unhandled_messages: o.max_unhandled_messages.unwrap_or(defaults.max_unhandled_messages),
+            max_unhandled_bytes: o.max_unhandled_bytes.unwrap_or(defaults.max_unhandled_bytes),
+            connect_timeout: o.connect_timeout.map_or(defaults.connect_timeout, Duration::from_millis),
+            ..defaults
         }
     }
 }
 
-/// Starts a server whose connects and joins go to `dispatcher`.
-/// Returns `{:ok, endpoint}` or `{:error, {:bind_failed, text}}`.
+/// Starts a server whose connects and joins go to `dispatcher`, and that lives only as
+/// long as `dispatcher` does: when it exits, for any reason, the server stops (see
+/// `EndpointResource`). Returns `{:ok, endpoint}`, `{:error, :eaddrinuse}` (worth a
+/// retry when the previous server of the port is still letting go of it),
+/// `{:error, :invalid_config}` or `{:error, {:bind_failed, text}}`.
 #[rustler::nif]
 fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) -> Term<'_> {
-    let Ok(ip) = options.ip.parse::<std::net::IpAddr>() else {
-        return error(env, atoms::invalid_config());
+    let defaults = Config::default();
+    let ip = match options.ip.as_deref().map(str::parse::<IpAddr>) {
+        None => defaults.addr.ip(),
+        Some(Ok(ip)) => ip,
+        Some(Err(_)) => return error(env, atoms::invalid_config()),
     };
     let config = Config {
-        addr: SocketAddr::new(ip, options.port),
+        addr: SocketAddr::new(ip, options.port.unwrap_or(defaults.addr.port())),
         sockets: options.sockets.into_iter().map(SocketConfig::from).collect(),
         static_dir: options.static_dir.map(PathBuf::from),
     };
-    let runtime = runtime::get(options.engine_threads);
-    match Server::start(runtime.handle(), config, Arc::new(Dispatcher { pid: dispatcher })) {
-        Ok(server) => (atoms::ok(), ResourceArc::new(EndpointResource { server })).encode(env),
-        Err(e) => (atoms::error(), (atoms::bind_failed(), e.to_string())).encode(env),
+    if options.tune_allocator.unwrap_or(runtime::DEFAULT_TUNE_ALLOCATOR) {
+        runtime::tune_allocator();
     }
+    let runtime = runtime::get(options.engine_threads.unwrap_or(runtime::DEFAULT_THREADS));
+    let server = match Server::start(runtime.handle(), config, Arc::new(Dispatcher { pid: dispatcher })) {
+        Ok(server) => server,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return error(env, atoms::eaddrinuse()),
+        Err(e) => return (atoms::error(), (atoms::bind_failed(), e.to_string())).encode(env),
+    };
+    let endpoint = ResourceArc::new(EndpointResource { server });
+    if env.monitor(&endpoint, &dispatcher).is_none() {
+        // The dispatcher is already gone: nobody would answer this server.
+        endpoint.server.stop();
+        return error(env, atoms::noproc());
+    }
+    (atoms::ok(), endpoint).encode(env)
 }
 
 /// The port the endpoint listens on (useful with port 0).
@@ -71,7 +101,7 @@ fn endpoint_port(endpoint: ResourceArc<EndpointResource>) -> u16 {
     endpoint.server.local_addr().port()
 }
 
-/// Stops accepting connections.
+/// Stops the server: the port is released and every connection is closed with 1012.
 #[rustler::nif]
 fn endpoint_stop(endpoint: ResourceArc<EndpointResource>) -> rustler::Atom {
     endpoint.server.stop();
@@ -90,4 +120,52 @@ fn endpoint_subscribers(endpoint: ResourceArc<EndpointResource>, topic: &str) ->
 fn endpoint_log_to(pid: LocalPid) -> rustler::Atom {
     crate::log::set_target(pid);
     atoms::ok()
+}
+
+#[derive(NifMap)]
+struct EndpointDefaults {
+    ip: String,
+    port: u16,
+    engine_threads: usize,
+    tune_allocator: bool,
+    socket: SocketDefaults,
+}
+
+#[derive(NifMap)]
+struct SocketDefaults {
+    timeout: u64,
+    max_frame_size: usize,
+    max_channels: usize,
+    outbox_capacity: usize,
+    outbox_capacity_bytes: usize,
+    max_unhandled_messages: usize,
+    max_unhandled_bytes: usize,
+    connect_timeout: u64,
+}
+
+/// What `endpoint_start` uses for each option left out, with durations in ms.
+#[rustler::nif]
+fn endpoint_defaults() -> EndpointDefaults {
+    let config = Config::default();
+    let socket = SocketConfig::new("");
+    EndpointDefaults {
+        ip: config.addr.ip().to_string(),
+        port: config.addr.port(),
+        engine_threads: runtime::DEFAULT_THREADS,
+        tune_allocator: runtime::DEFAULT_TUNE_ALLOCATOR,
+        socket: SocketDefaults {
+            timeout: duration_ms(socket.timeout),
+            max_frame_size: socket.max_frame_size,
+            max_channels: socket.max_channels,
+            outbox_capacity: socket.outbox_capacity,
+            outbox_capacity_bytes: socket.outbox_capacity_bytes,
+            max_unhandled_messages: socket.max_unhandled_messages,
+            max_unhandled_bytes: socket.max_unhandled_bytes,
+            connect_timeout: duration_ms(socket.connect_timeout),
+        },
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

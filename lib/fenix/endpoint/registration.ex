@@ -1,0 +1,36 @@
+defmodule Fenix.Endpoint.Registration do
+  @moduledoc false
+  # The endpoint's registration: the persistent term `{Fenix.Endpoint, endpoint}` that
+  # holds its engine handle, through which broadcasts and `port/0` find it. The
+  # dispatcher puts it each time it starts a server; this process, the first child of
+  # the endpoint and so the last to stop, erases it when the endpoint shuts down, so
+  # that later calls raise "not started".
+  #
+  # A crash or a kill keeps it: the restarted dispatcher of a port-0 endpoint reads the
+  # port its predecessor got from it, so that reconnecting clients find the endpoint
+  # where it was.
+
+  use GenServer
+
+  def start_link(endpoint), do: GenServer.start_link(__MODULE__, endpoint)
+
+  @doc "The engine of `endpoint`, or nil."
+  def engine(endpoint), do: :persistent_term.get({Fenix.Endpoint, endpoint}, nil)
+
+  @doc "Registers `engine` as the engine of `endpoint`."
+  def put(endpoint, engine), do: :persistent_term.put({Fenix.Endpoint, endpoint}, engine)
+
+  @impl true
+  def init(endpoint) do
+    # Trapped, so that the endpoint's shutdown runs terminate/2.
+    Process.flag(:trap_exit, true)
+    {:ok, endpoint}
+  end
+
+  @impl true
+  def terminate(reason, endpoint) do
+    if reason in [:normal, :shutdown] or match?({:shutdown, _}, reason) do
+      :persistent_term.erase({Fenix.Endpoint, endpoint})
+    end
+  end
+end

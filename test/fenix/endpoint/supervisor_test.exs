@@ -1,0 +1,135 @@
+defmodule Fenix.Endpoint.SupervisorTest do
+  # The endpoint's tree: options checked before anything starts, and no failure or
+  # stop of the tree leaves a connection open to a server nobody answers.
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureLog
+  import Fenix.Test.{Frames, Supervised}
+  import Fenix.Test.Client, only: [assert_frame: 2, push: 2]
+
+  alias Fenix.Test.{SupervisedEndpoint, WSClient}
+
+  describe "options" do
+    test "an unknown endpoint option is refused before anything starts" do
+      assert_raise ArgumentError, ~r/unknown keys \[:prot\]/, fn ->
+        Fenix.Endpoint.Supervisor.start_link(Fenix.TestEndpoint, :fenix, http: [prot: 1])
+      end
+    end
+
+    for {option, message} <- [
+          {[http: [port: 70_000]], ~r/:port endpoint option must be a port number, got: 70000/},
+          {[http: [ip: "not an ip"]], ~r/:ip endpoint option must be an IP address/},
+          {[http: [ip: {1, 2, 3}]], ~r/:ip endpoint option must be an IP address/},
+          {[engine_threads: -1], ~r/:engine_threads endpoint option must be a non-negative integer/},
+          {[tune_allocator: :yes], ~r/:tune_allocator endpoint option must be a boolean, got: :yes/}
+        ] do
+      test "#{inspect(option)} is refused before anything starts" do
+        assert_raise ArgumentError, unquote(Macro.escape(message)), fn ->
+          SupervisedEndpoint.start_link(unquote(Macro.escape(option)))
+        end
+
+        assert Process.whereis(SupervisedEndpoint) == nil
+      end
+    end
+
+    test "a socket option that is not a positive integer is refused when the endpoint compiles" do
+      assert_raise ArgumentError, ~r/:timeout socket option must be a positive integer, got: 0/, fn ->
+        Fenix.Endpoint.__socket__("/socket", Fenix.TestSocket, websocket: [timeout: 0])
+      end
+    end
+
+    test "options left out get the engine's defaults, which the NIF reports" do
+      defaults = Fenix.Native.endpoint_defaults()
+      assert %{ip: "127.0.0.1", port: 4000, engine_threads: 0, tune_allocator: true} = defaults
+      assert defaults.socket.max_channels == 100
+      {_path, _socket, websocket} = Fenix.Endpoint.__socket__("/socket", Fenix.TestSocket, websocket: [timeout: 5])
+      assert websocket.timeout == 5
+      assert websocket |> Map.delete(:timeout) |> Map.values() |> Enum.uniq() == [nil]
+      assert Map.keys(websocket) |> Enum.sort() == defaults.socket |> Map.keys() |> Enum.sort()
+    end
+
+    test "an endpoint that cannot bind its port does not start" do
+      {:ok, taken} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+      {:ok, port} = :inet.port(taken)
+      Process.flag(:trap_exit, true)
+
+      assert {:error, {:shutdown, {:failed_to_start_child, :dispatcher, {:endpoint_start_failed, :eaddrinuse}}}} =
+               SupervisedEndpoint.start_link(http: [port: port])
+    end
+  end
+
+  describe "a stop of the endpoint" do
+    setup do
+      start_supervised!({SupervisedEndpoint, http: [port: 0]})
+      :ok
+    end
+
+    test "closes every connection with 1012, stops their channels and releases the port" do
+      port = SupervisedEndpoint.port()
+      c = connect!(port)
+      push(c, client(:v2, "1", "1", "test:stop", "phx_join", "{}"))
+      assert_frame(c, reply(:v2, "1", "1", "test:stop", "ok", ~s({"topic":"test:stop"})))
+      assert_receive {:joined, "test:stop", _, channel}
+
+      :ok = stop_supervised(SupervisedEndpoint)
+
+      assert {{:close, 1012, "server restart"}, _} = WSClient.recv(c)
+      refute Process.alive?(channel)
+      assert eventually(fn -> :gen_tcp.connect(~c"127.0.0.1", port, []) == {:error, :econnrefused} end)
+      assert_raise ArgumentError, ~r/is not started/, fn -> SupervisedEndpoint.port() end
+    end
+  end
+
+  describe "a kill of the endpoint supervisor" do
+    setup do
+      # As in an application's tree: a parent restarts the endpoint.
+      children = [{SupervisedEndpoint, http: [port: 0]}]
+      start = {Supervisor, :start_link, [children, [strategy: :one_for_one]]}
+      start_supervised!(%{id: :parent, start: start, type: :supervisor})
+      :ok
+    end
+
+    test "closes every connection with 1012; the restarted endpoint serves the same port" do
+      port = SupervisedEndpoint.port()
+      c = connect!(port)
+      push(c, client(:v2, "1", "1", "test:kill", "phx_join", "{}"))
+      assert_frame(c, reply(:v2, "1", "1", "test:kill", "ok", ~s({"topic":"test:kill"})))
+      assert_receive {:joined, "test:kill", _, channel}
+      old = Process.whereis(SupervisedEndpoint)
+
+      capture_log(fn -> kill(old) end)
+
+      assert {{:close, 1012, "server restart"}, _} = WSClient.recv(c)
+      assert eventually(fn -> not Process.alive?(channel) end)
+      assert eventually(fn -> Process.whereis(SupervisedEndpoint) not in [nil, old] and child(:dispatcher) != nil end)
+      assert SupervisedEndpoint.port() == port
+      c = connect!(port)
+      push(c, client(:v2, "1", "1", "test:kill", "phx_join", "{}"))
+      assert_frame(c, reply(:v2, "1", "1", "test:kill", "ok", ~s({"topic":"test:kill"})))
+    end
+
+    test "a kill of the channel supervisor restarts the dispatcher with it, on the same port" do
+      port = SupervisedEndpoint.port()
+      c = connect!(port)
+      push(c, client(:v2, "1", "1", "test:channels", "phx_join", "{}"))
+      assert_frame(c, reply(:v2, "1", "1", "test:channels", "ok", ~s({"topic":"test:channels"})))
+      dispatcher = child(:dispatcher)
+
+      capture_log(fn -> kill(child(:channels)) end)
+
+      # The channel process was killed with its supervisor: a crash, so phx_error, unless
+      # the close (which does not wait behind it) got there first.
+      phx_error = server(:v2, "1", "1", "test:channels", "phx_error", ~s({"reason":"channel_crash"}))
+
+      case WSClient.recv(c) do
+        {^phx_error, c} -> assert {{:close, 1012, "server restart"}, _} = WSClient.recv(c)
+        other -> assert {{:close, 1012, "server restart"}, _} = other
+      end
+      await_dispatcher_other_than(dispatcher)
+      assert SupervisedEndpoint.port() == port
+      c = connect!(port)
+      push(c, client(:v2, "1", "1", "test:channels", "phx_join", "{}"))
+      assert_frame(c, reply(:v2, "1", "1", "test:channels", "ok", ~s({"topic":"test:channels"})))
+    end
+  end
+end

@@ -1,0 +1,36 @@
+defmodule Mix.Tasks.Fenix.Conformance do
+  @shortdoc "Runs the conformance app that real channel clients are tested against"
+  @moduledoc """
+  Starts the conformance app of `CONFORMANCE.md` and runs until stopped.
+
+      PORT=4001 mix fenix.conformance
+
+  Listens on 127.0.0.1:$PORT (default 4001) and prints
+  `listening on 127.0.0.1:<port>` once it accepts connections. `FENIX_ENGINE_THREADS`
+  sets the engine's worker threads (default: one per core), for benchmarks.
+
+  The endpoint runs under a supervisor of its own, as in an application's tree, so
+  that a crash of the endpoint is recovered from as it would be there. With
+  `--control`, commands to kill parts of that tree are read from standard input (see
+  `Fenix.Conformance.Control`), and the app stops when standard input ends.
+
+  The task and the app live in `test/support`, compiled in the `test` environment
+  only; `preferred_cli_env` in `mix.exs` makes `mix fenix.conformance` run there.
+  """
+  use Mix.Task
+
+  alias Fenix.Conformance.{Control, Endpoint}
+
+  @impl true
+  def run(args) do
+    {opts, _rest} = OptionParser.parse!(args, strict: [control: :boolean])
+    Mix.Task.run("app.start")
+    port = String.to_integer(System.get_env("PORT", "4001"))
+    threads = String.to_integer(System.get_env("FENIX_ENGINE_THREADS", "0"))
+    endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads]
+    {:ok, _pid} = Supervisor.start_link([{Endpoint, endpoint_opts}], strategy: :one_for_one, name: Control.Supervisor)
+    Mix.shell().info("listening on 127.0.0.1:#{Endpoint.port()}")
+
+    if opts[:control], do: Control.run(), else: Process.sleep(:infinity)
+  end
+end
