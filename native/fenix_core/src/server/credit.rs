@@ -12,31 +12,35 @@
 //! The reader resumes once the channels are down to half of either limit, so that a
 //! flooding client wakes it once per half-window, not once per message.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
 
-use tokio::sync::Notify;
-
-/// A connection's inbound credit.
+/// A connection's inbound credit. Small on purpose (every connection has one): counts
+/// and limits in 32 bits, and the waiting reader's waker instead of a `Notify`.
 #[derive(Debug)]
 pub(crate) struct Credit {
-    messages: AtomicUsize,
     bytes: AtomicUsize,
-    max_messages: usize,
-    max_bytes: usize,
-    /// The reader waits for credit.
+    /// The reader, waiting for credit.
+    reader: Mutex<Option<Waker>>,
+    messages: AtomicU32,
+    max_messages: u32,
+    max_bytes: u32,
+    /// `reader` holds a waker: checked before taking its lock.
     waiting: AtomicBool,
-    restored: Notify,
 }
 
 impl Credit {
     pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Credit {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(1);
         Credit {
-            messages: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
-            max_messages: max_messages.max(1),
-            max_bytes: max_bytes.max(1),
+            reader: Mutex::new(None),
+            messages: AtomicU32::new(0),
+            max_messages: clamp(max_messages),
+            max_bytes: clamp(max_bytes),
             waiting: AtomicBool::new(false),
-            restored: Notify::new(),
         }
     }
 
@@ -48,33 +52,45 @@ impl Credit {
 
     /// `messages` messages of `bytes` in all were handled (or their channel ended).
     pub(crate) fn give_back(&self, messages: usize, bytes: usize) {
-        self.messages.fetch_sub(messages, Ordering::SeqCst);
+        self.messages.fetch_sub(u32::try_from(messages).unwrap_or(u32::MAX), Ordering::SeqCst);
         self.bytes.fetch_sub(bytes, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) && self.is_restored() && self.waiting.swap(false, Ordering::SeqCst) {
-            self.restored.notify_one();
+        if self.waiting.load(Ordering::SeqCst) && self.is_restored() {
+            if let Some(reader) = self.lock().take() {
+                self.waiting.store(false, Ordering::SeqCst);
+                reader.wake();
+            }
         }
     }
 
     /// The channels hold as much as they may: stop reading.
     pub(crate) fn is_exhausted(&self) -> bool {
-        self.messages.load(Ordering::SeqCst) >= self.max_messages || self.bytes.load(Ordering::SeqCst) >= self.max_bytes
+        self.messages.load(Ordering::SeqCst) >= self.max_messages || self.bytes.load(Ordering::SeqCst) >= self.max_bytes as usize
     }
 
     fn is_restored(&self) -> bool {
-        self.messages.load(Ordering::SeqCst) <= self.max_messages / 2 && self.bytes.load(Ordering::SeqCst) <= self.max_bytes / 2
+        self.messages.load(Ordering::SeqCst) <= self.max_messages / 2
+            && self.bytes.load(Ordering::SeqCst) <= self.max_bytes as usize / 2
     }
 
     /// Waits until the channels are down to half of both limits.
     pub(crate) async fn restored(&self) {
-        loop {
-            let notified = self.restored.notified();
+        poll_fn(|cx| {
+            // Registered before the check: credit given back in between wakes us.
+            *self.lock() = Some(cx.waker().clone());
             self.waiting.store(true, Ordering::SeqCst);
             if self.is_restored() {
                 self.waiting.store(false, Ordering::SeqCst);
-                return;
+                self.lock().take();
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        // A waker slot: a panic cannot leave it half-made.
+        self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

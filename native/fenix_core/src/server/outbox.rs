@@ -25,8 +25,8 @@ pub(crate) enum PushError {
 pub(crate) struct Outbox {
     state: Mutex<State>,
     ready: Notify,
-    capacity: usize,
-    capacity_bytes: usize,
+    capacity: u32,
+    capacity_bytes: u32,
 }
 
 #[derive(Debug, Default)]
@@ -53,13 +53,16 @@ pub(crate) enum Next {
 
 impl Outbox {
     pub(crate) fn new(capacity: usize, capacity_bytes: usize) -> Outbox {
-        Outbox { state: Mutex::new(State::default()), ready: Notify::new(), capacity, capacity_bytes }
+        // 32 bits each: every connection has an outbox, and no bound needs more.
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Outbox { state: Mutex::new(State::default()), ready: Notify::new(), capacity: clamp(capacity), capacity_bytes: clamp(capacity_bytes) }
     }
 
     /// Whether `count` more frames of `bytes` fit. Whatever is pushed at once fits an
     /// empty queue: one frame larger than the byte bound, or one turn of grouped broadcasts.
     fn fits(&self, state: &State, count: usize, bytes: usize) -> bool {
-        state.frames.is_empty() || (state.frames.len() + count <= self.capacity && state.bytes + bytes <= self.capacity_bytes)
+        state.frames.is_empty()
+            || (state.frames.len() + count <= self.capacity as usize && state.bytes + bytes <= self.capacity_bytes as usize)
     }
 
     /// Queues a frame.

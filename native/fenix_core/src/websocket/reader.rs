@@ -48,16 +48,23 @@ pub struct Read<'a> {
 #[derive(Debug)]
 pub struct Reader {
     max_message: usize,
-    /// The opcode and bytes of a fragmented message being assembled.
-    fragments: Option<(Opcode, Vec<u8>)>,
-    /// A fragmented message completed by the last frame, lent out until the next read.
-    assembled: Vec<u8>,
+    fragments: Fragments,
+}
+
+/// A fragmented message (RFC6455§5.4), in one field: every connection has a reader.
+#[derive(Debug)]
+enum Fragments {
+    None,
+    /// Being assembled: its opcode and bytes so far.
+    Assembling(Opcode, Vec<u8>),
+    /// Completed by the last frame, lent out until the next read.
+    Complete(Opcode, Vec<u8>),
 }
 
 impl Reader {
     /// A reader that refuses messages (whole or assembled) over `max_message` bytes.
     pub fn new(max_message: usize) -> Reader {
-        Reader { max_message, fragments: None, assembled: Vec::new() }
+        Reader { max_message, fragments: Fragments::None }
     }
 
     /// Takes the next frame off the start of `input`; see the module doc for the contract.
@@ -77,7 +84,9 @@ impl Reader {
     /// assert_eq!(read.frame, Some(Frame::Text(text)));
     /// ```
     pub fn read<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Option<Read<'a>>, Error> {
-        self.assembled.clear();
+        if let Fragments::Complete(..) = self.fragments {
+            self.fragments = Fragments::None;
+        }
         let Some((header, header_len)) = Header::parse(input, self.max_message)? else {
             return Ok(None);
         };
@@ -100,14 +109,16 @@ impl Reader {
             Opcode::Ping => Ok(Some(Frame::Ping(payload))),
             Opcode::Pong => Ok(Some(Frame::Pong)),
             Opcode::Close => Ok(Some(Frame::Close(payload))),
-            Opcode::Text | Opcode::Binary if self.fragments.is_some() => Err(ProtocolError::UnexpectedContinuation.into()),
+            Opcode::Text | Opcode::Binary if matches!(self.fragments, Fragments::Assembling(..)) => {
+                Err(ProtocolError::UnexpectedContinuation.into())
+            }
             Opcode::Text | Opcode::Binary if fin => Ok(Some(data(opcode, payload))),
             Opcode::Text | Opcode::Binary => {
-                self.fragments = Some((opcode, payload.to_vec()));
+                self.fragments = Fragments::Assembling(opcode, payload.to_vec());
                 Ok(None)
             }
             Opcode::Continuation => {
-                let Some((_, message)) = self.fragments.as_mut() else {
+                let Fragments::Assembling(started, message) = &mut self.fragments else {
                     return Err(ProtocolError::UnexpectedContinuation.into());
                 };
                 let size = message.len() + payload.len();
@@ -118,9 +129,12 @@ impl Reader {
                 if !fin {
                     return Ok(None);
                 }
-                let Some((opcode, message)) = self.fragments.take() else { return Ok(None) };
-                self.assembled = message;
-                Ok(Some(data(opcode, &self.assembled)))
+                let (opcode, message) = (*started, std::mem::take(message));
+                self.fragments = Fragments::Complete(opcode, message);
+                match &self.fragments {
+                    Fragments::Complete(opcode, message) => Ok(Some(data(*opcode, message))),
+                    _ => Ok(None),
+                }
             }
         }
     }
