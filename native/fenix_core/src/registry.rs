@@ -170,6 +170,11 @@ impl<S: Subscriber> Registry<S> {
         self.topics.len()
     }
 
+    /// `(topic_count, subscriber_count(topic))`, for statistics in one call.
+    pub fn counts(&self, topic: &str) -> (usize, usize) {
+        (self.topic_count(), self.subscriber_count(topic))
+    }
+
     /// Appends to `out` the sink of every member of `topic` (but `exclude`) that
     /// intercepts `event`: the broadcaster hands them the payload itself.
     pub fn interceptors(&self, topic: &str, event: &str, exclude: Option<u64>, out: &mut Vec<Sink>) {

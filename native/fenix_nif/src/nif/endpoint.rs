@@ -111,8 +111,7 @@ fn endpoint_stop(endpoint: ResourceArc<EndpointResource>) -> rustler::Atom {
 /// Statistics: `{topics_with_subscribers, subscribers_of(topic)}`.
 #[rustler::nif]
 fn endpoint_subscribers(endpoint: ResourceArc<EndpointResource>, topic: &str) -> (usize, usize) {
-    let registry = endpoint.server.registry();
-    (registry.topic_count(), registry.subscriber_count(topic))
+    endpoint.server.registry().counts(topic)
 }
 
 /// Sends the engine's log events to `pid` (as `{:fenix_log, level, message}`).
