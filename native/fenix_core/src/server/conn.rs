@@ -57,7 +57,8 @@ pub(crate) enum Decision {
 #[derive(Debug)]
 struct State {
     decision: Option<oneshot::Sender<Decision>>,
-    socket_id: Option<String>,
+    /// Boxed, not a `String`: kept for the connection's life, never grown.
+    socket_id: Option<Box<str>>,
     socket_data: Bytes,
     channels: Slots<Member>,
     finalized: bool,
@@ -133,7 +134,7 @@ impl Conn {
         if let Some(id) = &socket_id {
             self.shared.socket_ids.register(id, self.id, self);
         }
-        state.socket_id = socket_id;
+        state.socket_id = socket_id.map(String::into_boxed_str);
         state.socket_data = socket_data;
         drop(state);
         decision.send(Decision::Accept).map_err(|_| Error::Closed)

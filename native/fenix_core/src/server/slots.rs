@@ -80,8 +80,23 @@ pub(crate) struct Answered {
 
 #[derive(Debug)]
 enum Slot<C> {
-    Joining { join_ref: Option<String>, held: Vec<(Message, usize)>, replaces: Option<Option<String>> },
+    /// Boxed: a join is answered within milliseconds, while a joined slot lasts, and every
+    /// slot of the vector is as large as its largest variant.
+    Joining(Box<Joining>),
     Joined(C),
+}
+
+#[derive(Debug)]
+struct Joining {
+    join_ref: Option<String>,
+    held: Vec<(Message, usize)>,
+    replaces: Option<Option<String>>,
+}
+
+impl<C> Slot<C> {
+    fn joining(join_ref: Option<String>, replaces: Option<Option<String>>) -> Slot<C> {
+        Slot::Joining(Box::new(Joining { join_ref, held: Vec::new(), replaces }))
+    }
 }
 
 /// A connection's channels by topic. Most connections join one or a few topics, so a
@@ -108,7 +123,8 @@ impl<C: JoinedChannel> Slots<C> {
             return Ok(self.not_joined(msg));
         };
         match &mut self.slots[index].1 {
-            Slot::Joining { join_ref, held, .. } => {
+            Slot::Joining(joining) => {
+                let Joining { join_ref, held, .. } = &mut **joining;
                 // A join defines its own join_ref: only other messages can be stale.
                 if msg.event != Event::Join && is_stale(&msg, join_ref.as_deref()) {
                     tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
@@ -123,7 +139,7 @@ impl<C: JoinedChannel> Slots<C> {
             Slot::Joined(channel) if msg.event == Event::Join => {
                 let old = channel.clone();
                 let replaces = Some(old.join_ref().map(str::to_owned));
-                self.slots[index].1 = Slot::Joining { join_ref: msg.join_ref.clone(), held: Vec::new(), replaces };
+                self.slots[index].1 = Slot::joining(msg.join_ref.clone(), replaces);
                 Ok(Action::Replace { old, join: msg })
             }
             Slot::Joined(channel) if is_stale(&msg, channel.join_ref()) => {
@@ -140,7 +156,7 @@ impl<C: JoinedChannel> Slots<C> {
                 Action::Reply(reply(msg.join_ref.clone(), &msg, Status::Error, TOO_MANY_CHANNELS))
             }
             Event::Join => {
-                let slot = Slot::Joining { join_ref: msg.join_ref.clone(), held: Vec::new(), replaces: None };
+                let slot = Slot::joining(msg.join_ref.clone(), None);
                 self.insert(msg.topic.clone(), slot);
                 Action::Join(msg)
             }
@@ -175,7 +191,7 @@ impl<C: JoinedChannel> Slots<C> {
         }
         match self.slots.swap_remove(index).1 {
             Slot::Joined(channel) => Some(channel),
-            Slot::Joining { .. } => None,
+            Slot::Joining(_) => None,
         }
     }
 
@@ -190,7 +206,7 @@ impl<C: JoinedChannel> Slots<C> {
             .into_iter()
             .filter_map(|(topic, slot)| match slot {
                 Slot::Joined(channel) => Some((topic, channel)),
-                Slot::Joining { .. } => None,
+                Slot::Joining(_) => None,
             })
             .collect()
     }
@@ -198,14 +214,16 @@ impl<C: JoinedChannel> Slots<C> {
     fn joining(&self, topic: &str, join_ref: Option<&str>) -> Result<usize, JoinError> {
         let index = self.position(topic).ok_or(JoinError::Stale)?;
         match &self.slots[index].1 {
-            Slot::Joining { join_ref: pending, .. } if pending.as_deref() == join_ref => Ok(index),
+            Slot::Joining(joining) if joining.join_ref.as_deref() == join_ref => Ok(index),
             _ => Err(JoinError::Stale),
         }
     }
 
     fn answered(&mut self, index: usize) -> Answered {
         match &mut self.slots[index].1 {
-            Slot::Joining { held, replaces, .. } => Answered { replaced: replaces.take(), held: std::mem::take(held) },
+            Slot::Joining(joining) => {
+                Answered { replaced: joining.replaces.take(), held: std::mem::take(&mut joining.held) }
+            }
             Slot::Joined(_) => Answered { replaced: None, held: Vec::new() },
         }
     }
