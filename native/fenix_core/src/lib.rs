@@ -6,6 +6,8 @@
 //! - [`registry`]: topic -> members, [`fanout`]: broadcasts encoded once and queued to
 //!   every member, [`socket_ids`]: the `disconnect` broadcast's targets. Pure data
 //!   structures, generic over the [`registry::Subscriber`] they queue to.
+//! - [`presence`]: a topic's presence state and its diffs, coalesced per tick and
+//!   encoded as the `presence_state` and `presence_diff` payloads. Pure data.
 //! - [`server`]: the tokio HTTP/WebSocket server: sessions, the per-connection channel
 //!   rules, inbound credit, and the per-sender lanes that carry out what the
 //!   application sends.
@@ -21,6 +23,7 @@
 
 mod error;
 pub mod fanout;
+pub mod presence;
 pub mod protocol;
 pub mod registry;
 pub mod server;
