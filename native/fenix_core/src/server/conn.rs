@@ -23,9 +23,9 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::channel::Channel;
-use super::credit::Credit;
+use super::credit::{self, Credit};
 use super::outbound::{Op, Pace, Sender, Submitted};
-use super::outbox::{Outbox, PushError};
+use super::outbox::{Bounds, Outbox, PushError};
 use super::slots::{self, Action, Answered, JoinedChannel, Reply, Slots};
 use super::{Shared, SocketConfig};
 use crate::error::{CapacityError, Error, Result};
@@ -103,9 +103,7 @@ impl Conn {
         shared: Arc<Shared>,
         decision: oneshot::Sender<Decision>,
     ) -> Conn {
-        let outbox = Outbox::new(config.outbox_capacity, config.outbox_capacity_bytes);
-        let credit = Credit::new(config.max_unhandled_messages, config.max_unhandled_bytes);
-        let channels = Slots::new(config.max_channels);
+        let (outbox, credit, channels) = (Outbox::new(), Credit::default(), Slots::new());
         let state = State { decision: Some(decision), socket_id: None, socket_data: Bytes::new(), channels, finalized: false };
         Conn { id, serializer, config, shared, outbox, credit, state: Mutex::new(state) }
     }
@@ -153,7 +151,7 @@ impl Conn {
         if state.finalized {
             return Ok(());
         }
-        let later = match state.channels.on_message(msg, size)? {
+        let later = match state.channels.on_message(msg, size, self.config.max_channels)? {
             Action::None => Later::default(),
             Action::Reply(reply) => {
                 drop(state);
@@ -206,7 +204,7 @@ impl Conn {
     ) -> (Pace, Later) {
         let (mut pace, mut later) = (Pace::Go, Later::default());
         for (message, size) in held {
-            match state.channels.on_message(message, size) {
+            match state.channels.on_message(message, size, self.config.max_channels) {
                 Ok(Action::None) => {}
                 Ok(Action::Reply(reply)) => pace = pace.max(self.send_reply(Via::App(sender), &reply)),
                 Ok(Action::Deliver { channel, message, size }) => {
@@ -372,13 +370,27 @@ impl Conn {
 
     /// Queues a pre-framed WebSocket frame. A full outbox disconnects the client.
     pub fn send(&self, frame: Bytes) -> Result<()> {
-        self.pushed(self.outbox.try_push(frame))
+        self.pushed(self.outbox.try_push(frame, self.outbox_bounds()))
     }
 
     /// Queues pre-framed WebSocket frames in order, all or none. A full outbox
     /// disconnects the client.
     pub fn send_all(&self, frames: &[Bytes]) -> Result<()> {
-        self.pushed(self.outbox.try_push_all(frames))
+        self.pushed(self.outbox.try_push_all(frames, self.outbox_bounds()))
+    }
+
+    fn outbox_bounds(&self) -> Bounds {
+        Bounds { frames: self.config.outbox_capacity, bytes: self.config.outbox_capacity_bytes }
+    }
+
+    /// The connection's inbound credit limits.
+    pub(crate) fn credit_limits(&self) -> credit::Limits {
+        credit::Limits { messages: self.config.max_unhandled_messages, bytes: self.config.max_unhandled_bytes }
+    }
+
+    /// The channels hold as much as they may: the reader stops.
+    pub(crate) fn is_out_of_credit(&self) -> bool {
+        self.credit.is_exhausted(self.credit_limits())
     }
 
     fn pushed(&self, result: Result<(), PushError>) -> Result<()> {

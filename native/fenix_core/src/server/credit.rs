@@ -17,32 +17,28 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
 
-/// A connection's inbound credit. Small on purpose (every connection has one): counts
-/// and limits in 32 bits, and the waiting reader's waker instead of a `Notify`.
-#[derive(Debug)]
+/// A connection's limits (from its socket's shared config): passed in, not kept in
+/// every connection's credit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) messages: usize,
+    pub(crate) bytes: usize,
+}
+
+/// A connection's inbound credit. Small on purpose (every connection has one): the
+/// count in 32 bits, the waiting reader's waker instead of a `Notify`, the limits
+/// passed in.
+#[derive(Debug, Default)]
 pub(crate) struct Credit {
     bytes: AtomicUsize,
     /// The reader, waiting for credit.
     reader: Mutex<Option<Waker>>,
     messages: AtomicU32,
-    max_messages: u32,
-    max_bytes: u32,
     /// `reader` holds a waker: checked before taking its lock.
     waiting: AtomicBool,
 }
 
 impl Credit {
-    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Credit {
-        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).max(1);
-        Credit {
-            bytes: AtomicUsize::new(0),
-            reader: Mutex::new(None),
-            messages: AtomicU32::new(0),
-            max_messages: clamp(max_messages),
-            max_bytes: clamp(max_bytes),
-            waiting: AtomicBool::new(false),
-        }
-    }
 
     /// A message of `bytes` was handed to a channel.
     pub(crate) fn take(&self, bytes: usize) {
@@ -51,10 +47,10 @@ impl Credit {
     }
 
     /// `messages` messages of `bytes` in all were handled (or their channel ended).
-    pub(crate) fn give_back(&self, messages: usize, bytes: usize) {
+    pub(crate) fn give_back(&self, messages: usize, bytes: usize, limits: Limits) {
         self.messages.fetch_sub(u32::try_from(messages).unwrap_or(u32::MAX), Ordering::SeqCst);
         self.bytes.fetch_sub(bytes, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) && self.is_restored() {
+        if self.waiting.load(Ordering::SeqCst) && self.is_restored(limits) {
             if let Some(reader) = self.lock().take() {
                 self.waiting.store(false, Ordering::SeqCst);
                 reader.wake();
@@ -63,22 +59,23 @@ impl Credit {
     }
 
     /// The channels hold as much as they may: stop reading.
-    pub(crate) fn is_exhausted(&self) -> bool {
-        self.messages.load(Ordering::SeqCst) >= self.max_messages || self.bytes.load(Ordering::SeqCst) >= self.max_bytes as usize
+    pub(crate) fn is_exhausted(&self, limits: Limits) -> bool {
+        self.messages.load(Ordering::SeqCst) as usize >= limits.messages.max(1)
+            || self.bytes.load(Ordering::SeqCst) >= limits.bytes.max(1)
     }
 
-    fn is_restored(&self) -> bool {
-        self.messages.load(Ordering::SeqCst) <= self.max_messages / 2
-            && self.bytes.load(Ordering::SeqCst) <= self.max_bytes as usize / 2
+    fn is_restored(&self, limits: Limits) -> bool {
+        self.messages.load(Ordering::SeqCst) as usize <= limits.messages.max(1) / 2
+            && self.bytes.load(Ordering::SeqCst) <= limits.bytes.max(1) / 2
     }
 
     /// Waits until the channels are down to half of both limits.
-    pub(crate) async fn restored(&self) {
+    pub(crate) async fn restored(&self, limits: Limits) {
         poll_fn(|cx| {
             // Registered before the check: credit given back in between wakes us.
             *self.lock() = Some(cx.waker().clone());
             self.waiting.store(true, Ordering::SeqCst);
-            if self.is_restored() {
+            if self.is_restored(limits) {
                 self.waiting.store(false, Ordering::SeqCst);
                 self.lock().take();
                 return Poll::Ready(());
@@ -101,40 +98,44 @@ mod tests {
 
     use super::*;
 
+    const fn limits(messages: usize, bytes: usize) -> Limits {
+        Limits { messages, bytes }
+    }
+
     #[test]
     fn runs_out_at_either_limit() {
-        let credit = Credit::new(2, 100);
+        let (credit, limits) = (Credit::default(), limits(2, 100));
         credit.take(10);
-        assert!(!credit.is_exhausted());
+        assert!(!credit.is_exhausted(limits));
         credit.take(10);
-        assert!(credit.is_exhausted(), "two messages");
-        credit.give_back(2, 20);
+        assert!(credit.is_exhausted(limits), "two messages");
+        credit.give_back(2, 20, limits);
         credit.take(100);
-        assert!(credit.is_exhausted(), "100 bytes");
+        assert!(credit.is_exhausted(limits), "100 bytes");
     }
 
     #[tokio::test]
     async fn the_reader_resumes_at_half_of_the_limit() {
-        let credit = Arc::new(Credit::new(4, 1 << 20));
+        let (credit, limits) = (Arc::new(Credit::default()), limits(4, 1 << 20));
         (0..4).for_each(|_| credit.take(1));
         let waiter = tokio::spawn({
             let credit = Arc::clone(&credit);
-            async move { credit.restored().await }
+            async move { credit.restored(limits).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        credit.give_back(1, 1);
+        credit.give_back(1, 1, limits);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!waiter.is_finished(), "3 of 4 still held");
-        credit.give_back(1, 1);
+        credit.give_back(1, 1, limits);
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("resumed").unwrap();
     }
 
     #[tokio::test]
     async fn credit_given_back_before_the_reader_waits_is_not_lost() {
-        let credit = Credit::new(2, 1 << 20);
+        let (credit, limits) = (Credit::default(), limits(2, 1 << 20));
         credit.take(1);
         credit.take(1);
-        credit.give_back(2, 2);
-        tokio::time::timeout(Duration::from_secs(5), credit.restored()).await.expect("no wait needed");
+        credit.give_back(2, 2, limits);
+        tokio::time::timeout(Duration::from_secs(5), credit.restored(limits)).await.expect("no wait needed");
     }
 }

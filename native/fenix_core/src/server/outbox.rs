@@ -20,13 +20,19 @@ pub(crate) enum PushError {
     Closed(Bytes),
 }
 
+/// How much an outbox may hold. Passed in by the caller (from the socket's shared
+/// config) rather than kept in every connection's outbox.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+}
+
 /// The outbound queue.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     state: Mutex<State>,
     ready: Notify,
-    capacity: u32,
-    capacity_bytes: u32,
 }
 
 #[derive(Debug, Default)]
@@ -52,26 +58,23 @@ pub(crate) enum Next {
 }
 
 impl Outbox {
-    pub(crate) fn new(capacity: usize, capacity_bytes: usize) -> Outbox {
-        // 32 bits each: every connection has an outbox, and no bound needs more.
-        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Outbox { state: Mutex::new(State::default()), ready: Notify::new(), capacity: clamp(capacity), capacity_bytes: clamp(capacity_bytes) }
+    pub(crate) fn new() -> Outbox {
+        Outbox { state: Mutex::new(State::default()), ready: Notify::new() }
     }
 
     /// Whether `count` more frames of `bytes` fit. Whatever is pushed at once fits an
     /// empty queue: one frame larger than the byte bound, or one turn of grouped broadcasts.
-    fn fits(&self, state: &State, count: usize, bytes: usize) -> bool {
-        state.frames.is_empty()
-            || (state.frames.len() + count <= self.capacity as usize && state.bytes + bytes <= self.capacity_bytes as usize)
+    fn fits(state: &State, bounds: Bounds, count: usize, bytes: usize) -> bool {
+        state.frames.is_empty() || (state.frames.len() + count <= bounds.frames && state.bytes + bytes <= bounds.bytes)
     }
 
     /// Queues a frame.
-    pub(crate) fn try_push(&self, frame: Bytes) -> Result<(), PushError> {
+    pub(crate) fn try_push(&self, frame: Bytes, bounds: Bounds) -> Result<(), PushError> {
         let mut state = self.lock();
         if state.closing {
             return Err(PushError::Closed(frame));
         }
-        if !self.fits(&state, 1, frame.len()) {
+        if !Outbox::fits(&state, bounds, 1, frame.len()) {
             return Err(PushError::Full(frame));
         }
         let was_empty = state.frames.is_empty();
@@ -87,14 +90,14 @@ impl Outbox {
     }
 
     /// Queues frames in order, all or none.
-    pub(crate) fn try_push_all(&self, frames: &[Bytes]) -> Result<(), PushError> {
+    pub(crate) fn try_push_all(&self, frames: &[Bytes], bounds: Bounds) -> Result<(), PushError> {
         let mut state = self.lock();
         let Some(first) = frames.first() else { return Ok(()) };
         if state.closing {
             return Err(PushError::Closed(first.clone()));
         }
         let bytes = frames.iter().map(Bytes::len).sum();
-        if !self.fits(&state, frames.len(), bytes) {
+        if !Outbox::fits(&state, bounds, frames.len(), bytes) {
             return Err(PushError::Full(first.clone()));
         }
         let was_empty = state.frames.is_empty();
@@ -186,10 +189,10 @@ mod tests {
 
     #[tokio::test]
     async fn hands_the_frame_back_when_full() {
-        let outbox = Outbox::new(2, 1 << 20);
-        assert_eq!(outbox.try_push(Bytes::from_static(b"1")), Ok(()));
-        assert_eq!(outbox.try_push(Bytes::from_static(b"2")), Ok(()));
-        assert_eq!(outbox.try_push(Bytes::from_static(b"3")), Err(PushError::Full(Bytes::from_static(b"3"))));
+        let (outbox, bounds) = (Outbox::new(), Bounds { frames: 2, bytes: 1 << 20 });
+        assert_eq!(outbox.try_push(Bytes::from_static(b"1"), bounds), Ok(()));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"2"), bounds), Ok(()));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"3"), bounds), Err(PushError::Full(Bytes::from_static(b"3"))));
         let mut batch = Vec::new();
         assert_eq!(outbox.next(&mut batch).await, Next::Write);
         assert_eq!(batch, [Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
@@ -197,21 +200,22 @@ mod tests {
 
     #[test]
     fn is_bounded_in_bytes_too_but_takes_one_large_frame_when_empty() {
-        let outbox = Outbox::new(100, 10);
-        assert_eq!(outbox.try_push(Bytes::from(vec![0; 64])), Ok(()), "alone, a frame over the limit is taken");
-        assert_eq!(outbox.try_push(Bytes::from_static(b"x")), Err(PushError::Full(Bytes::from_static(b"x"))));
-        let outbox = Outbox::new(100, 10);
-        assert_eq!(outbox.try_push_all(&[Bytes::from_static(b"12345"), Bytes::from_static(b"12345")]), Ok(()));
-        assert_eq!(outbox.try_push(Bytes::from_static(b"x")), Err(PushError::Full(Bytes::from_static(b"x"))));
+        let bounds = Bounds { frames: 100, bytes: 10 };
+        let outbox = Outbox::new();
+        assert_eq!(outbox.try_push(Bytes::from(vec![0; 64]), bounds), Ok(()), "alone, a frame over the limit is taken");
+        assert_eq!(outbox.try_push(Bytes::from_static(b"x"), bounds), Err(PushError::Full(Bytes::from_static(b"x"))));
+        let outbox = Outbox::new();
+        assert_eq!(outbox.try_push_all(&[Bytes::from_static(b"12345"), Bytes::from_static(b"12345")], bounds), Ok(()));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"x"), bounds), Err(PushError::Full(Bytes::from_static(b"x"))));
     }
 
     #[tokio::test]
     async fn close_is_the_last_frame() {
-        let outbox = Outbox::new(8, 1 << 20);
-        outbox.try_push(Bytes::from_static(b"a")).unwrap();
+        let (outbox, bounds) = (Outbox::new(), Bounds { frames: 8, bytes: 1 << 20 });
+        outbox.try_push(Bytes::from_static(b"a"), bounds).unwrap();
         assert!(outbox.push_close(Bytes::from_static(b"close")));
         assert!(!outbox.push_close(Bytes::from_static(b"again")));
-        assert_eq!(outbox.try_push(Bytes::from_static(b"b")), Err(PushError::Closed(Bytes::from_static(b"b"))));
+        assert_eq!(outbox.try_push(Bytes::from_static(b"b"), bounds), Err(PushError::Closed(Bytes::from_static(b"b"))));
         let mut batch = Vec::new();
         assert_eq!(outbox.next(&mut batch).await, Next::Write);
         assert_eq!(batch.len(), 2);
@@ -220,8 +224,8 @@ mod tests {
 
     #[tokio::test]
     async fn abort_drops_what_is_queued() {
-        let outbox = Outbox::new(8, 1 << 20);
-        outbox.try_push(Bytes::from_static(b"a")).unwrap();
+        let outbox = Outbox::new();
+        outbox.try_push(Bytes::from_static(b"a"), Bounds { frames: 8, bytes: 1 << 20 }).unwrap();
         outbox.abort();
         assert_eq!(outbox.next(&mut Vec::new()).await, Next::Abort);
         outbox.aborted().await;

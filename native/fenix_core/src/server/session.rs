@@ -170,8 +170,8 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
         if let Some(end) = input.parse_unparsed(conn) {
             return end;
         }
-        if conn.credit.is_exhausted() {
-            conn.credit.restored().await;
+        if conn.is_out_of_credit() {
+            conn.credit.restored(conn.credit_limits()).await;
             // Not reading was our doing, not the client's silence.
             last_read = Instant::now();
             continue;
@@ -253,7 +253,7 @@ impl Input {
 /// the connection's credit; returns the bytes consumed.
 fn parse(reader: &mut Reader, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
     let mut pos = 0;
-    while !conn.credit.is_exhausted() {
+    while !conn.is_out_of_credit() {
         let read = match reader.read(&mut buf[pos..]) {
             Ok(Some(read)) => read,
             Ok(None) => break,

@@ -105,22 +105,22 @@ impl<C> Slot<C> {
 #[derive(Debug)]
 pub(crate) struct Slots<C> {
     slots: Vec<(String, Slot<C>)>,
-    max_channels: usize,
 }
 
 impl<C: JoinedChannel> Slots<C> {
-    pub(crate) fn new(max_channels: usize) -> Slots<C> {
-        Slots { slots: Vec::new(), max_channels }
+    pub(crate) fn new() -> Slots<C> {
+        Slots { slots: Vec::new() }
     }
 
-    /// A message from the client, `size` bytes on the wire. An error means the client
-    /// broke a limit and the connection must be closed.
-    pub(crate) fn on_message(&mut self, msg: Message, size: usize) -> Result<Action<C>, CapacityError> {
+    /// A message from the client, `size` bytes on the wire, on a connection that may
+    /// join `max_channels` topics. An error means the client broke a limit and the
+    /// connection must be closed.
+    pub(crate) fn on_message(&mut self, msg: Message, size: usize, max_channels: usize) -> Result<Action<C>, CapacityError> {
         if msg.event == Event::Heartbeat && msg.topic == HEARTBEAT_TOPIC {
             return Ok(Action::Reply(reply(None, &msg, Status::Ok, EMPTY)));
         }
         let Some(index) = self.position(&msg.topic) else {
-            return Ok(self.not_joined(msg));
+            return Ok(self.not_joined(msg, max_channels));
         };
         match &mut self.slots[index].1 {
             Slot::Joining(joining) => {
@@ -150,9 +150,9 @@ impl<C: JoinedChannel> Slots<C> {
         }
     }
 
-    fn not_joined(&mut self, msg: Message) -> Action<C> {
+    fn not_joined(&mut self, msg: Message, max_channels: usize) -> Action<C> {
         match msg.event {
-            Event::Join if self.slots.len() >= self.max_channels => {
+            Event::Join if self.slots.len() >= max_channels => {
                 Action::Reply(reply(msg.join_ref.clone(), &msg, Status::Error, TOO_MANY_CHANNELS))
             }
             Event::Join => {
@@ -270,8 +270,10 @@ mod tests {
         Serializer::V2.decode_text(frame.as_bytes()).expect("a valid frame")
     }
 
+    const MAX_CHANNELS: usize = 100;
+
     fn on(slots: &mut Slots<Ch>, frame: &str) -> Action<Ch> {
-        slots.on_message(msg(frame), frame.len()).expect("within limits")
+        slots.on_message(msg(frame), frame.len(), MAX_CHANNELS).expect("within limits")
     }
 
     fn joined(slots: &mut Slots<Ch>, topic: &str, join_ref: &str) -> Answered {
@@ -287,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_join_asks_the_application_and_then_delivers() {
-        let mut slots = Slots::new(100);
+        let mut slots = Slots::new();
         assert!(matches!(on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#), Action::Join(m) if m.topic == "room:a"));
         let answered = joined(&mut slots, "room:a", "1");
         assert!(answered.held.is_empty() && answered.replaced.is_none());
@@ -301,7 +303,7 @@ mod tests {
 
     #[test]
     fn messages_sent_before_the_join_is_answered_are_held_and_come_back_in_order() {
-        let mut slots = Slots::new(100);
+        let mut slots = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         assert!(matches!(on(&mut slots, r#"["1","2","room:a","echo",{}]"#), Action::None));
         assert!(matches!(on(&mut slots, r#"["1","3","room:a","echo",{}]"#), Action::None));
@@ -311,18 +313,18 @@ mod tests {
 
     #[test]
     fn more_held_messages_than_the_limit_break_the_connection() {
-        let mut slots: Slots<Ch> = Slots::new(100);
+        let mut slots: Slots<Ch> = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         for _ in 0..HELD_LIMIT {
             on(&mut slots, r#"["1","2","room:a","echo",{}]"#);
         }
-        let error = slots.on_message(msg(r#"["1","2","room:a","echo",{}]"#), 1).unwrap_err();
+        let error = slots.on_message(msg(r#"["1","2","room:a","echo",{}]"#), 1, MAX_CHANNELS).unwrap_err();
         assert_eq!(error, CapacityError::HeldMessages(HELD_LIMIT));
     }
 
     #[test]
     fn a_duplicate_join_stops_the_old_channel_first_and_closes_its_join_ref_after_the_reply() {
-        let mut slots = Slots::new(100);
+        let mut slots = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         joined(&mut slots, "room:a", "1");
         match on(&mut slots, r#"["5","5","room:a","phx_join",{}]"#) {
@@ -336,13 +338,13 @@ mod tests {
 
     #[test]
     fn a_duplicate_join_while_the_first_is_answered_waits_and_the_first_gets_its_answer() {
-        let mut slots = Slots::new(100);
+        let mut slots = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         assert!(matches!(on(&mut slots, r#"["2","2","room:a","phx_join",{}]"#), Action::None), "held");
         // The first join is still the one being answered.
         let answered = joined(&mut slots, "room:a", "1");
         let [(second, size)] = <[_; 1]>::try_from(answered.held).expect("one held join");
-        match slots.on_message(second, size).unwrap() {
+        match slots.on_message(second, size, MAX_CHANNELS).unwrap() {
             Action::Replace { old, join } => assert_eq!((old, join.join_ref.as_deref()), (Ch(Some("1".into())), Some("2"))),
             other => panic!("expected the second join to replace the first, got {other:?}"),
         }
@@ -350,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_message_with_a_stale_join_ref_is_dropped_and_a_null_join_ref_accepted() {
-        let mut slots = Slots::new(100);
+        let mut slots = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         joined(&mut slots, "room:a", "1");
         assert!(matches!(on(&mut slots, r#"["9","2","room:a","echo",{}]"#), Action::None));
@@ -360,7 +362,7 @@ mod tests {
 
     #[test]
     fn a_message_for_a_topic_not_joined_is_unmatched_and_a_leave_is_ok() {
-        let mut slots: Slots<Ch> = Slots::new(100);
+        let mut slots: Slots<Ch> = Slots::new();
         let unmatched = reply_of(on(&mut slots, r#"["1","2","room:x","echo",{}]"#));
         assert_eq!((unmatched.join_ref, unmatched.status, unmatched.body), (None, Status::Error, UNMATCHED_TOPIC));
         let leave = reply_of(on(&mut slots, r#"["1","3","room:x","phx_leave",{}]"#));
@@ -369,7 +371,8 @@ mod tests {
 
     #[test]
     fn at_most_max_channels_topics() {
-        let mut slots: Slots<Ch> = Slots::new(2);
+        let mut slots: Slots<Ch> = Slots::new();
+        let on = |slots: &mut Slots<Ch>, frame: &str| slots.on_message(msg(frame), frame.len(), 2).expect("within limits");
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         on(&mut slots, r#"["2","2","room:b","phx_join",{}]"#);
         let refused = reply_of(on(&mut slots, r#"["3","3","room:c","phx_join",{}]"#));
@@ -381,25 +384,25 @@ mod tests {
 
     #[test]
     fn heartbeats_are_answered_at_once() {
-        let mut slots: Slots<Ch> = Slots::new(100);
+        let mut slots: Slots<Ch> = Slots::new();
         let reply = reply_of(on(&mut slots, r#"[null,"7","phoenix","heartbeat",{}]"#));
         assert_eq!(reply, Reply { join_ref: None, r#ref: Some("7".into()), topic: "phoenix".into(), status: Status::Ok, body: EMPTY });
     }
 
     #[test]
     fn a_failed_join_frees_the_topic_and_hands_back_what_was_held() {
-        let mut slots: Slots<Ch> = Slots::new(100);
+        let mut slots: Slots<Ch> = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         on(&mut slots, r#"["1","2","room:a","echo",{}]"#);
         let answered = slots.on_join_failed("room:a", Some("1")).unwrap();
         let [(held, size)] = <[_; 1]>::try_from(answered.held).expect("one held message");
-        let reply = reply_of(slots.on_message(held, size).unwrap());
+        let reply = reply_of(slots.on_message(held, size, MAX_CHANNELS).unwrap());
         assert_eq!(reply.body, UNMATCHED_TOPIC, "answered as for a topic not joined");
     }
 
     #[test]
     fn an_answer_for_another_join_is_stale() {
-        let mut slots: Slots<Ch> = Slots::new(100);
+        let mut slots: Slots<Ch> = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         assert_eq!(slots.on_joined("room:a", Some("0"), Ch(None)).unwrap_err(), JoinError::Stale);
         assert_eq!(slots.on_join_failed("room:b", Some("1")).unwrap_err(), JoinError::Stale);
@@ -407,7 +410,7 @@ mod tests {
 
     #[test]
     fn an_ended_channel_leaves_its_slot_once() {
-        let mut slots = Slots::new(100);
+        let mut slots = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         joined(&mut slots, "room:a", "1");
         assert!(slots.is_joined("room:a", Some("1")));
