@@ -62,8 +62,11 @@ defmodule Fenix.Native do
   #   :stale                  the join was superseded (joined again, or left)
   #   :slow_client            the client does not read; its connection is being dropped
   #   :unsupported_term       the payload cannot be JSON
-  #   {:too_large, text}      a bound of the engine was broken
-  #   {:protocol, text}       a message could not be encoded
+  #   {:too_large, text}      a message over the socket's max_frame_size
+  #   {:held_messages, text}  a client sent too much before its join was answered
+  #   {:protocol, text}       a peer broke the protocol
+  #   {:encode, text}         a message cannot be encoded (a binary body for vsn 1.0.0,
+  #                           a topic or event over 255 bytes in a binary frame)
   #   {:io, text}             a socket error
   @type error :: {:error, :closed | :stale | :slow_client | :unsupported_term | {atom(), String.t()}}
   @type pace :: :ok | :wait

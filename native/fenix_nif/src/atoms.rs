@@ -36,6 +36,8 @@ rustler::atoms! {
     unsupported_term,
     slow_client,
     too_large,
+    held_messages,
+    encode,
     protocol,
     io,
     invalid_config,

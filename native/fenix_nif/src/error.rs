@@ -19,10 +19,9 @@ impl Encoder for NifError {
             Error::Capacity(error @ CapacityError::MessageTooLarge { .. }) => {
                 (atoms::too_large(), error.to_string()).encode(env)
             }
-            Error::Capacity(error) => (atoms::too_large(), error.to_string()).encode(env),
+            Error::Capacity(error @ CapacityError::HeldMessages(_)) => (atoms::held_messages(), error.to_string()).encode(env),
             Error::Protocol(error) => (atoms::protocol(), error.to_string()).encode(env),
-            // `{:protocol, text}` is what Fenix.Native documents for a message that could not be encoded.
-            Error::Encode(error) => (atoms::protocol(), error.to_string()).encode(env),
+            Error::Encode(error) => (atoms::encode(), error.to_string()).encode(env),
             Error::Io(error) => (atoms::io(), error.to_string()).encode(env),
         };
         (atoms::error(), reason).encode(env)
