@@ -873,6 +873,23 @@ async fn echo_round_trips(client: &mut Client, n: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_channels_hold_its_credit_for_an_idle_timeout_is_closed_with_1011() {
+    let t = TestServer::with(|socket| {
+        socket.max_unhandled_messages = 2;
+        socket.timeout = Duration::from_millis(300);
+    });
+    let mut stuck = t.connect(Serializer::V2, "user_id=s").await;
+    stuck.join("1", "room:stuck").await;
+    stuck.send(r#"["1","2","room:stuck","echo",{}]"#).await;
+    stuck.send(r#"["1","3","room:stuck","echo",{}]"#).await;
+    // The channel answers, but never gives its credit back.
+    stuck.expect(r#"["1","2","room:stuck","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    stuck.expect(r#"["1","3","room:stuck","phx_reply",{"response":{},"status":"ok"}]"#).await;
+    assert_eq!(stuck.expect_close(1011).await, "channels stopped handling messages");
+    eventually("the stuck channel leaves", || t.registry().subscriber_count("room:stuck") == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_floods_without_reading_costs_the_others_nothing_and_is_dropped() {
     let t = TestServer::start();
     let (mut healthy, mut flooder) = healthy_and_flooder(&t).await;

@@ -6,7 +6,8 @@
 //! connection is out of inbound credit (its channels have not handled what they were
 //! given, see `credit.rs`), the reader stops between two messages, keeps what it has
 //! not parsed (at most one read), and reads nothing more until credit is back: the
-//! client's further bytes wait in the kernel, and TCP slows it down.
+//! client's further bytes wait in the kernel, and TCP slows it down. Channels that give
+//! nothing back for a whole idle timeout are stuck: the connection is closed (1011).
 //!
 //! The writer takes every frame queued in the outbox and writes them with one
 //! vectored write.
@@ -34,6 +35,8 @@ const MAX_IOVECS: usize = 256;
 /// Batches up to this size are copied into one per-thread buffer and written with one
 /// `write`: the kernel copies one long run much faster than many short iovecs.
 const COALESCE_LIMIT: usize = 64 * 1024;
+/// The close reason when a connection's channels hold its credit for a whole idle timeout.
+const STUCK_REASON: &str = "channels stopped handling messages";
 /// How long a closing connection may take to flush what is queued.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -171,7 +174,13 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
             return end;
         }
         if conn.is_out_of_credit() {
-            conn.credit.restored(conn.credit_limits()).await;
+            // Channels that handle nothing for a whole idle timeout are stuck: the
+            // connection goes (and its client reconnects) rather than wait for ever,
+            // unable even to see that its client has gone.
+            if tokio::time::timeout(timeout, conn.credit.restored(conn.credit_limits())).await.is_err() {
+                tracing::warn!(conn = conn.id(), ?timeout, "closing a connection whose channels stopped handling its messages");
+                return ReadEnd::Close(CloseCode::Internal, STUCK_REASON.to_owned());
+            }
             // Not reading was our doing, not the client's silence.
             last_read = Instant::now();
             continue;
