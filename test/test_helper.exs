@@ -1,2 +1,3 @@
 {:ok, _} = Fenix.TestEndpoint.start_link(http: [port: 0], static: [from: "test/fixtures/static"])
+{:ok, _} = Fenix.TestPresence.start_link(tick: 30)
 ExUnit.start(capture_log: true)

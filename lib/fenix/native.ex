@@ -108,4 +108,27 @@ defmodule Fenix.Native do
           pace() | {:error, :unsupported_term}
   def pubsub_broadcast_dirty(_endpoint, _topic, _event, _payload, _exclude),
     do: :erlang.nif_error(:nif_not_loaded)
+
+  @type presence :: reference()
+
+  @spec presence_start(endpoint(), pos_integer() | nil, pos_integer() | nil, pos_integer() | nil) :: {:ok, presence()}
+  def presence_start(_endpoint, _tick_ms, _max_meta_bytes, _max_entries), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_track(presence(), pid(), String.t(), String.t(), map()) :: {:ok, String.t()} | {:error, term()}
+  def presence_track(_presence, _pid, _topic, _key, _meta), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_untrack(presence(), pid(), String.t(), String.t()) :: :ok
+  def presence_untrack(_presence, _pid, _topic, _key), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_update(presence(), pid(), String.t(), String.t(), map()) :: {:ok, String.t()} | {:error, term()}
+  def presence_update(_presence, _pid, _topic, _key, _meta), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_meta(presence(), pid(), String.t(), String.t()) :: map() | nil
+  def presence_meta(_presence, _pid, _topic, _key), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_list(presence(), String.t()) :: %{String.t() => %{metas: [map()]}}
+  def presence_list(_presence, _topic), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_get_by_key(presence(), String.t(), String.t()) :: %{metas: [map()]} | []
+  def presence_get_by_key(_presence, _topic, _key), do: :erlang.nif_error(:nif_not_loaded)
 end

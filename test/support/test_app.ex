@@ -8,6 +8,11 @@ defmodule Fenix.TestEndpoint do
   socket "/short", Fenix.TestSocket, websocket: [timeout: 200]
 end
 
+defmodule Fenix.TestPresence do
+  @moduledoc false
+  use Fenix.Presence, otp_app: :fenix, endpoint: Fenix.TestEndpoint, max_meta_bytes: 1024
+end
+
 defmodule Fenix.TestSocket do
   @moduledoc false
   use Fenix.Socket

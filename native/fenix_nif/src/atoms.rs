@@ -32,6 +32,14 @@ rustler::atoms! {
     user_agent,
     x_headers,
     auth_token,
+    // presence
+    metas,
+    already_tracked,
+    nopresence,
+    meta_too_large,
+    key_too_long,
+    presence_full,
+    invalid_meta,
     // errors
     unsupported_term,
     slow_client,

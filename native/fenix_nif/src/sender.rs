@@ -25,7 +25,7 @@ pub(crate) fn with_pid<R>(env: Env<'_>, pid: LocalPid, f: impl FnOnce(Sender<'_>
 /// A local pid is an immediate term: its bits identify the process. rustler keeps
 /// them private but hashes them as they are, so a hasher that keeps what it is given
 /// reads them out.
-fn id(env: Env<'_>, pid: LocalPid) -> u64 {
+pub(crate) fn id(env: Env<'_>, pid: LocalPid) -> u64 {
     let mut bits = TermBits(0);
     pid.encode(env).as_c_arg().hash(&mut bits);
     bits.0

@@ -23,6 +23,7 @@ mod http;
 mod listener;
 mod outbound;
 mod outbox;
+mod presence;
 mod session;
 mod slots;
 
@@ -35,6 +36,7 @@ pub use config::{Config, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
+pub use presence::{PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
 use crate::fanout::Broadcast;
 use crate::registry::Registry;
@@ -135,6 +137,17 @@ impl Server {
                 Broadcasted::Queued(Pace::Go)
             }
         }
+    }
+
+    /// Starts a presence hub (one per presence module): its diffs are broadcast every
+    /// `tick`. Must be called from within the server's runtime.
+    pub fn start_presence(&self, tick: std::time::Duration, limits: crate::presence::Limits) -> Arc<PresenceHub> {
+        use std::sync::atomic::Ordering;
+        // Local pids' term bits end in 0b0011: a hub's sender id ends in 0b0000.
+        static NEXT_HUB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT_HUB.fetch_add(1, Ordering::Relaxed);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(n, |d| d.as_nanos() as u64);
+        PresenceHub::start(Arc::clone(&self.shared), (1 << 63) | (n << 4), seed, tick, limits)
     }
 
     /// How many senders have sends waiting or being carried out.

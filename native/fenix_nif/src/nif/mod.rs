@@ -6,6 +6,7 @@
 mod channel;
 mod conn;
 mod endpoint;
+mod presence;
 mod pubsub;
 
 use fenix_core::server::Pace;

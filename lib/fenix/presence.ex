@@ -1,0 +1,226 @@
+defmodule Fenix.Presence do
+  @moduledoc ~S"""
+  Who is on a topic, with the functions and wire format of `Phoenix.Presence`: the
+  `phoenix` JavaScript client's `Presence` (`onJoin`, `onLeave`, `onSync`, `list`) works
+  against it unchanged.
+
+      defmodule MyAppWeb.Presence do
+        use Fenix.Presence, otp_app: :my_app, endpoint: MyAppWeb.Endpoint
+      end
+
+  Start it after the endpoint, in the application's tree:
+
+      children = [MyAppWeb.Endpoint, MyAppWeb.Presence]
+
+  and track from a channel, as with Phoenix:
+
+      def join("room:" <> _, _payload, socket) do
+        send(self(), :after_join)
+        {:ok, socket}
+      end
+
+      def handle_info(:after_join, socket) do
+        push(socket, "presence_state", MyAppWeb.Presence.list(socket))
+        {:ok, _ref} = MyAppWeb.Presence.track(socket, socket.assigns.user_id, %{online_at: System.system_time(:second)})
+        {:noreply, socket}
+      end
+
+  ## How it works
+
+  The state lives in the Rust engine, one topic at a time: `track/3`, `update/3` and
+  `untrack/2` are short calls of the tracking process itself, never a call to a central
+  process, so no call waits behind a busy topic, and `list/1` reads the topic directly.
+  A tracked process is monitored: when it exits (leave, crash, a closed connection, a
+  kill), all it tracked leaves. The changes of a topic are coalesced over a tick (see
+  `:tick`) into one `presence_diff` broadcast: a thousand joins within a tick cost each
+  member one frame, not a thousand; a join and a leave of the same meta within one tick
+  cancel out. Every meta carries a unique `"phx_ref"`; an update is a leave of the old
+  meta and a join of the new one with `"phx_ref_prev"`, as Phoenix sends them.
+
+  Metas are stored as JSON: `list/1` and `get_by_key/2` give them back with string keys
+  (`%{"name" => "ann", "phx_ref" => "..."}`), as the client sees them.
+
+  ## Options
+
+  Given to `use Fenix.Presence`, or to `start_link/1` (or the child spec) over them:
+
+    * `:endpoint` - the `Fenix.Endpoint` whose topics are tracked (required).
+    * `:otp_app` - the application, for the options in its config:
+      `config :my_app, MyAppWeb.Presence, tick: 50`.
+    * `:tick` - ms between two `presence_diff` broadcasts of a topic. Default: the
+      engine's (20 ms).
+    * `:max_meta_bytes` - the largest meta, in bytes of its JSON. Default: the engine's
+      (8 KiB). A larger one is refused: `{:error, {:meta_too_large, message}}`.
+    * `:max_entries` - the most entries of one topic. Default: the engine's (100,000).
+      Beyond it: `{:error, {:presence_full, message}}`.
+
+  Not yet: the `fetch/2`, `init/1` and `handle_metas/4` callbacks of Phoenix.Presence,
+  and replication between nodes.
+  """
+
+  alias Fenix.{Native, Socket}
+
+  @typedoc "A presence key (as a string on the wire)."
+  @type key :: String.t()
+  @type meta :: map()
+  @type presences :: %{key() => %{metas: [meta()]}}
+
+  @doc "Tracks the channel's process under `key` on the socket's topic."
+  @callback track(Socket.t(), key(), meta()) :: {:ok, binary()} | {:error, term()}
+  @doc "Tracks `pid` under `key` on `topic`."
+  @callback track(pid(), String.t(), key(), meta()) :: {:ok, binary()} | {:error, term()}
+  @doc "Stops tracking the channel's process under `key`."
+  @callback untrack(Socket.t(), key()) :: :ok
+  @doc "Stops tracking `pid` under `key` on `topic`."
+  @callback untrack(pid(), String.t(), key()) :: :ok
+  @doc "Replaces the meta of the channel's process under `key` (a map, or a function of the old meta)."
+  @callback update(Socket.t(), key(), meta() | (meta() -> meta())) :: {:ok, binary()} | {:error, term()}
+  @doc "Replaces the meta of `pid` under `key` on `topic`."
+  @callback update(pid(), String.t(), key(), meta() | (meta() -> meta())) :: {:ok, binary()} | {:error, term()}
+  @doc "Everyone on a topic: `%{key => %{metas: [meta]}}`."
+  @callback list(Socket.t() | String.t()) :: presences()
+  @doc "The metas of `key` on a topic: `%{metas: [meta]}`, or `[]`."
+  @callback get_by_key(Socket.t() | String.t(), key()) :: %{metas: [meta()]} | []
+
+  @doc false
+  defmacro __using__(opts) do
+    quote do
+      @behaviour Fenix.Presence
+      @fenix_presence_opts unquote(opts)
+
+      def child_spec(opts) do
+        %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+      end
+
+      def start_link(opts \\ []), do: Fenix.Presence.start_link(__MODULE__, @fenix_presence_opts, opts)
+
+      @impl true
+      def track(%Fenix.Socket{} = socket, key, meta), do: Fenix.Presence.track(__MODULE__, socket, key, meta)
+      @impl true
+      def track(pid, topic, key, meta), do: Fenix.Presence.track(__MODULE__, pid, topic, key, meta)
+      @impl true
+      def untrack(%Fenix.Socket{} = socket, key), do: Fenix.Presence.untrack(__MODULE__, socket, key)
+      @impl true
+      def untrack(pid, topic, key), do: Fenix.Presence.untrack(__MODULE__, pid, topic, key)
+      @impl true
+      def update(%Fenix.Socket{} = socket, key, meta), do: Fenix.Presence.update(__MODULE__, socket, key, meta)
+      @impl true
+      def update(pid, topic, key, meta), do: Fenix.Presence.update(__MODULE__, pid, topic, key, meta)
+      @impl true
+      def list(socket_or_topic), do: Fenix.Presence.list(__MODULE__, socket_or_topic)
+      @impl true
+      def get_by_key(socket_or_topic, key), do: Fenix.Presence.get_by_key(__MODULE__, socket_or_topic, key)
+    end
+  end
+
+  @doc false
+  def start_link(module, use_opts, opts) do
+    {otp_app, use_opts} = Keyword.pop(use_opts, :otp_app)
+    config = if otp_app, do: Application.get_env(otp_app, module, []), else: []
+    options = use_opts |> Keyword.merge(config) |> Keyword.merge(opts)
+    options = Keyword.validate!(options, [:endpoint, :tick, :max_meta_bytes, :max_entries])
+    unless is_atom(options[:endpoint]) and options[:endpoint] != nil do
+      raise ArgumentError, "#{inspect(module)} needs the :endpoint option (a Fenix.Endpoint module)"
+    end
+
+    for key <- [:tick, :max_meta_bytes, :max_entries], value = options[key], not (is_integer(value) and value > 0) do
+      raise ArgumentError, "#{inspect(module)}: #{inspect(key)} must be a positive integer, got: #{inspect(value)}"
+    end
+
+    GenServer.start_link(Fenix.Presence.Server, {module, Map.new(options)}, name: module)
+  end
+
+  @doc false
+  def track(module, %Socket{channel_pid: pid, topic: topic}, key, meta), do: track(module, pid, topic, key, meta)
+
+  def track(module, pid, topic, key, meta) when is_pid(pid) and is_binary(topic) and is_map(meta) do
+    module |> hub!() |> Native.presence_track(pid, topic, to_string(key), meta) |> meta_result(meta)
+  end
+
+  @doc false
+  def untrack(module, %Socket{channel_pid: pid, topic: topic}, key), do: untrack(module, pid, topic, key)
+
+  def untrack(module, pid, topic, key) when is_pid(pid) and is_binary(topic) do
+    module |> hub!() |> Native.presence_untrack(pid, topic, to_string(key))
+  end
+
+  @doc false
+  def update(module, %Socket{channel_pid: pid, topic: topic}, key, meta), do: update(module, pid, topic, key, meta)
+
+  def update(module, pid, topic, key, fun) when is_pid(pid) and is_binary(topic) and is_function(fun, 1) do
+    case module |> hub!() |> Native.presence_meta(pid, topic, to_string(key)) do
+      nil -> {:error, :nopresence}
+      old -> update(module, pid, topic, key, fun.(old))
+    end
+  end
+
+  def update(module, pid, topic, key, meta) when is_pid(pid) and is_binary(topic) and is_map(meta) do
+    module |> hub!() |> Native.presence_update(pid, topic, to_string(key), meta) |> meta_result(meta)
+  end
+
+  @doc false
+  def list(module, %Socket{topic: topic}), do: list(module, topic)
+  def list(module, topic) when is_binary(topic), do: module |> hub!() |> Native.presence_list(topic)
+
+  @doc false
+  def get_by_key(module, %Socket{topic: topic}, key), do: get_by_key(module, topic, key)
+
+  def get_by_key(module, topic, key) when is_binary(topic) do
+    module |> hub!() |> Native.presence_get_by_key(topic, to_string(key))
+  end
+
+  defp meta_result({:error, :unsupported_term}, meta), do: {:error, {:unsupported_meta, meta}}
+  defp meta_result(result, _meta), do: result
+
+  defp hub!(module) do
+    case :persistent_term.get({Fenix.Presence, module}, nil) do
+      nil -> raise ArgumentError, "#{inspect(module)} is not started"
+      hub -> hub
+    end
+  end
+end
+
+defmodule Fenix.Presence.Server do
+  @moduledoc false
+  # The process of a presence module: it starts the module's hub on the endpoint's
+  # engine and registers it (a persistent term) for the calls of Fenix.Presence, which
+  # go to the engine directly. A restarted endpoint dispatcher runs a new engine server,
+  # whose connections were all closed and rejoin: the hub is then started anew on it
+  # (the old hub's tracked processes were those connections' channels, which exited).
+
+  use GenServer
+
+  alias Fenix.Native
+
+  @check_every 500
+
+  @impl true
+  def init({module, options}) do
+    Process.flag(:trap_exit, true)
+    state = %{module: module, options: options, engine: nil}
+    Process.send_after(self(), :check_engine, @check_every)
+    {:ok, start_hub(state)}
+  end
+
+  @impl true
+  def handle_info(:check_engine, state) do
+    Process.send_after(self(), :check_engine, @check_every)
+    state = if engine(state) == state.engine, do: state, else: start_hub(state)
+    {:noreply, state}
+  end
+
+  def handle_info(_message, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state), do: :persistent_term.erase({Fenix.Presence, state.module})
+
+  defp start_hub(state) do
+    engine = engine(state)
+    %{tick: tick, max_meta_bytes: max_meta, max_entries: max_entries} = Map.merge(%{tick: nil, max_meta_bytes: nil, max_entries: nil}, state.options)
+    {:ok, hub} = Native.presence_start(engine, tick, max_meta, max_entries)
+    :persistent_term.put({Fenix.Presence, state.module}, hub)
+    %{state | engine: engine}
+  end
+
+  defp engine(state), do: Fenix.Endpoint.engine!(state.options.endpoint)
+end

@@ -1,0 +1,199 @@
+//! Presence (`Fenix.Presence`): each presence module has a hub in the engine
+//! (`fenix_core::server::PresenceHub`) that holds its topics' state and broadcasts their
+//! coalesced diffs. A process that tracks is monitored: when it exits, for any reason,
+//! everything it tracked leaves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use fenix_core::presence::{Limits, Meta, PresenceError};
+use fenix_core::server::{PresenceHub, DEFAULT_TICK};
+use rustler::{Encoder, Env, LocalPid, Monitor, Resource, ResourceArc, Term};
+use serde_json::{Map, Value};
+
+use super::error;
+use crate::atoms;
+use crate::resources::EndpointResource;
+use crate::sender;
+use crate::term::{encode_payload, json_to_term, EncodedPayload};
+
+/// A presence module's hub, and the processes it monitors.
+#[derive(Debug)]
+pub(crate) struct PresenceResource {
+    hub: Arc<PresenceHub>,
+    tracked: Arc<TrackedProcesses>,
+}
+
+#[rustler::resource_impl]
+impl Resource for PresenceResource {}
+
+/// Pid -> the monitor of a process that tracks something.
+#[derive(Default)]
+struct TrackedProcesses(Mutex<HashMap<u64, ResourceArc<TrackedProcess>>>);
+
+impl std::fmt::Debug for TrackedProcesses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrackedProcesses")
+    }
+}
+
+/// A process that tracks: when it goes down, its entries leave.
+#[derive(Debug)]
+pub(crate) struct TrackedProcess {
+    hub: Arc<PresenceHub>,
+    tracked: Weak<TrackedProcesses>,
+    pid: u64,
+}
+
+#[rustler::resource_impl]
+impl Resource for TrackedProcess {
+    const IMPLEMENTS_DOWN: bool = true;
+
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        self.hub.leave(self.pid);
+        if let Some(tracked) = self.tracked.upgrade() {
+            tracked.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.pid);
+        }
+    }
+}
+
+/// Starts a hub on `endpoint` whose diffs go out every `tick_ms`: `{:ok, presence}`.
+/// A nil option takes the engine's default.
+#[rustler::nif]
+fn presence_start(
+    env: Env<'_>,
+    endpoint: ResourceArc<EndpointResource>,
+    tick_ms: Option<u64>,
+    max_meta_bytes: Option<usize>,
+    max_entries: Option<usize>,
+) -> Term<'_> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_meta_bytes: max_meta_bytes.unwrap_or(defaults.max_meta_bytes),
+        max_entries: max_entries.unwrap_or(defaults.max_entries),
+        ..defaults
+    };
+    let tick = tick_ms.map_or(DEFAULT_TICK, |ms| Duration::from_millis(ms.max(1)));
+    // The hub's tick task is spawned on the engine's runtime, not on this BEAM thread.
+    let _runtime = crate::runtime::current().enter();
+    let hub = endpoint.server.start_presence(tick, limits);
+    (atoms::ok(), ResourceArc::new(PresenceResource { hub, tracked: Arc::default() })).encode(env)
+}
+
+/// `pid` tracks `key` with `meta` on `topic`: `{:ok, phx_ref}` or `{:error, reason}`.
+#[rustler::nif]
+fn presence_track<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, pid: LocalPid, topic: &str, key: &str, meta: Term<'a>) -> Term<'a> {
+    let Some(meta) = meta_map(meta) else { return error(env, atoms::unsupported_term()) };
+    let id = sender::id(env, pid);
+    match presence.hub.track(id, topic, key, meta) {
+        Ok(r#ref) => {
+            monitor(env, &presence, pid, id);
+            (atoms::ok(), r#ref.as_str()).encode(env)
+        }
+        Err(PresenceError::AlreadyTracked { .. }) => (atoms::error(), (atoms::already_tracked(), pid, topic, key)).encode(env),
+        Err(e) => presence_error(env, e),
+    }
+}
+
+/// `pid` no longer tracks `key` on `topic`.
+#[rustler::nif]
+fn presence_untrack(env: Env<'_>, presence: ResourceArc<PresenceResource>, pid: LocalPid, topic: &str, key: &str) -> rustler::Atom {
+    presence.hub.untrack(sender::id(env, pid), topic, key);
+    atoms::ok()
+}
+
+/// `pid` tracks `key` on `topic` with `meta` from now on: `{:ok, phx_ref}` or
+/// `{:error, :nopresence | reason}`.
+#[rustler::nif]
+fn presence_update<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, pid: LocalPid, topic: &str, key: &str, meta: Term<'a>) -> Term<'a> {
+    let Some(meta) = meta_map(meta) else { return error(env, atoms::unsupported_term()) };
+    match presence.hub.update(sender::id(env, pid), topic, key, meta) {
+        Ok(r#ref) => (atoms::ok(), r#ref.as_str()).encode(env),
+        Err(e) => presence_error(env, e),
+    }
+}
+
+/// The meta `pid` tracks `key` with on `topic` (without `phx_ref`), or nil: what an
+/// update given a function starts from.
+#[rustler::nif]
+fn presence_meta<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, pid: LocalPid, topic: &str, key: &str) -> Term<'a> {
+    match presence.hub.meta_of(sender::id(env, pid), topic, key) {
+        Some(meta) => {
+            let mut meta = decode(&meta);
+            if let Value::Object(map) = &mut meta {
+                map.remove("phx_ref");
+                map.remove("phx_ref_prev");
+            }
+            json_to_term(env, &meta)
+        }
+        None => atoms::nil().encode(env),
+    }
+}
+
+/// `%{key => %{metas: [meta, ...]}}` of `topic`.
+#[rustler::nif]
+fn presence_list<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, topic: &str) -> Term<'a> {
+    let mut grouped: Vec<(String, Vec<Term<'a>>)> = Vec::new();
+    presence.hub.list(topic, |key, meta| match grouped.last_mut() {
+        Some((last, metas)) if last == key => metas.push(json_to_term(env, &decode(meta))),
+        _ => grouped.push((key.to_owned(), vec![json_to_term(env, &decode(meta))])),
+    });
+    grouped.into_iter().fold(Term::map_new(env), |map, (key, metas)| {
+        let entry = Term::map_new(env).map_put(atoms::metas(), metas).unwrap_or(map);
+        map.map_put(key.as_str(), entry).unwrap_or(map)
+    })
+}
+
+/// `%{metas: [meta, ...]}` of `key` on `topic`, or `[]` when nobody tracks it.
+#[rustler::nif]
+fn presence_get_by_key<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, topic: &str, key: &str) -> Term<'a> {
+    let metas: Vec<Term<'a>> = presence.hub.get_by_key(topic, key).iter().map(|meta| json_to_term(env, &decode(meta))).collect();
+    if metas.is_empty() {
+        return Vec::<Term<'a>>::new().encode(env);
+    }
+    Term::map_new(env).map_put(atoms::metas(), metas).unwrap_or_else(|_| atoms::nil().encode(env))
+}
+
+fn monitor(env: Env<'_>, presence: &PresenceResource, pid: LocalPid, id: u64) {
+    let mut tracked = presence.tracked.0.lock().unwrap_or_else(|e| e.into_inner());
+    if tracked.contains_key(&id) {
+        return;
+    }
+    let process = ResourceArc::new(TrackedProcess { hub: Arc::clone(&presence.hub), tracked: Arc::downgrade(&presence.tracked), pid: id });
+    if env.monitor(&process, &pid).is_some() {
+        tracked.insert(id, process);
+    } else {
+        // Already gone: what it just tracked leaves at once.
+        drop(tracked);
+        presence.hub.leave(id);
+    }
+}
+
+/// A meta term as a JSON object, or `None` when it is not a map JSON can carry.
+fn meta_map(term: Term<'_>) -> Option<Map<String, Value>> {
+    match encode_payload(term) {
+        Ok(EncodedPayload::Json(json)) => match serde_json::from_slice(&json) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A stored meta, as JSON (it was encoded by the hub: it always parses).
+fn decode(meta: &Meta) -> Value {
+    serde_json::from_slice(meta.json()).unwrap_or(Value::Null)
+}
+
+fn presence_error(env: Env<'_>, e: PresenceError) -> Term<'_> {
+    let reason = match &e {
+        PresenceError::NotTracked { .. } => return error(env, atoms::nopresence()),
+        PresenceError::AlreadyTracked { .. } => atoms::already_tracked(),
+        PresenceError::MetaTooLarge { .. } => atoms::meta_too_large(),
+        PresenceError::KeyTooLong { .. } => atoms::key_too_long(),
+        PresenceError::TooManyEntries { .. } => atoms::presence_full(),
+        PresenceError::InvalidMeta(_) => atoms::invalid_meta(),
+    };
+    (atoms::error(), (reason, e.to_string())).encode(env)
+}

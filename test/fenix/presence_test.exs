@@ -1,0 +1,123 @@
+defmodule Fenix.PresenceTest do
+  use ExUnit.Case, async: true
+
+  import Fenix.Test.{Client, Frames}
+
+  alias Fenix.TestPresence, as: Presence
+  alias Fenix.Test.WSClient
+
+  # A process that tracks and then waits to be told what to do.
+  defp tracker(topic, key, meta) do
+    test = self()
+
+    pid =
+      spawn(fn ->
+        send(test, {:tracked, Presence.track(self(), topic, key, meta)})
+        receive do: (:exit -> :ok)
+      end)
+
+    assert_receive {:tracked, {:ok, _ref}}
+    pid
+  end
+
+  defp eventually(check, tries \\ 100) do
+    cond do
+      check.() -> true
+      tries == 0 -> false
+      true ->
+        Process.sleep(20)
+        eventually(check, tries - 1)
+    end
+  end
+
+  describe "track/4, list/1, get_by_key/2" do
+    test "gives each meta a phx_ref, and lists by key" do
+      topic = "presence:list"
+      assert {:ok, ref} = Presence.track(self(), topic, "ann", %{name: "Ann"})
+      assert byte_size(ref) == 16
+      assert Presence.list(topic) == %{"ann" => %{metas: [%{"name" => "Ann", "phx_ref" => ref}]}}
+      assert Presence.get_by_key(topic, "ann") == %{metas: [%{"name" => "Ann", "phx_ref" => ref}]}
+      assert Presence.get_by_key(topic, "bob") == []
+      assert Presence.list("presence:nobody") == %{}
+    end
+
+    test "a second track of the same key by the same process is refused, as in Phoenix" do
+      topic = "presence:twice"
+      {:ok, _} = Presence.track(self(), topic, "ann", %{})
+      me = self()
+      assert Presence.track(me, topic, "ann", %{}) == {:error, {:already_tracked, me, topic, "ann"}}
+      # Another process may track the same key: two metas under it.
+      tracker(topic, "ann", %{})
+      assert %{metas: [_, _]} = Presence.get_by_key(topic, "ann")
+    end
+
+    test "limits are errors, not crashes" do
+      assert {:error, {:meta_too_large, _}} = Presence.track(self(), "presence:big", "ann", %{pad: String.duplicate("x", 2000)})
+      me = self()
+      assert {:error, {:unsupported_meta, %{pid: ^me}}} = Presence.track(me, "presence:big", "ann", %{pid: me})
+      assert Presence.list("presence:big") == %{}
+    end
+  end
+
+  describe "update/4 and untrack/3" do
+    test "an update gives a new phx_ref; a function gets the old meta" do
+      topic = "presence:update"
+      {:ok, ref} = Presence.track(self(), topic, "ann", %{"status" => "here"})
+      assert {:ok, new_ref} = Presence.update(self(), topic, "ann", fn meta -> Map.put(meta, "status", "away") end)
+      assert new_ref != ref
+      assert Presence.get_by_key(topic, "ann") == %{metas: [%{"status" => "away", "phx_ref" => new_ref, "phx_ref_prev" => ref}]}
+      assert Presence.update(self(), topic, "bob", %{}) == {:error, :nopresence}
+      assert Presence.update(self(), topic, "bob", & &1) == {:error, :nopresence}
+    end
+
+    test "untrack removes the key" do
+      topic = "presence:untrack"
+      {:ok, _} = Presence.track(self(), topic, "ann", %{})
+      assert Presence.untrack(self(), topic, "ann") == :ok
+      assert Presence.list(topic) == %{}
+      assert Presence.untrack(self(), topic, "ann") == :ok
+    end
+  end
+
+  describe "a tracked process that exits leaves" do
+    for how <- [:normal, :kill, :crash] do
+      test "on #{how}" do
+        topic = "presence:exit:#{unquote(how)}"
+        pid = tracker(topic, "ann", %{})
+        assert %{"ann" => _} = Presence.list(topic)
+
+        case unquote(how) do
+          :normal -> send(pid, :exit)
+          :kill -> Process.exit(pid, :kill)
+          :crash -> Process.exit(pid, :boom)
+        end
+
+        assert eventually(fn -> Presence.list(topic) == %{} end)
+      end
+    end
+  end
+
+  describe "presence_diff" do
+    test "members get one diff per tick, with every join of it" do
+      c = connect!(%{"vsn" => "2.0.0"})
+      push(c, client(:v2, "1", "1", "test:presence-wire", "phx_join", "{}"))
+      c = assert_frame(c, reply(:v2, "1", "1", "test:presence-wire", "ok", ~s({"topic":"test:presence-wire"})))
+      engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
+      assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, "test:presence-wire"), 1) == 1 end)
+
+      joins = for i <- 1..20, do: ~s("u#{i}":{"metas":[{"phx_ref":"#{elem(Presence.track(self(), "test:presence-wire", "u#{i}", %{}), 1)}"}]})
+      # One frame per tick: 20 joins made at once come in one diff, or two if a tick fell between.
+      texts = diffs(c, joins, [])
+      assert length(texts) <= 2
+      for text <- texts, do: assert(text =~ ~r/^\[null,null,"test:presence-wire","presence_diff",\{"joins":\{.*\},"leaves":\{\}\}\]$/)
+      assert Enum.all?(joins, fn join -> Enum.any?(texts, &String.contains?(&1, join)) end)
+    end
+  end
+
+  defp diffs(c, joins, texts) do
+    {{:text, text}, c} = WSClient.recv(c, 2_000)
+    texts = [text | texts]
+    seen = Enum.count(joins, fn join -> Enum.any?(texts, &String.contains?(&1, join)) end)
+    if seen < length(joins) and length(texts) < 3, do: diffs(c, joins, texts), else: Enum.reverse(texts)
+  end
+end
