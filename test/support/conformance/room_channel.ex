@@ -2,7 +2,7 @@ defmodule Fenix.Conformance.RoomChannel do
   @moduledoc false
   use Fenix.Channel
 
-  alias Fenix.Conformance.Endpoint
+  alias Fenix.Conformance.{Endpoint, Presence}
 
   intercept ["intercepted"]
 
@@ -10,7 +10,10 @@ defmodule Fenix.Conformance.RoomChannel do
   def join("room:private", _payload, _socket), do: {:error, %{reason: "unauthorized"}}
   def join("room:crash", _payload, _socket), do: raise("join crashed on purpose")
 
-  def join(topic, _payload, socket) do
+  def join(topic, payload, socket) do
+    # Tracked after the join reply, as Phoenix apps do: presence_state first (without
+    # this client), then the presence_diff of its own join.
+    if payload["track"] == true, do: send(self(), {:after_join, payload["name"]})
     {:ok, %{joined: topic, user_id: socket.assigns.user_id}, socket}
   end
 
@@ -61,6 +64,21 @@ defmodule Fenix.Conformance.RoomChannel do
     for i <- 1..n//1, do: broadcast!(socket, "blasted", %{"i" => i, "body" => body})
     {:reply, {:ok, %{n: n}}, socket}
   end
+
+  def handle_in("presence_update", payload, socket) when is_map(payload) do
+    meta = Map.put(payload, "name", socket.assigns[:presence_name])
+    {:ok, _ref} = Presence.update(socket, presence_key(socket), meta)
+    {:noreply, socket}
+  end
+
+  @impl true
+  def handle_info({:after_join, name}, socket) do
+    push(socket, "presence_state", Presence.list(socket))
+    {:ok, _ref} = Presence.track(socket, presence_key(socket), %{name: name})
+    {:noreply, assign(socket, :presence_name, name)}
+  end
+
+  defp presence_key(socket), do: to_string(socket.assigns.user_id)
 
   @impl true
   def handle_out("intercepted", payload, socket) do

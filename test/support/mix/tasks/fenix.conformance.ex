@@ -19,7 +19,7 @@ defmodule Mix.Tasks.Fenix.Conformance do
   """
   use Mix.Task
 
-  alias Fenix.Conformance.{Control, Endpoint}
+  alias Fenix.Conformance.{Control, Endpoint, Presence}
 
   @impl true
   def run(args) do
@@ -28,7 +28,9 @@ defmodule Mix.Tasks.Fenix.Conformance do
     port = String.to_integer(System.get_env("PORT", "4001"))
     threads = String.to_integer(System.get_env("FENIX_ENGINE_THREADS", "0"))
     endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads]
-    {:ok, _pid} = Supervisor.start_link([{Endpoint, endpoint_opts}], strategy: :one_for_one, name: Control.Supervisor)
+    # rest_for_one: a presence restarts with the endpoint it tracks on.
+    children = [{Endpoint, endpoint_opts}, Presence]
+    {:ok, _pid} = Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
     Mix.shell().info("listening on 127.0.0.1:#{Endpoint.port()}")
 
     if opts[:control], do: Control.run(), else: Process.sleep(:infinity)
