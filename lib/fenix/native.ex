@@ -111,8 +111,10 @@ defmodule Fenix.Native do
 
   @type presence :: reference()
 
-  @spec presence_start(endpoint(), pos_integer() | nil, pos_integer() | nil, pos_integer() | nil) :: {:ok, presence()}
-  def presence_start(_endpoint, _tick_ms, _max_meta_bytes, _max_entries), do: :erlang.nif_error(:nif_not_loaded)
+  @spec presence_start(endpoint(), pos_integer() | nil, pos_integer() | nil, pos_integer() | nil, pid() | nil, boolean()) ::
+          {:ok, presence()}
+  def presence_start(_endpoint, _tick_ms, _max_meta_bytes, _max_entries, _diffs_to, _broadcast),
+    do: :erlang.nif_error(:nif_not_loaded)
 
   @spec presence_track(presence(), pid(), String.t(), String.t(), map()) :: {:ok, String.t()} | {:error, term()}
   def presence_track(_presence, _pid, _topic, _key, _meta), do: :erlang.nif_error(:nif_not_loaded)

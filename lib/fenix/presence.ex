@@ -54,8 +54,20 @@ defmodule Fenix.Presence do
     * `:max_entries` - the most entries of one topic. Default: the engine's (100,000).
       Beyond it: `{:error, {:presence_full, message}}`.
 
-  Not yet: the `fetch/2`, `init/1` and `handle_metas/4` callbacks of Phoenix.Presence,
-  and replication between nodes.
+  ## Callbacks
+
+  As in Phoenix, all optional:
+
+    * `c:fetch/2` enriches the presences before they are sent: `list/1` and
+      `get_by_key/2` give what it returns, and each tick's diff of a topic goes through
+      it once (joins and leaves), not once per member. Without it the engine
+      broadcasts each diff itself; with it, the presence module's process receives the
+      diff, calls `fetch/2`, and broadcasts the result.
+    * `c:init/1` and `c:handle_metas/4`: server-side reactions to joins and leaves. The
+      presence module's process calls `handle_metas/4` with each tick's diff of a topic
+      and the topic's presences after it, threading the state `init/1` returned.
+
+  Not yet: replication between nodes (each node has its own presences).
   """
 
   alias Fenix.{Native, Socket}
@@ -81,6 +93,33 @@ defmodule Fenix.Presence do
   @callback list(Socket.t() | String.t()) :: presences()
   @doc "The metas of `key` on a topic: `%{metas: [meta]}`, or `[]`."
   @callback get_by_key(Socket.t() | String.t(), key()) :: %{metas: [meta()]} | []
+
+  @doc """
+  Enriches `presences` of `topic` before they are sent, e.g. with the users' records:
+
+      def fetch(_topic, presences) do
+        users = presences |> Map.keys() |> Accounts.get_users_map()
+        for {key, %{metas: metas}} <- presences, into: %{} do
+          {key, %{metas: metas, user: users[key]}}
+        end
+      end
+
+  Called once per `list/1`, and once for the joins and once for the leaves of each
+  tick's diff of a topic.
+  """
+  @callback fetch(topic :: String.t(), presences()) :: presences()
+
+  @doc "The initial state of `c:handle_metas/4`, when the presence module starts (with its start options)."
+  @callback init(keyword()) :: {:ok, state :: term()}
+
+  @doc """
+  Called in the presence module's process with each tick's diff of `topic`
+  (`%{joins: presences, leaves: presences}`) and the topic's presences after it.
+  """
+  @callback handle_metas(topic :: String.t(), diff :: %{joins: presences(), leaves: presences()}, presences(), state :: term()) ::
+              {:ok, term()}
+
+  @optional_callbacks fetch: 2, init: 1, handle_metas: 4
 
   @doc false
   defmacro __using__(opts) do
@@ -118,7 +157,8 @@ defmodule Fenix.Presence do
     {otp_app, use_opts} = Keyword.pop(use_opts, :otp_app)
     config = if otp_app, do: Application.get_env(otp_app, module, []), else: []
     options = use_opts |> Keyword.merge(config) |> Keyword.merge(opts)
-    options = Keyword.validate!(options, [:endpoint, :tick, :max_meta_bytes, :max_entries])
+    {presence_options, init_options} = Keyword.split(options, [:endpoint, :tick, :max_meta_bytes, :max_entries])
+    options = presence_options
     unless is_atom(options[:endpoint]) and options[:endpoint] != nil do
       raise ArgumentError, "#{inspect(module)} needs the :endpoint option (a Fenix.Endpoint module)"
     end
@@ -127,7 +167,7 @@ defmodule Fenix.Presence do
       raise ArgumentError, "#{inspect(module)}: #{inspect(key)} must be a positive integer, got: #{inspect(value)}"
     end
 
-    GenServer.start_link(Fenix.Presence.Server, {module, Map.new(options)}, name: module)
+    GenServer.start_link(Fenix.Presence.Server, {module, Map.new(options), init_options}, name: module)
   end
 
   @doc false
@@ -160,13 +200,24 @@ defmodule Fenix.Presence do
 
   @doc false
   def list(module, %Socket{topic: topic}), do: list(module, topic)
-  def list(module, topic) when is_binary(topic), do: module |> hub!() |> Native.presence_list(topic)
+  def list(module, topic) when is_binary(topic), do: fetched(module, topic, module |> hub!() |> Native.presence_list(topic))
 
   @doc false
   def get_by_key(module, %Socket{topic: topic}, key), do: get_by_key(module, topic, key)
 
   def get_by_key(module, topic, key) when is_binary(topic) do
-    module |> hub!() |> Native.presence_get_by_key(topic, to_string(key))
+    key = to_string(key)
+
+    case module |> hub!() |> Native.presence_get_by_key(topic, key) do
+      [] -> []
+      presence -> module |> fetched(topic, %{key => presence}) |> Map.get(key, [])
+    end
+  end
+
+  @doc false
+  # The presences of `topic` through the module's fetch/2, if it has one.
+  def fetched(module, topic, presences) do
+    if function_exported?(module, :fetch, 2), do: module.fetch(topic, presences), else: presences
   end
 
   defp meta_result({:error, :unsupported_term}, meta), do: {:error, {:unsupported_meta, meta}}
@@ -184,9 +235,13 @@ defmodule Fenix.Presence.Server do
   @moduledoc false
   # The process of a presence module: it starts the module's hub on the endpoint's
   # engine and registers it (a persistent term) for the calls of Fenix.Presence, which
-  # go to the engine directly. A restarted endpoint dispatcher runs a new engine server,
-  # whose connections were all closed and rejoin: the hub is then started anew on it
-  # (the old hub's tracked processes were those connections' channels, which exited).
+  # go to the engine directly. When the module defines fetch/2 or handle_metas/4, the
+  # hub hands it each tick's diff of a topic: fetch/2 runs here and the result is
+  # broadcast from here; handle_metas/4 runs here with the state init/1 returned.
+  #
+  # A restarted endpoint dispatcher runs a new engine server, whose connections were all
+  # closed and rejoin: the hub is then started anew on it (the old hub's tracked
+  # processes were those connections' channels, which exited).
 
   use GenServer
 
@@ -195,9 +250,19 @@ defmodule Fenix.Presence.Server do
   @check_every 500
 
   @impl true
-  def init({module, options}) do
+  def init({module, options, init_options}) do
     Process.flag(:trap_exit, true)
-    state = %{module: module, options: options, engine: nil}
+    {:ok, user_state} = if function_exported?(module, :init, 1), do: module.init(init_options), else: {:ok, nil}
+
+    state = %{
+      module: module,
+      options: options,
+      engine: nil,
+      fetch?: function_exported?(module, :fetch, 2),
+      handle_metas?: function_exported?(module, :handle_metas, 4),
+      user_state: user_state
+    }
+
     Process.send_after(self(), :check_engine, @check_every)
     {:ok, start_hub(state)}
   end
@@ -209,15 +274,36 @@ defmodule Fenix.Presence.Server do
     {:noreply, state}
   end
 
+  def handle_info({:fenix_presence_diff, topic, %{"joins" => joins, "leaves" => leaves}}, state) do
+    diff = %{
+      joins: Fenix.Presence.fetched(state.module, topic, presences(joins)),
+      leaves: Fenix.Presence.fetched(state.module, topic, presences(leaves))
+    }
+
+    if state.fetch?, do: Fenix.Endpoint.__broadcast__(state.options.endpoint, topic, "presence_diff", diff, nil)
+
+    if state.handle_metas? do
+      current = Fenix.Presence.list(state.module, topic)
+      {:ok, user_state} = state.module.handle_metas(topic, diff, current, state.user_state)
+      {:noreply, %{state | user_state: user_state}}
+    else
+      {:noreply, state}
+    end
+  end
+
   def handle_info(_message, state), do: {:noreply, state}
 
   @impl true
   def terminate(_reason, state), do: :persistent_term.erase({Fenix.Presence, state.module})
 
+  # The engine's JSON shape (`%{"metas" => _}`) as Phoenix's (`%{metas: _}`).
+  defp presences(map), do: Map.new(map, fn {key, %{"metas" => metas}} -> {key, %{metas: metas}} end)
+
   defp start_hub(state) do
     engine = engine(state)
     %{tick: tick, max_meta_bytes: max_meta, max_entries: max_entries} = Map.merge(%{tick: nil, max_meta_bytes: nil, max_entries: nil}, state.options)
-    {:ok, hub} = Native.presence_start(engine, tick, max_meta, max_entries)
+    diffs_to = if state.fetch? or state.handle_metas?, do: self()
+    {:ok, hub} = Native.presence_start(engine, tick, max_meta, max_entries, diffs_to, not state.fetch?)
     :persistent_term.put({Fenix.Presence, state.module}, hub)
     %{state | engine: engine}
   end

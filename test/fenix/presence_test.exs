@@ -114,6 +114,30 @@ defmodule Fenix.PresenceTest do
     end
   end
 
+  describe "fetch/2, init/1 and handle_metas/4" do
+    test "list and get_by_key go through fetch/2, and so does each diff, once" do
+      Process.register(self(), :fenix_presence_listener)
+      c = connect!(%{"vsn" => "2.0.0"})
+      push(c, client(:v2, "1", "1", "test:fetch", "phx_join", "{}"))
+      c = assert_frame(c, reply(:v2, "1", "1", "test:fetch", "ok", ~s({"topic":"test:fetch"})))
+      engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
+      assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, "test:fetch"), 1) == 1 end)
+
+      {:ok, ref} = Fenix.TestFetchPresence.track(self(), "test:fetch", "ann", %{})
+      metas = [%{"phx_ref" => ref}]
+      assert Fenix.TestFetchPresence.list("test:fetch") == %{"ann" => %{metas: metas, user: "user ann"}}
+      assert Fenix.TestFetchPresence.get_by_key("test:fetch", "ann") == %{metas: metas, user: "user ann"}
+      assert Fenix.TestFetchPresence.get_by_key("test:fetch", "bob") == []
+
+      # The diff the client gets is fetch/2's.
+      assert_frame(c, server(:v2, nil, nil, "test:fetch", "presence_diff", ~s({"joins":{"ann":{"metas":[{"phx_ref":"#{ref}"}],"user":"user ann"}},"leaves":{}})))
+      assert_receive {:handle_metas, "test:fetch", %{joins: %{"ann" => %{metas: ^metas, user: "user ann"}}, leaves: %{}}, presences, state}
+      assert presences == %{"ann" => %{metas: metas, user: "user ann"}}
+      assert state.opts == [greeting: "hi"], "init/1 got the start options that are not the presence's own"
+      refute_frame(c, 100)
+    end
+  end
+
   defp diffs(c, joins, texts) do
     {{:text, text}, c} = WSClient.recv(c, 2_000)
     texts = [text | texts]

@@ -13,6 +13,28 @@ defmodule Fenix.TestPresence do
   use Fenix.Presence, otp_app: :fenix, endpoint: Fenix.TestEndpoint, max_meta_bytes: 1024
 end
 
+defmodule Fenix.TestFetchPresence do
+  @moduledoc false
+  # A presence module with every optional callback: fetch/2 adds a "user" to each
+  # presence; handle_metas/4 reports each diff to the process registered as
+  # :fenix_presence_listener, and counts them in its state.
+  use Fenix.Presence, otp_app: :fenix, endpoint: Fenix.TestEndpoint
+
+  @impl true
+  def fetch(_topic, presences) do
+    for {key, %{metas: metas}} <- presences, into: %{}, do: {key, %{metas: metas, user: "user " <> key}}
+  end
+
+  @impl true
+  def init(opts), do: {:ok, %{diffs: 0, opts: opts}}
+
+  @impl true
+  def handle_metas(topic, diff, presences, state) do
+    if listener = Process.whereis(:fenix_presence_listener), do: send(listener, {:handle_metas, topic, diff, presences, state})
+    {:ok, %{state | diffs: state.diffs + 1}}
+  end
+end
+
 defmodule Fenix.TestSocket do
   @moduledoc false
   use Fenix.Socket

@@ -33,6 +33,7 @@ rustler::atoms! {
     x_headers,
     auth_token,
     // presence
+    fenix_presence_diff,
     metas,
     already_tracked,
     nopresence,

@@ -36,7 +36,7 @@ pub use config::{Config, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
-pub use presence::{PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
+pub use presence::{DiffHandler, DiffRoute, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
 use crate::fanout::Broadcast;
 use crate::registry::Registry;
@@ -139,15 +139,15 @@ impl Server {
         }
     }
 
-    /// Starts a presence hub (one per presence module): its diffs are broadcast every
-    /// `tick`. Must be called from within the server's runtime.
-    pub fn start_presence(&self, tick: std::time::Duration, limits: crate::presence::Limits) -> Arc<PresenceHub> {
+    /// Starts a presence hub (one per presence module): every `tick`, each changed
+    /// topic's diff goes where `route` says. Must be called from within the server's runtime.
+    pub fn start_presence(&self, tick: std::time::Duration, limits: crate::presence::Limits, route: DiffRoute) -> Arc<PresenceHub> {
         use std::sync::atomic::Ordering;
         // Local pids' term bits end in 0b0011: a hub's sender id ends in 0b0000.
         static NEXT_HUB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let n = NEXT_HUB.fetch_add(1, Ordering::Relaxed);
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(n, |d| d.as_nanos() as u64);
-        PresenceHub::start(Arc::clone(&self.shared), (1 << 63) | (n << 4), seed, tick, limits)
+        PresenceHub::start(Arc::clone(&self.shared), (1 << 63) | (n << 4), seed, tick, limits, route)
     }
 
     /// How many senders have sends waiting or being carried out.

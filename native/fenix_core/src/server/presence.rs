@@ -13,6 +13,10 @@
 //! - `list` and `get_by_key` read the topic under its lock, without going through any
 //!   process's mailbox.
 //!
+//! - a hub may instead (or also) hand each diff to the application ([`DiffHandler`]):
+//!   Fenix does when the presence module defines `fetch/2` (it enriches the diff, then
+//!   broadcasts it) or `handle_metas/4` (server-side reactions to joins and leaves).
+//!
 //! The hub's tick task holds it weakly: dropping the last handle stops it.
 
 use std::collections::{HashMap, HashSet};
@@ -38,6 +42,24 @@ pub const PRESENCE_DIFF: &str = "presence_diff";
 /// The local node, until presence is replicated between nodes.
 const LOCAL: NodeId = NodeId(0);
 
+/// Called with each topic's diff payload (`{"joins": ..., "leaves": ...}` JSON) once
+/// per tick, on an engine thread.
+pub type DiffHandler = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
+
+/// What a hub does with each diff.
+pub struct DiffRoute {
+    /// Broadcast it to the topic's subscribers.
+    pub broadcast: bool,
+    /// Hand it to the application.
+    pub handler: Option<DiffHandler>,
+}
+
+impl std::fmt::Debug for DiffRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiffRoute").field("broadcast", &self.broadcast).field("handler", &self.handler.is_some()).finish()
+    }
+}
+
 /// The presence state of one presence module on one server.
 #[derive(Debug)]
 pub struct PresenceHub {
@@ -51,10 +73,18 @@ pub struct PresenceHub {
     owners: Mutex<HashMap<u64, Vec<String>>>,
     refs: Arc<RefGenerator>,
     limits: Limits,
+    route: DiffRoute,
 }
 
 impl PresenceHub {
-    pub(crate) fn start(shared: Arc<Shared>, sender: u64, seed: u64, tick: Duration, limits: Limits) -> Arc<PresenceHub> {
+    pub(crate) fn start(
+        shared: Arc<Shared>,
+        sender: u64,
+        seed: u64,
+        tick: Duration,
+        limits: Limits,
+        route: DiffRoute,
+    ) -> Arc<PresenceHub> {
         // The ref generator's tag tells the hubs of a node apart.
         let refs = Arc::new(RefGenerator::new(u32::try_from(sender & 0xffff_ffff).unwrap_or(0), seed));
         let topics = DashMap::new();
@@ -66,6 +96,7 @@ impl PresenceHub {
             owners: Mutex::default(),
             refs,
             limits,
+            route,
         });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(ticks(weak, tick));
@@ -158,6 +189,12 @@ impl PresenceHub {
             // A topic nobody tracks on any more goes, once its last diff is out.
             self.topics.remove_if(&topic, |_, presence| presence.is_empty());
             let Some(diff) = diff else { continue };
+            if let Some(handler) = &self.route.handler {
+                handler(&topic, &diff);
+            }
+            if !self.route.broadcast {
+                continue;
+            }
             let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body: Bytes::from(diff), binary: false, exclude: None };
             // The hub never waits: it adds one operation per changed topic per tick.
             let sender = Sender { id: self.sender, waker: &|| Waker::noop().clone() };

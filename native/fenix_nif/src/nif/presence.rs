@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use fenix_core::presence::{Limits, Meta, PresenceError};
-use fenix_core::server::{PresenceHub, DEFAULT_TICK};
+use fenix_core::server::{DiffHandler, DiffRoute, PresenceHub, DEFAULT_TICK};
 use rustler::{Encoder, Env, LocalPid, Monitor, Resource, ResourceArc, Term};
 use serde_json::{Map, Value};
 
 use super::error;
 use crate::atoms;
+use crate::beam;
 use crate::resources::EndpointResource;
 use crate::sender;
 use crate::term::{encode_payload, json_to_term, EncodedPayload};
@@ -59,14 +60,19 @@ impl Resource for TrackedProcess {
 }
 
 /// Starts a hub on `endpoint` whose diffs go out every `tick_ms`: `{:ok, presence}`.
-/// A nil option takes the engine's default.
+/// A nil option takes the engine's default. With `diffs_to` (a pid), each diff is also
+/// sent there as `{:fenix_presence_diff, topic, %{"joins" => _, "leaves" => _}}`; with
+/// `broadcast` false, only there (the process broadcasts it itself, after `fetch/2`).
 #[rustler::nif]
+#[allow(clippy::too_many_arguments)]
 fn presence_start(
     env: Env<'_>,
     endpoint: ResourceArc<EndpointResource>,
     tick_ms: Option<u64>,
     max_meta_bytes: Option<usize>,
     max_entries: Option<usize>,
+    diffs_to: Option<LocalPid>,
+    broadcast: bool,
 ) -> Term<'_> {
     let defaults = Limits::default();
     let limits = Limits {
@@ -77,7 +83,13 @@ fn presence_start(
     let tick = tick_ms.map_or(DEFAULT_TICK, |ms| Duration::from_millis(ms.max(1)));
     // The hub's tick task is spawned on the engine's runtime, not on this BEAM thread.
     let _runtime = crate::runtime::current().enter();
-    let hub = endpoint.server.start_presence(tick, limits);
+    let handler = diffs_to.map(|pid| -> DiffHandler {
+        Box::new(move |topic: &str, diff: &[u8]| {
+            let (topic, diff) = (topic.to_owned(), serde_json::from_slice::<Value>(diff).unwrap_or(Value::Null));
+            beam::send(&pid, move |env| (atoms::fenix_presence_diff(), topic.as_str(), json_to_term(env, &diff)).encode(env));
+        })
+    });
+    let hub = endpoint.server.start_presence(tick, limits, DiffRoute { broadcast, handler });
     (atoms::ok(), ResourceArc::new(PresenceResource { hub, tracked: Arc::default() })).encode(env)
 }
 
