@@ -20,15 +20,6 @@ defmodule Fenix.PresenceTest do
     pid
   end
 
-  defp eventually(check, tries \\ 100) do
-    cond do
-      check.() -> true
-      tries == 0 -> false
-      true ->
-        Process.sleep(20)
-        eventually(check, tries - 1)
-    end
-  end
 
   describe "track/4, list/1, get_by_key/2" do
     test "gives each meta a phx_ref, and lists by key" do
@@ -99,11 +90,7 @@ defmodule Fenix.PresenceTest do
 
   describe "presence_diff" do
     test "members get one diff per tick, with every join of it" do
-      c = connect!(%{"vsn" => "2.0.0"})
-      push(c, client(:v2, "1", "1", "test:presence-wire", "phx_join", "{}"))
-      c = assert_frame(c, reply(:v2, "1", "1", "test:presence-wire", "ok", ~s({"topic":"test:presence-wire"})))
-      engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
-      assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, "test:presence-wire"), 1) == 1 end)
+      c = join!(connect!(%{"vsn" => "2.0.0"}), "test:presence-wire")
 
       joins = for i <- 1..20, do: ~s("u#{i}":{"metas":[{"phx_ref":"#{elem(Presence.track(self(), "test:presence-wire", "u#{i}", %{}), 1)}"}]})
       # One frame per tick: 20 joins made at once come in one diff, or two if a tick fell between.
@@ -117,11 +104,7 @@ defmodule Fenix.PresenceTest do
   describe "fetch/2, init/1 and handle_metas/4" do
     test "list and get_by_key go through fetch/2, and so does each diff, once" do
       Process.register(self(), :fenix_presence_listener)
-      c = connect!(%{"vsn" => "2.0.0"})
-      push(c, client(:v2, "1", "1", "test:fetch", "phx_join", "{}"))
-      c = assert_frame(c, reply(:v2, "1", "1", "test:fetch", "ok", ~s({"topic":"test:fetch"})))
-      engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
-      assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, "test:fetch"), 1) == 1 end)
+      c = join!(connect!(%{"vsn" => "2.0.0"}), "test:fetch")
 
       {:ok, ref} = Fenix.TestFetchPresence.track(self(), "test:fetch", "ann", %{})
       metas = [%{"phx_ref" => ref}]

@@ -37,4 +37,27 @@ defmodule Fenix.Test.Client do
     :ok = WSClient.send_text(client, text)
     client
   end
+
+  @doc "Polls `check` until it is true (a guard against hangs, not a timing assertion)."
+  def eventually(check, tries \\ 250) do
+    cond do
+      check.() -> true
+      tries == 0 -> false
+      true ->
+        Process.sleep(20)
+        eventually(check, tries - 1)
+    end
+  end
+
+  @doc """
+  Joins `topic` (vsn 2.0.0, join_ref and ref "1") on the test endpoint and waits until
+  the channel is a fan-out target; returns the client.
+  """
+  def join!(client, topic) do
+    push(client, Fenix.Test.Frames.client(:v2, "1", "1", topic, "phx_join", "{}"))
+    client = assert_frame(client, Fenix.Test.Frames.reply(:v2, "1", "1", topic, "ok", ~s({"topic":"#{topic}"})))
+    engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
+    assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, topic), 1) == 1 end)
+    client
+  end
 end

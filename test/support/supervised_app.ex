@@ -38,6 +38,7 @@ defmodule Fenix.Test.Supervised do
   # Helpers for the tests of Fenix.Test.SupervisedEndpoint's tree.
 
   import ExUnit.Assertions
+  import Fenix.Test.Client, only: [eventually: 1]
 
   alias Fenix.Test.{SupervisedEndpoint, WSClient}
 
@@ -75,14 +76,4 @@ defmodule Fenix.Test.Supervised do
     client
   end
 
-  @doc "Polls `check` until it is true (a guard against hangs, not a timing assertion)."
-  def eventually(check, tries \\ 250) do
-    cond do
-      check.() -> true
-      tries == 0 -> false
-      true ->
-        Process.sleep(20)
-        eventually(check, tries - 1)
-    end
-  end
 end

@@ -5,7 +5,7 @@ defmodule Fenix.Endpoint.SupervisorTest do
 
   import ExUnit.CaptureLog
   import Fenix.Test.{Frames, Supervised}
-  import Fenix.Test.Client, only: [assert_frame: 2, push: 2]
+  import Fenix.Test.Client, only: [assert_frame: 2, push: 2, eventually: 1]
 
   alias Fenix.Test.{SupervisedEndpoint, WSClient}
 
