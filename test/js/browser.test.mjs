@@ -1,14 +1,17 @@
 // The chat demo (examples/chat, `PORT=<port> mix run --no-halt`) in headless Chromium:
 // two pages join room:lobby through the unmodified phoenix.js; a message typed in one
-// appears in the other.
+// appears in the other; each page's "online" list (the client's Presence) shows who is in
+// the room, and follows pages that open and close.
 //
 // Run: node --test test/js/browser.test.mjs
 //   FENIX_CHAT_URL=http://127.0.0.1:4000  use a chat demo that is already running
 //   CHROMIUM=/path/to/chromium            default /usr/bin/chromium
+//   FENIX_SCREENSHOTS=/some/dir            where the screenshot goes (default: the OS temp dir)
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { ROOT, startChat } from "./helpers.mjs";
@@ -75,6 +78,14 @@ async function seen(page, text) {
   return (await message.locator('[data-testid="message-user"]').textContent()).trim();
 }
 
+/** The entry of `user` in the page's online list. */
+const onlineEntry = (page, user) => page.locator(`[data-testid="online-user"][data-user="${user}"]`);
+
+/** The names in the page's online list, in its order. */
+async function onlineNames(page) {
+  return (await page.locator('[data-testid="online-name"]').allTextContents()).map((t) => t.trim());
+}
+
 describe("chat demo in headless Chromium", () => {
   it("serves the page and the unmodified phoenix.js (global Phoenix)", T, async () => {
     const page = await openPage("?name=probe");
@@ -133,6 +144,62 @@ describe("chat demo in headless Chromium", () => {
 
     await page.context().close();
     await other.context().close();
+  });
+
+  it("the online list shows a page that joins and drops it when the page closes", T, async (t) => {
+    // Names of this run only: other tests' pages may still be leaving the lobby.
+    const stamp = Date.now() % 10_000;
+    const erin = `erin-${stamp}`;
+    const frank = `frank-${stamp}`;
+    const first = await openPage(`?name=${erin}`);
+    await joined(first);
+    await onlineEntry(first, erin).waitFor(WAIT);
+    assert.ok((await first.locator('[data-testid="online-user"].online__user--me').allTextContents()).includes(erin), "own name marked");
+
+    const second = await openPage(`?name=${frank}`);
+    await joined(second);
+    await onlineEntry(first, frank).waitFor(WAIT);
+    await onlineEntry(second, erin).waitFor(WAIT);
+    for (const page of [first, second]) {
+      const names = await onlineNames(page);
+      assert.ok(names.includes(erin) && names.includes(frank), `both online: ${names}`);
+      assert.equal(await page.locator('[data-testid="online-count"]').textContent(), String(names.length));
+    }
+
+    const hello = `frank says hi ${stamp}`;
+    await say(second, hello);
+    assert.equal(await seen(first, hello), frank);
+    const shot = path.join(process.env.FENIX_SCREENSHOTS || os.tmpdir(), "fenix-chat-online.png");
+    await first.screenshot({ path: shot });
+    t.diagnostic(`screenshot: ${shot}`);
+
+    await second.context().close();
+    await onlineEntry(first, frank).waitFor({ ...WAIT, state: "detached" });
+    const names = await onlineNames(first);
+    assert.ok(names.includes(erin) && !names.includes(frank), `frank gone, erin stays: ${names}`);
+    assert.equal(await first.locator('[data-testid="online-count"]').textContent(), String(names.length));
+
+    await first.context().close();
+  });
+
+  it("one name in two tabs is one entry that counts its tabs", T, async () => {
+    const stamp = Date.now() % 10_000;
+    const gina = `gina-${stamp}`;
+    const watcher = await openPage(`?name=watcher-${stamp}`);
+    const tab1 = await openPage(`?name=${gina}`);
+    const tab2 = await openPage(`?name=${gina}`);
+    await Promise.all([joined(watcher), joined(tab1), joined(tab2)]);
+
+    const entry = onlineEntry(watcher, gina);
+    await entry.filter({ hasText: "×2" }).waitFor(WAIT);
+    assert.equal(await entry.count(), 1, "one entry per name");
+
+    await tab2.context().close();
+    await entry.filter({ hasNotText: "×" }).waitFor(WAIT);
+    assert.equal(await entry.count(), 1, "still online in the other tab");
+
+    await watcher.context().close();
+    await tab1.context().close();
   });
 
   it("no script errors in any page", () => {

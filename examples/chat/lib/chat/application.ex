@@ -11,7 +11,10 @@ defmodule Chat.Application do
       static: [from: Application.app_dir(:chat, "priv/static")]
     ]
 
-    with {:ok, pid} <- Supervisor.start_link([{Chat.Endpoint, endpoint_opts}], strategy: :one_for_one) do
+    # rest_for_one: the presence tracks on the endpoint's engine, so it restarts with it.
+    children = [{Chat.Endpoint, endpoint_opts}, Chat.Presence]
+
+    with {:ok, pid} <- Supervisor.start_link(children, strategy: :rest_for_one) do
       IO.puts("Chat demo listening on 127.0.0.1:#{Chat.Endpoint.port()} (open http://127.0.0.1:#{Chat.Endpoint.port()}/)")
       {:ok, pid}
     end

@@ -1,6 +1,8 @@
 // Fenix chat demo: the unmodified phoenix.js client (global `Phoenix`) talking to a Fenix
 // server. Connects to /socket with {user_id: name}, joins room:lobby, sends `shout`
-// {body, user} and renders every `shout` broadcast ({user, body}).
+// {body, user} and renders every `shout` broadcast ({user, body}). The "online" list is
+// the client's own `Phoenix.Presence` of the channel (presence_state, then presence_diff),
+// redrawn on each sync: one entry per name, with its number of tabs when more than one.
 (function () {
   "use strict";
 
@@ -15,6 +17,8 @@
   const messageForm = $("message-form");
   const messageInput = $("message");
   const me = $("me");
+  const onlineList = $("online-list");
+  const onlineCount = $("online-count");
 
   let name = null;
   let channel = null;
@@ -75,6 +79,32 @@
     render(null, text, "system");
   }
 
+  function renderOnline(presence) {
+    const users = presence
+      .list((user, { metas }) => ({ user, tabs: metas.length }))
+      .sort((a, b) => a.user.localeCompare(b.user));
+    const items = users.map(({ user, tabs }) => {
+      const li = document.createElement("li");
+      li.className = "online__user" + (user === name ? " online__user--me" : "");
+      li.dataset.testid = "online-user";
+      li.dataset.user = user;
+      const who = document.createElement("span");
+      who.dataset.testid = "online-name";
+      who.textContent = user;
+      li.appendChild(who);
+      if (tabs > 1) {
+        const count = document.createElement("span");
+        count.className = "online__tabs";
+        count.textContent = "×" + tabs;
+        count.title = tabs + " tabs";
+        li.appendChild(count);
+      }
+      return li;
+    });
+    onlineList.replaceChildren(...items);
+    onlineCount.textContent = String(users.length);
+  }
+
   function start(chosen) {
     name = chosen.trim().slice(0, 40) || defaultName();
     safeStorage("set", name);
@@ -92,6 +122,8 @@
     socket.connect();
 
     channel = socket.channel(TOPIC, {});
+    const presence = new window.Phoenix.Presence(channel);
+    presence.onSync(() => renderOnline(presence));
     channel.on("shout", (payload) => {
       render(String(payload.user ?? "?"), String(payload.body ?? ""), payload.user === name ? "mine" : null);
     });
