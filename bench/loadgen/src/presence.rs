@@ -267,8 +267,9 @@ fn ms(ns: u64) -> f64 {
     (ns as f64 / 1e3).round() / 1e3
 }
 
-/// Runs `open` for every key in `keys`, `concurrency` at a time; the first error wins.
-async fn open_all(b: &Rc<Board>, keys: std::ops::Range<usize>, concurrency: usize, ui: &Ui) -> Result<(), String> {
+/// Runs `open` for every key in `keys`, `concurrency` at a time, until `limit`; the
+/// first error wins.
+async fn open_all(b: &Rc<Board>, keys: std::ops::Range<usize>, concurrency: usize, limit: Instant, ui: &Ui) -> Result<(), String> {
     let next = Rc::new(Cell::new(keys.start));
     let opened = Rc::new(Cell::new(0u64));
     let pool: Vec<_> = (0..concurrency.clamp(1, keys.len().max(1)))
@@ -278,22 +279,30 @@ async fn open_all(b: &Rc<Board>, keys: std::ops::Range<usize>, concurrency: usiz
                 while next.get() < end {
                     let key = next.get();
                     next.set(key + 1);
-                    b.open(key).await?;
+                    let joined = timeout_at(limit, b.open(key))
+                        .await
+                        .unwrap_or_else(|_| Err(format!("client {key}: not joined before the timeout")));
+                    if let Err(e) = joined {
+                        next.set(end); // the others stop opening too
+                        return Err(e);
+                    }
                     opened.set(opened.get() + 1);
                 }
                 Ok::<(), String>(())
             })
         })
         .collect();
-    let mut out = Ok(());
-    for h in pool {
-        let r = h.await.unwrap_or_else(|e| Err(format!("connect task failed: {e}")));
-        ui.update(opened.get());
-        if out.is_ok() {
-            out = r;
+    let all = async {
+        let mut out = Ok(());
+        for h in pool {
+            let r = h.await.unwrap_or_else(|e| Err(format!("connect task failed: {e}")));
+            if out.is_ok() {
+                out = r;
+            }
         }
-    }
-    out
+        out
+    };
+    crate::scenarios::showing(all, ui, || opened.get()).await
 }
 
 /// Starts `open(key)` for each key at `start + i * period`, without waiting for one to
@@ -363,7 +372,7 @@ pub async fn presence(o: &Opts, p: &PresencePlan, ui: &Ui) -> Result<Value, Stri
 
     ui.phase(&format!("presence: {} members joining {} (tracked)", p.members, p.topic), p.members as u64);
     let t0 = mono_ns();
-    open_all(&b, 0..p.members, o.concurrency, ui).await?;
+    open_all(&b, 0..p.members, o.concurrency, limit(), ui).await?;
     b.new_round();
     b.all_complete(limit(), "setup").await?;
     let setup_s = (mono_ns() - t0) as f64 / 1e9;

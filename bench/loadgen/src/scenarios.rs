@@ -448,7 +448,7 @@ pub struct FloodPlan {
 const RSS_SAMPLE: Duration = Duration::from_millis(100);
 
 /// Runs `fut` while showing `progress()` on the current phase line.
-async fn showing<F: Future>(fut: F, ui: &Ui, progress: impl Fn() -> u64) -> F::Output {
+pub async fn showing<F: Future>(fut: F, ui: &Ui, progress: impl Fn() -> u64) -> F::Output {
     tokio::pin!(fut);
     let mut tick = interval(Duration::from_millis(200));
     loop {
