@@ -31,9 +31,16 @@ defmodule Mix.Tasks.Fenix.Conformance do
     threads = String.to_integer(System.get_env("FENIX_ENGINE_THREADS", "0"))
     endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads]
     # rest_for_one: a presence restarts with the endpoint it tracks on.
-    presence_opts = if tick = System.get_env("FENIX_PRESENCE_TICK_MS"), do: [tick: String.to_integer(tick)], else: []
+    presence_opts =
+      if tick = System.get_env("FENIX_PRESENCE_TICK_MS"),
+        do: [tick: String.to_integer(tick)],
+        else: []
+
     children = [{Endpoint, endpoint_opts}, {Presence, presence_opts}]
-    {:ok, _pid} = Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
+
+    {:ok, _pid} =
+      Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
+
     Mix.shell().info("listening on 127.0.0.1:#{Endpoint.port()}")
 
     if opts[:control], do: Control.run(), else: Process.sleep(:infinity)
