@@ -3,7 +3,9 @@
 
 Each server runs pinned to core 0 with one engine thread; the load generator runs
 pinned to core 1. Every scenario of a round runs on both servers back to back, so the
-two columns of a row were measured minutes apart on the same machine. Results go to
+two columns of a row were measured minutes apart on the same machine. The presence
+scenario runs on Fenix only (the limit server has no presence), with the presence tick
+at 20 ms and at 1 ms. Results go to
 bench/results/<date>.md (a table with ratios, then the flood scenarios against their
 acceptance targets) and bench/results/<date>.svg (a plot), and the raw JSON lines to
 bench/results/<date>.jsonl.
@@ -32,9 +34,11 @@ SERVER_CORE, LOADGEN_CORE = "0", "1"
 class Server:
     """A benchmarked server process, pinned to SERVER_CORE."""
 
-    def __init__(self, name, port):
+    def __init__(self, name, port, presence_tick_ms=None):
         self.name, self.port = name, port
         env = dict(os.environ, PORT=str(port))
+        if presence_tick_ms is not None:
+            env["FENIX_PRESENCE_TICK_MS"] = str(presence_tick_ms)
         if name == "fenix":
             env.update(MIX_ENV="test", FENIX_ENGINE_THREADS="1", ELIXIR_ERL_OPTIONS="+S 1:1 +SDcpu 1:1")
             cmd = ["mix", "fenix.conformance"]
@@ -124,6 +128,32 @@ def flood_scenarios(quick):
     ]
 
 
+def presence_scenarios(quick):
+    """(key, label, loadgen args without url/pid, presence tick ms): Fenix only (the limit
+    server has no presence), the default 20 ms tick against 1 ms (diffs hardly coalesced)."""
+    size = ["--members", 1000, "--joiners", 100, "--churn-s", 3] if quick else \
+        ["--members", 10000, "--joiners", 1000, "--churn-s", 10]
+    args = ["presence", "--burst-s", 1, "--churn-rate", 50, "--timeout", 900] + size
+    return [
+        ("presence_tick20", "presence, 20 ms tick (coalesced)", args, 20),
+        ("presence_tick1", "presence, 1 ms tick (not coalesced)", args, 1),
+    ]
+
+
+# (field, label, unit) of the presence rows.
+PRESENCE_FIGURES = [
+    ("burst_complete_ms", "burst: every list complete", "ms"),
+    ("burst_frames", "burst: frames sent", "frames"),
+    ("burst_bytes", "burst: bytes sent", "bytes"),
+    ("burst_server_cpu_ns", "burst: server CPU", "ns"),
+    ("churn_p99_ms", "churn: diff latency p99", "ms"),
+    ("churn_p50_ms", "churn: diff latency p50", "ms"),
+    ("churn_frames", "churn: frames sent", "frames"),
+    ("churn_server_cpu_pct", "churn: server CPU", "%"),
+    ("setup_s", "setup: members tracked, lists complete", "s"),
+]
+
+
 # The acceptance of the flood issue, for each flooder mode: (field, op, bound, shown as).
 FLOOD_TARGETS = {
     "healthy_lost": ("<=", 0, "= 0"),
@@ -161,6 +191,16 @@ def main():
                 result.update(round=rnd, server=name, key=key)
                 results.append(result)
                 print(json.dumps(result), file=sys.stderr, flush=True)
+        for key, label, args, tick in presence_scenarios(opts.quick):
+            server = Server("fenix", free_port(), presence_tick_ms=tick)
+            try:
+                print(f"round {rnd} fenix {label} ...", file=sys.stderr, flush=True)
+                result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
+            finally:
+                server.stop()
+            result.update(round=rnd, server="fenix", key=key, presence_tick_ms=tick)
+            results.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
     out_dir = ROOT / "bench/results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
@@ -213,6 +253,7 @@ def write_table(path, results, opts, stamp):
                 + " | ".join(fmt(v) for v in limit) + f" | {ratio} | {target} | {met} |"
             )
     lines += flood_table(results, opts)
+    lines += presence_table(results, opts)
     errors = [r for r in results if "error" in r or r.get("lost")]
     if errors:
         lines += ["", "Runs with errors or lost messages:", ""]
@@ -254,6 +295,32 @@ def flood_table(results, opts):
             cells = [show(runs[("fenix", r)]) for r in rounds] + [show(runs[("limit", r)]) for r in rounds]
             target, met = flood_target(field, [runs[("fenix", r)] for r in rounds])
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {target} | {met} |")
+    return lines
+
+
+def presence_table(results, opts):
+    """The presence rows: each figure of both ticks and rounds (Fenix only)."""
+    rounds = range(1, opts.rounds + 1)
+    runs = presence_scenarios(opts.quick)
+    lines = [
+        "",
+        "## Presence",
+        "",
+        "One topic: members tracked with one meta each (`\"track\": true`, key = user_id), "
+        "every member applying `presence_state` / `presence_diff` as the phoenix client does. "
+        "Churn: 50 joins and 50 disconnects per second in the member topic, latency from a "
+        "client's `phx_join` (or its dropped connection) to each member's diff. Burst: more "
+        "clients join within one second; time from the first join to the last member's list "
+        "complete, and the frames and bytes all members received meanwhile (each joiner's "
+        "`presence_state` included). With coalescing: the default 20 ms tick; without: a "
+        "1 ms tick (`FENIX_PRESENCE_TICK_MS=1`). Fenix only: the limit server has no presence.",
+        "",
+        "| figure | " + " | ".join(f"{label} r{r}" for _k, label, _a, _t in runs for r in rounds) + " |",
+        "|---" * (1 + len(runs) * len(rounds)) + "|",
+    ]
+    for field, name, unit in PRESENCE_FIGURES:
+        cells = [fmt(figure(results, r, "fenix", key, field)) for key, _l, _a, _t in runs for r in rounds]
+        lines.append(f"| {name} ({unit}) | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -149,22 +149,34 @@ pub struct Client {
 impl Client {
     /// Connects (from the source address of `index`) and joins `topic`.
     pub async fn open(url: &WsUrl, index: usize, spread: bool, topic: &str) -> Result<Client, String> {
-        let local = ws::source_addr(&url.addr, index, spread);
-        let conn = Conn::connect(url, local, index as u64 + 1)
-            .await
-            .map_err(|e| format!("connect{}: {e}", local.map(|a| format!(" from {a}")).unwrap_or_default()))?;
-        let mut c = Client { conn, topic: topic.to_string(), join_ref: String::new(), next_ref: 1, msg: Vec::new() };
+        let mut c = Client::connect(url, index, spread, topic).await?;
         c.join().await?;
         Ok(c)
     }
 
-    async fn join(&mut self) -> Result<(), String> {
+    /// Connects (from the source address of `index`) without joining: the caller sends
+    /// the join (`send_join`) and reads its reply itself.
+    pub async fn connect(url: &WsUrl, index: usize, spread: bool, topic: &str) -> Result<Client, String> {
+        let local = ws::source_addr(&url.addr, index, spread);
+        let conn = Conn::connect(url, local, index as u64 + 1)
+            .await
+            .map_err(|e| format!("connect{}: {e}", local.map(|a| format!(" from {a}")).unwrap_or_default()))?;
+        Ok(Client { conn, topic: topic.to_string(), join_ref: String::new(), next_ref: 1, msg: Vec::new() })
+    }
+
+    /// Sends `phx_join` with the JSON `payload`; its ref is the new `join_ref`.
+    pub async fn send_join(&mut self, payload: &[u8]) -> std::io::Result<u64> {
         let r = self.next_ref;
         self.next_ref += 1;
         self.join_ref = r.to_string();
         self.msg.clear();
-        phx::encode(&mut self.msg, Some(&self.join_ref), Some(&self.join_ref), &self.topic, "phx_join", b"{}");
-        self.conn.send_frame(OP_TEXT, &self.msg).await.map_err(|e| format!("join: {e}"))?;
+        phx::encode(&mut self.msg, Some(&self.join_ref), Some(&self.join_ref), &self.topic, "phx_join", payload);
+        self.conn.send_frame(OP_TEXT, &self.msg).await?;
+        Ok(r)
+    }
+
+    async fn join(&mut self) -> Result<(), String> {
+        let r = self.send_join(b"{}").await.map_err(|e| format!("join: {e}"))?;
         let (status, response) = self.await_reply(r).await.map_err(|e| format!("join {}: {e}", self.topic))?;
         if status != "ok" {
             return Err(format!("join {} refused: {response}", self.topic));

@@ -9,6 +9,8 @@ mod flooder;
 mod group;
 mod paced;
 mod phx;
+mod presence;
+mod roster;
 mod scenarios;
 mod sys;
 mod ui;
@@ -133,9 +135,36 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// N members tracked in one topic (`"track": true`, key = user_id); then a churn of R
+    /// joins and R leaves per second for S seconds (p99 diff latency), then J more join
+    /// within B seconds: frames, bytes, server CPU and time until every member's list is
+    /// complete.
+    Presence {
+        #[arg(long, default_value_t = 10_000)]
+        members: usize,
+        /// Clients joining in the burst
+        #[arg(long, default_value_t = 1000)]
+        joiners: usize,
+        /// Seconds the burst's joins are spread over
+        #[arg(long, default_value_t = 1.0)]
+        burst_s: f64,
+        /// Joins and leaves per second of the churn (0: no churn)
+        #[arg(long, default_value_t = 50.0)]
+        churn_rate: f64,
+        /// Seconds of churn
+        #[arg(long, default_value_t = 10.0)]
+        churn_s: f64,
+        #[arg(long, default_value = "room:presence")]
+        topic: String,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Tiny sizes of every scenario in sequence (a few seconds); exits non-zero if
     /// anything is lost, out of order or failed. No timing is judged.
     Smoke {
+        /// Skip the presence scenario (a server without the conformance app's presence)
+        #[arg(long)]
+        no_presence: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -224,9 +253,14 @@ async fn run(cmd: Cmd) -> Result<Value, String> {
             let plan = scenarios::FloodPlan { healthy, rate, request_timeout, before, during, after, flooder_reads, topic };
             scenarios::flood(&common.opts(120.0)?, &plan, &ui).await
         }
-        Cmd::Smoke { common } => {
+        Cmd::Presence { members, joiners, burst_s, churn_rate, churn_s, topic, common } => {
             let ui = Ui::new(common.quiet);
-            Ok(scenarios::smoke(&common.opts(15.0)?, &ui).await)
+            let plan = presence::PresencePlan { members, joiners, burst_s, churn_rate, churn_s, topic };
+            presence::presence(&common.opts(300.0)?, &plan, &ui).await
+        }
+        Cmd::Smoke { no_presence, common } => {
+            let ui = Ui::new(common.quiet);
+            Ok(scenarios::smoke(&common.opts(15.0)?, !no_presence, &ui).await)
         }
         Cmd::Worker { .. } => unreachable!("handled in main"),
     }

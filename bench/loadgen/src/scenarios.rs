@@ -62,7 +62,7 @@ fn specs(o: &Opts, total: usize, kind: Kind) -> Vec<GroupSpec> {
 }
 
 /// Open files this process needs for `clients` connections.
-fn check_files(o: &Opts, clients: usize) -> Result<(), String> {
+pub fn check_files(o: &Opts, clients: usize) -> Result<(), String> {
     let per_process = clients.div_ceil(o.processes.max(1)) + 1 + 64;
     let limit = sys::raise_nofile();
     if limit != 0 && (per_process as u64) > limit {
@@ -448,7 +448,7 @@ pub struct FloodPlan {
 const RSS_SAMPLE: Duration = Duration::from_millis(100);
 
 /// Runs `fut` while showing `progress()` on the current phase line.
-async fn showing<F: Future>(fut: F, ui: &Ui, progress: impl Fn() -> u64) -> F::Output {
+pub async fn showing<F: Future>(fut: F, ui: &Ui, progress: impl Fn() -> u64) -> F::Output {
     tokio::pin!(fut);
     let mut tick = interval(Duration::from_millis(200));
     loop {
@@ -656,14 +656,15 @@ pub async fn flood(o: &Opts, p: &FloodPlan, ui: &Ui) -> Result<Value, String> {
     Ok(v)
 }
 
-/// Tiny sizes of every scenario in sequence; ok only if nothing was lost, duplicated,
+/// Tiny sizes of every scenario in sequence (`presence` only `with_presence`: the
+/// server must host the conformance app's presence); ok only if nothing was lost, duplicated,
 /// out of order or failed. No timing is judged: a flood counts when it ran (its `ok`),
 /// whatever round trips the flood cost.
-pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
+pub async fn smoke(o: &Opts, with_presence: bool, ui: &Ui) -> Value {
     let mut results = Vec::new();
     let mut ok = true;
     let two = Opts { processes: 2, ..o.clone() };
-    let runs: Vec<(&str, Result<Value, String>)> = vec![
+    let mut runs: Vec<(&str, Result<Value, String>)> = vec![
         ("fanout", fanout(o, 5, 10, 64, "room:smoke-fanout", Duration::ZERO, ui).await),
         ("fanout", fanout(&two, 6, 10, 16, "room:smoke-fanout2", Duration::ZERO, ui).await),
         ("echo", echo(o, 2, 1.0, 0, ui).await),
@@ -673,6 +674,9 @@ pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
         ("flood", flood(o, &smoke_flood(true), ui).await),
         ("flood", flood(o, &smoke_flood(false), ui).await),
     ];
+    if with_presence {
+        runs.push(("presence", crate::presence::presence(o, &smoke_presence(), ui).await));
+    }
     for (name, r) in runs {
         let v = match r {
             Ok(v) => v,
@@ -684,6 +688,19 @@ pub async fn smoke(o: &Opts, ui: &Ui) -> Value {
         results.push(v);
     }
     json!({"scenario": "smoke", "ok": ok, "url": o.url, "results": results})
+}
+
+/// A tiny presence run for `smoke`: 5 members, a churn of 3 joins and leaves, a
+/// burst of 3 joins.
+fn smoke_presence() -> crate::presence::PresencePlan {
+    crate::presence::PresencePlan {
+        members: 5,
+        joiners: 3,
+        burst_s: 0.2,
+        churn_rate: 10.0,
+        churn_s: 0.3,
+        topic: "room:smoke-presence".into(),
+    }
 }
 
 /// A tiny flood for `smoke`: 2 healthy clients, 1 s of flooding.

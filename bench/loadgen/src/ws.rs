@@ -398,6 +398,20 @@ impl Conn {
         }
     }
 
+    /// Gives back the memory of a read buffer grown for one large message (a presence
+    /// state of thousands of entries), keeping whatever is buffered and not yet parsed.
+    /// Call it once that message's slice is no longer borrowed.
+    pub fn shrink_read_buf(&mut self) {
+        if self.buf.len() > READ_BUF_INITIAL {
+            self.compact();
+            self.buf.truncate(self.end.max(READ_BUF_INITIAL));
+            self.buf.shrink_to_fit();
+        }
+        if self.frag_op == 0 {
+            self.frag = Vec::new();
+        }
+    }
+
     fn compact(&mut self) {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);

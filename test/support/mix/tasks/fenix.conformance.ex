@@ -7,7 +7,9 @@ defmodule Mix.Tasks.Fenix.Conformance do
 
   Listens on 127.0.0.1:$PORT (default 4001) and prints
   `listening on 127.0.0.1:<port>` once it accepts connections. `FENIX_ENGINE_THREADS`
-  sets the engine's worker threads (default: one per core), for benchmarks.
+  sets the engine's worker threads (default: one per core), for benchmarks;
+  `FENIX_PRESENCE_TICK_MS` the presence's tick (default: `Fenix.Presence`'s), so a
+  benchmark can compare coalesced diffs with a 1 ms tick.
 
   The endpoint runs under a supervisor of its own, as in an application's tree, so
   that a crash of the endpoint is recovered from as it would be there. With
@@ -29,8 +31,16 @@ defmodule Mix.Tasks.Fenix.Conformance do
     threads = String.to_integer(System.get_env("FENIX_ENGINE_THREADS", "0"))
     endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads]
     # rest_for_one: a presence restarts with the endpoint it tracks on.
-    children = [{Endpoint, endpoint_opts}, Presence]
-    {:ok, _pid} = Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
+    presence_opts =
+      if tick = System.get_env("FENIX_PRESENCE_TICK_MS"),
+        do: [tick: String.to_integer(tick)],
+        else: []
+
+    children = [{Endpoint, endpoint_opts}, {Presence, presence_opts}]
+
+    {:ok, _pid} =
+      Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
+
     Mix.shell().info("listening on 127.0.0.1:#{Endpoint.port()}")
 
     if opts[:control], do: Control.run(), else: Process.sleep(:infinity)
