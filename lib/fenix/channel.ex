@@ -196,7 +196,15 @@ defmodule Fenix.Channel do
   @spec push(Socket.t(), String.t(), term()) :: :ok
   def push(%Socket{} = socket, event, payload) when is_binary(event) do
     assert_joined!(socket)
-    :ok = socket.channel_ref |> Fenix.Native.channel_push(event, payload) |> Fenix.Native.await_pace() |> ok!(payload)
+    ref = socket.channel_ref
+
+    result =
+      case Fenix.Native.channel_push(ref, event, payload) do
+        :dirty -> Fenix.Native.channel_push_dirty(ref, event, payload)
+        result -> result
+      end
+
+    :ok = result |> Fenix.Native.await_pace() |> ok!(payload)
   end
 
   @doc """
@@ -212,7 +220,13 @@ defmodule Fenix.Channel do
   @spec reply(socket_ref(), reply()) :: :ok
   def reply({:fenix_ref, channel_ref, ref}, reply) do
     {status, response} = normalize_reply(reply)
-    :ok = channel_ref |> Fenix.Native.channel_reply(ref, status, response) |> Fenix.Native.await_pace() |> ok!(response)
+    result =
+      case Fenix.Native.channel_reply(channel_ref, ref, status, response) do
+        :dirty -> Fenix.Native.channel_reply_dirty(channel_ref, ref, status, response)
+        result -> result
+      end
+
+    :ok = result |> Fenix.Native.await_pace() |> ok!(response)
   end
 
   @doc """

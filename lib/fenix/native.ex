@@ -87,11 +87,19 @@ defmodule Fenix.Native do
   @spec conn_join_unmatched(conn(), join()) :: pace() | {:error, :closed | :stale}
   def conn_join_unmatched(_conn, _join), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_reply(channel(), String.t() | nil, atom(), term()) :: pace() | error()
+  # A payload of more than 4,096 terms answers :dirty: repeat the call on the _dirty
+  # variant, which encodes it on a dirty scheduler.
+  @spec channel_reply(channel(), String.t() | nil, atom(), term()) :: pace() | :dirty | error()
   def channel_reply(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_push(channel(), String.t(), term()) :: pace() | error()
+  @spec channel_push(channel(), String.t(), term()) :: pace() | :dirty | error()
   def channel_push(_channel, _event, _payload), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec channel_push_dirty(channel(), String.t(), term()) :: pace() | error()
+  def channel_push_dirty(_channel, _event, _payload), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec channel_reply_dirty(channel(), String.t() | nil, atom(), term()) :: pace() | error()
+  def channel_reply_dirty(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec channel_close(channel()) :: :ok | {:error, :closed}
   def channel_close(_channel), do: :erlang.nif_error(:nif_not_loaded)

@@ -32,6 +32,55 @@ impl EncodedPayload<'_> {
     }
 }
 
+/// More terms than this in a payload and encoding it (~0.1-0.3 us a term) may take more
+/// than the ~1 ms a NIF on a normal scheduler may: such payloads go to a dirty one.
+const DIRTY_TERMS: usize = 4096;
+
+/// Whether encoding `term` belongs on a dirty scheduler: it counts the terms it holds,
+/// stopping at [`DIRTY_TERMS`] (a bounded walk, a few microseconds).
+pub(crate) fn is_large(term: Term<'_>) -> bool {
+    fn count(term: Term<'_>, budget: &mut usize) {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        match term.get_type() {
+            TermType::List => {
+                if let Ok(items) = term.decode::<rustler::ListIterator>() {
+                    for item in items {
+                        count(item, budget);
+                        if *budget == 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+            TermType::Map => {
+                if let Ok(entries) = term.decode::<MapIterator>() {
+                    for (key, value) in entries {
+                        count(key, budget);
+                        count(value, budget);
+                        if *budget == 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+            TermType::Tuple => {
+                if let Ok(items) = rustler::types::tuple::get_tuple(term) {
+                    for item in items {
+                        count(item, budget);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut budget = DIRTY_TERMS;
+    count(term, &mut budget);
+    budget == 0
+}
+
 /// Encodes a payload term.
 pub(crate) fn encode_payload(term: Term<'_>) -> Result<EncodedPayload<'_>, Unsupported> {
     if let Ok((tag, data)) = term.decode::<(rustler::Atom, Binary)>() {

@@ -33,4 +33,18 @@ defmodule Fenix.Channel.ServerTest do
       assert Process.alive?(pid)
     end
   end
+
+  describe "large payloads" do
+    test "a push or a broadcast of more than 4,096 terms is encoded on a dirty scheduler and arrives whole" do
+      c = join!(connect!(%{"vsn" => "2.0.0"}), "test:big")
+      assert_receive {:joined, "test:big", _, pid}
+      big = Map.new(1..3_000, &{"k#{&1}", &1})
+      # A map this large is a hash map: the engine writes it in the order the map iterates.
+      json = "{" <> Enum.map_join(big, ",", fn {k, v} -> ~s("#{k}":#{v}) end) <> "}"
+      send(pid, {:push, "big", big})
+      c = assert_frame(c, server(:v2, "1", nil, "test:big", "big", json))
+      :ok = Fenix.TestEndpoint.broadcast("test:big", "big", big)
+      assert_frame(c, server(:v2, nil, nil, "test:big", "big", json))
+    end
+  end
 end

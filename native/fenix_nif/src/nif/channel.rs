@@ -7,11 +7,25 @@ use super::{error, paced};
 use crate::atoms;
 use crate::resources::ChannelResource;
 use crate::sender::with_caller;
-use crate::term::encode_payload;
+use crate::term::{encode_payload, is_large};
 
-/// Replies to the client message `ref` with `{status, payload}`.
+/// Replies to the client message `ref` with `{status, payload}`; `:dirty` when the
+/// payload is too large to encode here (the caller repeats on `channel_reply_dirty`).
 #[rustler::nif]
 fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
+    if is_large(payload) {
+        return atoms::dirty().encode(env);
+    }
+    reply(env, &channel, r#ref, status, payload)
+}
+
+/// [`channel_reply`] on a dirty CPU scheduler, for large payloads.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn channel_reply_dirty<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
+    reply(env, &channel, r#ref, status, payload)
+}
+
+fn reply<'a>(env: Env<'a>, channel: &ChannelResource, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
     let Ok(status_name) = status.to_term(env).atom_to_string() else {
         return error(env, atoms::unsupported_term());
     };
@@ -22,9 +36,24 @@ fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref:
     paced(env, with_caller(env, |sender| channel.0.reply(sender, r#ref.as_deref(), status, payload.body())))
 }
 
-/// Pushes `event` to this channel's client.
+/// Pushes `event` to this channel's client; `:dirty` when the payload is too large to
+/// encode here (the caller repeats on `channel_push_dirty`).
 #[rustler::nif]
 fn channel_push<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, event: &str, payload: Term<'a>) -> Term<'a> {
+    if is_large(payload) {
+        return atoms::dirty().encode(env);
+    }
+    push(env, &channel, event, payload)
+}
+
+/// [`channel_push`] on a dirty CPU scheduler, for large payloads (a big topic's
+/// `presence_state`).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn channel_push_dirty<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, event: &str, payload: Term<'a>) -> Term<'a> {
+    push(env, &channel, event, payload)
+}
+
+fn push<'a>(env: Env<'a>, channel: &ChannelResource, event: &str, payload: Term<'a>) -> Term<'a> {
     let Ok(payload) = encode_payload(payload) else {
         return error(env, atoms::unsupported_term());
     };

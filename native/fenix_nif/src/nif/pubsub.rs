@@ -1,8 +1,9 @@
 //! Broadcasts. The fan-out itself runs on the engine (see `fenix_core`'s outbound
 //! lanes), so a broadcast call only encodes the payload once and queues it. Channels
 //! that intercept the event get the original term here, in the caller: when more
-//! than `DIRTY_THRESHOLD` subscribers intercept it, the regular NIF answers `:dirty`
-//! and the caller repeats the call on the dirty-scheduler variant.
+//! than `DIRTY_THRESHOLD` subscribers intercept it, or when the payload is too large to
+//! encode within a NIF's time, the regular NIF answers `:dirty` and the caller repeats
+//! the call on the dirty-scheduler variant.
 
 use fenix_core::fanout::Broadcast;
 use fenix_core::server::Broadcasted;
@@ -14,7 +15,7 @@ use crate::atoms;
 use crate::beam::ChannelProcess;
 use crate::resources::EndpointResource;
 use crate::sender::{pace_atom, with_caller};
-use crate::term::encode_payload;
+use crate::term::{encode_payload, is_large};
 
 /// About 0.2 ms of sends to intercepting channel processes.
 const DIRTY_THRESHOLD: usize = 500;
@@ -30,6 +31,9 @@ fn pubsub_broadcast<'a>(
     payload: Term<'a>,
     exclude: Option<u64>,
 ) -> Term<'a> {
+    if is_large(payload) {
+        return atoms::dirty().encode(env);
+    }
     broadcast(env, &endpoint, topic, event, payload, exclude, DIRTY_THRESHOLD)
 }
 
