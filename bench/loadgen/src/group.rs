@@ -350,14 +350,7 @@ impl Group {
                 }
             }));
         }
-        let mut out = Ok(());
-        for h in pool {
-            let r = h.await.unwrap_or_else(|e| Err(format!("connect task failed: {e}")));
-            if out.is_ok() {
-                out = r;
-            }
-        }
-        out
+        first_error(pool).await
     }
 
     fn start_client(self: &Rc<Self>, client: Client) {
@@ -610,4 +603,16 @@ async fn hold_client(g: Rc<Group>, mut c: Client) {
             Ok(_) => {}
         }
     }
+}
+
+/// Waits for every connect task; the first error, if any.
+pub(crate) async fn first_error(pool: impl IntoIterator<Item = tokio::task::JoinHandle<Result<(), String>>>) -> Result<(), String> {
+    let mut out = Ok(());
+    for h in pool {
+        let r = h.await.unwrap_or_else(|e| Err(format!("connect task failed: {e}")));
+        if out.is_ok() {
+            out = r;
+        }
+    }
+    out
 }

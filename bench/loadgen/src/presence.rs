@@ -292,16 +292,7 @@ async fn open_all(b: &Rc<Board>, keys: std::ops::Range<usize>, concurrency: usiz
             })
         })
         .collect();
-    let all = async {
-        let mut out = Ok(());
-        for h in pool {
-            let r = h.await.unwrap_or_else(|e| Err(format!("connect task failed: {e}")));
-            if out.is_ok() {
-                out = r;
-            }
-        }
-        out
-    };
+    let all = crate::group::first_error(pool);
     crate::scenarios::showing(all, ui, || opened.get()).await
 }
 

@@ -279,7 +279,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Carries out one operation; returns the frames queued. Called by the worker, and by
 /// a sender whose lane is empty (see [`Submitted::RunNow`]).
 pub(crate) fn carry_out_one(op: Op, shared: &Shared) -> usize {
-    carry_out(&mut vec![op], &mut Vec::new(), shared)
+    match op {
+        // A closed or full outbox was already dealt with by Conn::send.
+        Op::Send { conn, frame } => usize::from(conn.send(frame).is_ok()),
+        Op::Subscribe { conn, topic, join_ref } => {
+            conn.subscribe_if_joined(&topic, join_ref.as_deref());
+            0
+        }
+        // Only the worker groups broadcasts; a lone one is a group of one.
+        broadcast @ Op::Broadcast { .. } => carry_out(&mut vec![broadcast], &mut Vec::new(), shared),
+    }
 }
 
 /// Carries out one turn's operations in order; returns the frames queued. `targets` is
@@ -289,11 +298,7 @@ fn carry_out(batch: &mut Vec<Op>, targets: &mut Vec<Target<Conn>>, shared: &Shar
     let mut ops = batch.drain(..).peekable();
     while let Some(op) = ops.next() {
         match op {
-            Op::Send { conn, frame } => {
-                // A closed or full outbox was already dealt with by Conn::send.
-                frames += usize::from(conn.send(frame).is_ok());
-            }
-            Op::Subscribe { conn, topic, join_ref } => conn.subscribe_if_joined(&topic, join_ref.as_deref()),
+            Op::Send { .. } | Op::Subscribe { .. } => frames += carry_out_one(op, shared),
             Op::Broadcast { topic, event, body, binary, exclude } => {
                 // The broadcasts to the same topic that follow go over the subscribers once.
                 let mut group = vec![(event, body, binary, exclude)];

@@ -17,11 +17,16 @@
 //!   Fenix does when the presence module defines `fetch/2` (it enriches the diff, then
 //!   broadcasts it) or `handle_metas/4` (server-side reactions to joins and leaves).
 //!
+//! - the hub's own lane is bounded like any sender's: when it is full, the hub sends
+//!   nothing until the worker has carried half of it out, and the changes meanwhile
+//!   wait in the topics' diff buffers (bounded by the topics' state), coalescing further.
+//!
 //! The hub's tick task holds it weakly: dropping the last handle stops it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Waker;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,6 +79,18 @@ pub struct PresenceHub {
     refs: Arc<RefGenerator>,
     limits: Limits,
     route: DiffRoute,
+    /// The hub's lane was full: no diff goes out until the worker wakes it.
+    backlog: Arc<Backlog>,
+}
+
+/// Set while the hub's lane is full; its waker clears it.
+#[derive(Debug, Default)]
+struct Backlog(AtomicBool);
+
+impl Wake for Backlog {
+    fn wake(self: Arc<Self>) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl PresenceHub {
@@ -97,6 +114,7 @@ impl PresenceHub {
             refs,
             limits,
             route,
+            backlog: Arc::default(),
         });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(ticks(weak, tick));
@@ -180,6 +198,9 @@ impl PresenceHub {
 
     /// One tick: every changed topic's diff, broadcast to its subscribers.
     pub(crate) fn tick(&self) {
+        if self.backlog.0.load(Ordering::SeqCst) {
+            return; // the changes keep coalescing in the topics until the lane drains
+        }
         let topics = std::mem::take(&mut *lock(&self.dirty));
         for topic in topics {
             let diff = match self.topics.get_mut(&topic) {
@@ -196,8 +217,12 @@ impl PresenceHub {
                 continue;
             }
             let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body: Bytes::from(diff), binary: false, exclude: None };
-            // The hub never waits: it adds one operation per changed topic per tick.
-            let sender = Sender { id: self.sender, waker: &|| Waker::noop().clone() };
+            // Called under the lane's lock when it is full, so before the worker can wake it.
+            let waker = || {
+                self.backlog.0.store(true, Ordering::SeqCst);
+                Waker::from(Arc::clone(&self.backlog))
+            };
+            let sender = Sender { id: self.sender, waker: &waker };
             if let Submitted::RunNow(op) = self.shared.outbound.submit(sender, op, false) {
                 super::outbound::carry_out_one(op, &self.shared);
             }
