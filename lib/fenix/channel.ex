@@ -199,12 +199,21 @@ defmodule Fenix.Channel do
     ref = socket.channel_ref
 
     result =
-      case Fenix.Native.channel_push(ref, event, payload) do
-        :dirty -> Fenix.Native.channel_push_dirty(ref, event, payload)
-        result -> result
+      with :changed <- push_listed(ref, event, payload),
+           :dirty <- Fenix.Native.channel_push(ref, event, payload) do
+        Fenix.Native.channel_push_dirty(ref, event, payload)
       end
 
     :ok = result |> Fenix.Native.await_pace() |> ok!(payload)
+  end
+
+  # A presence list pushed as it was listed is sent as the engine encodes the state
+  # (see Fenix.Presence); `:changed` when it is not one, or the topic changed since.
+  defp push_listed(ref, event, payload) do
+    case Fenix.Presence.Listed.take(payload) do
+      {hub, topic, listed} -> Fenix.Native.presence_push_listed(hub, ref, topic, listed, event)
+      nil -> :changed
+    end
   end
 
   @doc """

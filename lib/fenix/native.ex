@@ -136,8 +136,14 @@ defmodule Fenix.Native do
   @spec presence_meta(presence(), pid(), String.t(), String.t()) :: map() | nil
   def presence_meta(_presence, _pid, _topic, _key), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec presence_list(presence(), String.t()) :: %{String.t() => %{metas: [map()]}}
+  @typedoc "What `presence_list/2` read: the topic's version, or nil when it was empty."
+  @type listed :: non_neg_integer() | nil
+
+  @spec presence_list(presence(), String.t()) :: {%{String.t() => %{metas: [map()]}}, listed()}
   def presence_list(_presence, _topic), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec presence_push_listed(presence(), channel(), String.t(), listed(), String.t()) :: :ok | :wait | :changed | {:error, atom()}
+  def presence_push_listed(_presence, _channel, _topic, _listed, _event), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec presence_get_by_key(presence(), String.t(), String.t()) :: %{metas: [map()]} | []
   def presence_get_by_key(_presence, _topic, _key), do: :erlang.nif_error(:nif_not_loaded)

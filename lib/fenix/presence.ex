@@ -37,8 +37,18 @@ defmodule Fenix.Presence do
   cancel out. Every meta carries a unique `"phx_ref"`; an update is a leave of the old
   meta and a join of the new one with `"phx_ref_prev"`, as Phoenix sends them.
 
-  Metas are stored as JSON: `list/1` and `get_by_key/2` give them back with string keys
-  (`%{"name" => "ann", "phx_ref" => "..."}`), as the client sees them.
+  `list/1` and `get_by_key/2` give the metas back as they were tracked, with `:phx_ref`
+  (and `:phx_ref_prev`) put in, as Phoenix does: `%{name: "ann", phx_ref: "..."}`. The
+  engine keeps each meta twice, as JSON for the clients and as its term, and a list of
+  10,000 members is built in one step from the stored terms (about 10 ms, on a dirty
+  scheduler).
+
+  Pushing a list as it is, `push(socket, "presence_state", MyAppWeb.Presence.list(socket))`,
+  does not encode it again: when the channel pushes the very map its last `list/1`
+  (in the same callback) returned, and the topic has not changed since, the engine
+  sends the state it encodes itself (under 1 ms for 10,000 members, against 6-7 ms to
+  encode the terms). The result is the same frame; a list that was changed, or
+  enriched by `c:fetch/2`, is encoded as any payload.
 
   ## Options
 
@@ -174,7 +184,7 @@ defmodule Fenix.Presence do
   def track(module, %Socket{channel_pid: pid, topic: topic}, key, meta), do: track(module, pid, topic, key, meta)
 
   def track(module, pid, topic, key, meta) when is_pid(pid) and is_binary(topic) and is_map(meta) do
-    module |> hub!() |> Native.presence_track(pid, topic, to_string(key), meta) |> meta_result(meta)
+    module |> hub!() |> Native.presence_track(pid, topic, to_string(key), without_refs(meta)) |> meta_result(meta)
   end
 
   @doc false
@@ -195,12 +205,28 @@ defmodule Fenix.Presence do
   end
 
   def update(module, pid, topic, key, meta) when is_pid(pid) and is_binary(topic) and is_map(meta) do
-    module |> hub!() |> Native.presence_update(pid, topic, to_string(key), meta) |> meta_result(meta)
+    module |> hub!() |> Native.presence_update(pid, topic, to_string(key), without_refs(meta)) |> meta_result(meta)
   end
 
   @doc false
+  # From the socket's own channel, a list that may be pushed as is (Fenix.Presence.Listed).
+  def list(module, %Socket{topic: topic, channel_pid: pid}) when pid == self() do
+    hub = hub!(module)
+    {presences, listed} = Native.presence_list(hub, topic)
+
+    if fetches?(module) do
+      module.fetch(topic, presences)
+    else
+      Fenix.Presence.Listed.put(presences, hub, topic, listed)
+    end
+  end
+
   def list(module, %Socket{topic: topic}), do: list(module, topic)
-  def list(module, topic) when is_binary(topic), do: fetched(module, topic, module |> hub!() |> Native.presence_list(topic))
+
+  def list(module, topic) when is_binary(topic) do
+    {presences, _listed} = module |> hub!() |> Native.presence_list(topic)
+    fetched(module, topic, presences)
+  end
 
   @doc false
   def get_by_key(module, %Socket{topic: topic}, key), do: get_by_key(module, topic, key)
@@ -217,8 +243,13 @@ defmodule Fenix.Presence do
   @doc false
   # The presences of `topic` through the module's fetch/2, if it has one.
   def fetched(module, topic, presences) do
-    if function_exported?(module, :fetch, 2), do: module.fetch(topic, presences), else: presences
+    if fetches?(module), do: module.fetch(topic, presences), else: presences
   end
+
+  defp fetches?(module), do: function_exported?(module, :fetch, 2)
+
+  # The server puts the refs in (as Phoenix's Map.put does): any given are dropped.
+  defp without_refs(meta), do: Map.drop(meta, [:phx_ref, :phx_ref_prev])
 
   defp meta_result({:error, :unsupported_term}, meta), do: {:error, {:unsupported_meta, meta}}
   defp meta_result(result, _meta), do: result
@@ -229,6 +260,42 @@ defmodule Fenix.Presence do
       hub -> hub
     end
   end
+end
+
+defmodule Fenix.Presence.Listed do
+  @moduledoc false
+  # The last list a channel made of its own topic (Fenix.Presence.list/2 with the socket,
+  # from the channel's process), so that Fenix.Channel.push/3 of that very map sends the
+  # engine's encoding of the state instead of encoding the map's terms again. Kept in
+  # the channel's process dictionary until it is pushed, the next list, or the end of
+  # the callback (Fenix.Channel.Server forgets it): a list the channel keeps for other
+  # uses is not held twice past that.
+
+  @key __MODULE__
+
+  @doc "Remembers `presences`, as the hub listed them; returns them."
+  def put(presences, hub, topic, listed) do
+    Process.put(@key, {presences, hub, topic, listed})
+    presences
+  end
+
+  @doc "`{hub, topic, listed}` if `payload` is the remembered list, which is forgotten."
+  def take(payload) when is_map(payload) do
+    case Process.get(@key) do
+      # An exact match, of the very same term in practice: a pointer comparison.
+      {^payload, hub, topic, listed} ->
+        Process.delete(@key)
+        {hub, topic, listed}
+
+      _ ->
+        nil
+    end
+  end
+
+  def take(_payload), do: nil
+
+  @doc "Forgets the remembered list, if any."
+  def forget, do: Process.delete(@key)
 end
 
 defmodule Fenix.Presence.Server do
@@ -274,10 +341,10 @@ defmodule Fenix.Presence.Server do
     {:noreply, state}
   end
 
-  def handle_info({:fenix_presence_diff, topic, %{"joins" => joins, "leaves" => leaves}}, state) do
+  def handle_info({:fenix_presence_diff, topic, %{joins: joins, leaves: leaves}}, state) do
     diff = %{
-      joins: Fenix.Presence.fetched(state.module, topic, presences(joins)),
-      leaves: Fenix.Presence.fetched(state.module, topic, presences(leaves))
+      joins: Fenix.Presence.fetched(state.module, topic, joins),
+      leaves: Fenix.Presence.fetched(state.module, topic, leaves)
     }
 
     if state.fetch?, do: Fenix.Endpoint.__broadcast__(state.options.endpoint, topic, "presence_diff", diff, nil)
@@ -295,9 +362,6 @@ defmodule Fenix.Presence.Server do
 
   @impl true
   def terminate(_reason, state), do: :persistent_term.erase({Fenix.Presence, state.module})
-
-  # The engine's JSON shape (`%{"metas" => _}`) as Phoenix's (`%{metas: _}`).
-  defp presences(map), do: Map.new(map, fn {key, %{"metas" => metas}} -> {key, %{metas: metas}} end)
 
   defp start_hub(state) do
     engine = engine(state)

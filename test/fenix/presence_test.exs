@@ -26,10 +26,28 @@ defmodule Fenix.PresenceTest do
       topic = "presence:list"
       assert {:ok, ref} = Presence.track(self(), topic, "ann", %{name: "Ann"})
       assert byte_size(ref) == 16
-      assert Presence.list(topic) == %{"ann" => %{metas: [%{"name" => "Ann", "phx_ref" => ref}]}}
-      assert Presence.get_by_key(topic, "ann") == %{metas: [%{"name" => "Ann", "phx_ref" => ref}]}
+      assert Presence.list(topic) == %{"ann" => %{metas: [%{name: "Ann", phx_ref: ref}]}}
+      assert Presence.get_by_key(topic, "ann") == %{metas: [%{name: "Ann", phx_ref: ref}]}
       assert Presence.get_by_key(topic, "bob") == []
       assert Presence.list("presence:nobody") == %{}
+    end
+
+    test "metas come back as they were tracked, with the server's refs put in" do
+      topic = "presence:terms"
+      meta = %{name: "Ann", n: -70_000_000_000, at: 1.5, away: true, status: :busy, tags: ["a", 1], nested: %{"k" => [nil, %{deep: 2}]}}
+      {:ok, ref} = Presence.track(self(), topic, "ann", Map.merge(meta, %{phx_ref: "forged", phx_ref_prev: "forged"}))
+      assert Presence.list(topic) == %{"ann" => %{metas: [Map.put(meta, :phx_ref, ref)]}}
+      {:ok, new_ref} = Presence.update(self(), topic, "ann", fn old -> assert old == meta; Map.put(old, :n, 1) end)
+      assert Presence.get_by_key(topic, "ann") == %{metas: [%{meta | n: 1} |> Map.merge(%{phx_ref: new_ref, phx_ref_prev: ref})]}
+
+      # More than 32 fields (a hash map in the VM), and a topic of many keys.
+      wide = Map.new(1..40, &{:"field#{&1}", &1})
+      for i <- 1..300, do: tracker(topic, "user#{i}", wide)
+      presences = Presence.list(topic)
+      assert map_size(presences) == 301
+      assert %{metas: [%{field40: 40, phx_ref: _} = listed]} = presences["user7"]
+      assert Map.delete(listed, :phx_ref) == wide
+      assert presences["user7"] == Presence.get_by_key(topic, "user7")
     end
 
     test "a second track of the same key by the same process is refused, as in Phoenix" do
@@ -56,7 +74,7 @@ defmodule Fenix.PresenceTest do
       {:ok, ref} = Presence.track(self(), topic, "ann", %{"status" => "here"})
       assert {:ok, new_ref} = Presence.update(self(), topic, "ann", fn meta -> Map.put(meta, "status", "away") end)
       assert new_ref != ref
-      assert Presence.get_by_key(topic, "ann") == %{metas: [%{"status" => "away", "phx_ref" => new_ref, "phx_ref_prev" => ref}]}
+      assert Presence.get_by_key(topic, "ann") == %{metas: [%{"status" => "away", phx_ref: new_ref, phx_ref_prev: ref}]}
       assert Presence.update(self(), topic, "bob", %{}) == {:error, :nopresence}
       assert Presence.update(self(), topic, "bob", & &1) == {:error, :nopresence}
     end
@@ -101,13 +119,68 @@ defmodule Fenix.PresenceTest do
     end
   end
 
+  describe "pushing a list" do
+    # The test channel lists its topic and pushes it, as after_join does; "then" changes
+    # the topic, or the list, between the two.
+    defp pushed_state(c, topic, then) do
+      push(c, client(:v2, "1", "2", topic, "presence_state", ~s({"then":"#{then}"})))
+      {{:text, state}, c} = WSClient.recv(c, 2_000)
+      {state, assert_frame(c, reply(:v2, "1", "2", topic, "ok", "{}"))}
+    end
+
+    test "a channel's pushed list is its topic's state when it listed it" do
+      topic = "test:state"
+      c = join!(connect!(%{"vsn" => "2.0.0"}), topic)
+      {state, c} = pushed_state(c, topic, "nothing")
+      assert state == ~s(["1",null,"#{topic}","presence_state",{}])
+
+      {:ok, ann} = Presence.track(self(), topic, "ann", %{name: "Ann", n: 1})
+      bob = tracker(topic, "bob", %{"name" => "Bob"})
+      [%{phx_ref: bob_ref}] = Presence.get_by_key(topic, "bob").metas
+      # The engine's encoding: every meta's fields sorted.
+      listed = ~s({"ann":{"metas":[{"n":1,"name":"Ann","phx_ref":"#{ann}"}]},"bob":{"metas":[{"name":"Bob","phx_ref":"#{bob_ref}"}]}})
+      {state, c} = pushed_state(c, topic, "nothing")
+      assert state == ~s(["1",null,"#{topic}","presence_state",#{listed}])
+
+      # The topic changes between the list and the push: the list is what is sent, now
+      # encoded from its terms (atom keys before strings: phx_ref before "name").
+      as_terms = ~s({"ann":{"metas":[{"n":1,"name":"Ann","phx_ref":"#{ann}"}]},"bob":{"metas":[{"phx_ref":"#{bob_ref}","name":"Bob"}]}})
+      {state, c} = pushed_state(c, topic, "track")
+      assert state == ~s(["1",null,"#{topic}","presence_state",#{as_terms}])
+      assert %{"late" => _} = Presence.list(topic)
+
+      # The list is changed before it is pushed: the change is sent.
+      {state, _c} = pushed_state(c, topic, "change")
+      assert state =~ ~s("extra":{"metas":[]})
+      send(bob, :exit)
+    end
+
+    test "only the very list a channel made is remembered, until it is pushed" do
+      socket = %Fenix.Socket{topic: "presence:listed", channel_pid: self()}
+      {:ok, _} = Presence.track(self(), socket.topic, "ann", %{})
+      presences = Presence.list(socket)
+      assert Fenix.Presence.Listed.take(Map.put(presences, "x", 1)) == nil
+      assert {_hub, "presence:listed", version} = Fenix.Presence.Listed.take(presences)
+      assert is_integer(version)
+      assert Fenix.Presence.Listed.take(presences) == nil, "taken once"
+
+      _ = Presence.list(socket)
+      Fenix.Presence.Listed.forget()
+      assert Fenix.Presence.Listed.take(presences) == nil
+      # A list by topic, or of another process's socket, is not remembered.
+      _ = Presence.list(socket.topic)
+      _ = Presence.list(%{socket | channel_pid: spawn(fn -> :ok end)})
+      assert Fenix.Presence.Listed.take(presences) == nil
+    end
+  end
+
   describe "fetch/2, init/1 and handle_metas/4" do
     test "list and get_by_key go through fetch/2, and so does each diff, once" do
       Process.register(self(), :fenix_presence_listener)
       c = join!(connect!(%{"vsn" => "2.0.0"}), "test:fetch")
 
       {:ok, ref} = Fenix.TestFetchPresence.track(self(), "test:fetch", "ann", %{})
-      metas = [%{"phx_ref" => ref}]
+      metas = [%{phx_ref: ref}]
       assert Fenix.TestFetchPresence.list("test:fetch") == %{"ann" => %{metas: metas, user: "user ann"}}
       assert Fenix.TestFetchPresence.get_by_key("test:fetch", "ann") == %{metas: metas, user: "user ann"}
       assert Fenix.TestFetchPresence.get_by_key("test:fetch", "bob") == []

@@ -104,6 +104,22 @@ defmodule Fenix.TestChannel do
   def handle_in("raise", _payload, _socket), do: raise("handle_in crashed on purpose")
   def handle_in("bad_return", _payload, _socket), do: :what
 
+  # Pushes the topic's presences as listed, after "then": "track" (the topic changes
+  # between the list and the push) or "change" (the list itself is changed).
+  def handle_in("presence_state", %{"then" => then}, socket) do
+    presences = Fenix.TestPresence.list(socket)
+
+    presences =
+      case then do
+        "track" -> tap(presences, fn _ -> {:ok, _} = Fenix.TestPresence.track(socket, "late", %{}) end)
+        "change" -> Map.put(presences, "extra", %{metas: []})
+        _ -> presences
+      end
+
+    push(socket, "presence_state", presences)
+    {:reply, :ok, socket}
+  end
+
   def handle_in("bad_payload", _payload, socket) do
     push(socket, "x", %{pid: self()})
     {:noreply, socket}

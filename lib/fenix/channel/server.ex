@@ -39,8 +39,10 @@ defmodule Fenix.Channel.Server do
   @impl true
   def handle_continue({:join, payload}, {socket, conn, {topic, join_ref, ref} = join}) do
     socket = %{socket | channel_pid: self(), topic: topic, join_ref: join_ref, ref: ref}
+    joining = run_join(socket, topic, payload)
+    Fenix.Presence.Listed.forget()
 
-    case run_join(socket, topic, payload) do
+    case joining do
       {:ok, reply, socket} ->
         joined(conn, join, reply, socket)
 
@@ -151,25 +153,30 @@ defmodule Fenix.Channel.Server do
 
   def terminate(_reason, _socket), do: :ok
 
-  defp handle_result({:reply, reply, %Socket{} = socket}, :handle_in, _old) do
+  defp handle_result(result, callback, old) do
+    Fenix.Presence.Listed.forget()
+    callback_result(result, callback, old)
+  end
+
+  defp callback_result({:reply, reply, %Socket{} = socket}, :handle_in, _old) do
     send_reply(socket, reply)
     {:noreply, %{socket | ref: nil}}
   end
 
-  defp handle_result({:stop, reason, reply, %Socket{} = socket}, :handle_in, _old) do
+  defp callback_result({:stop, reason, reply, %Socket{} = socket}, :handle_in, _old) do
     send_reply(socket, reply)
     stop(reason, socket)
   end
 
-  defp handle_result({:noreply, %Socket{} = socket}, _callback, _old),
+  defp callback_result({:noreply, %Socket{} = socket}, _callback, _old),
     do: {:noreply, %{socket | ref: nil}}
 
-  defp handle_result({:noreply, %Socket{} = socket, timeout_or_hibernate}, _callback, _old),
+  defp callback_result({:noreply, %Socket{} = socket, timeout_or_hibernate}, _callback, _old),
     do: {:noreply, %{socket | ref: nil}, timeout_or_hibernate}
 
-  defp handle_result({:stop, reason, %Socket{} = socket}, _callback, _old), do: stop(reason, socket)
+  defp callback_result({:stop, reason, %Socket{} = socket}, _callback, _old), do: stop(reason, socket)
 
-  defp handle_result(result, callback, %Socket{channel: channel}) do
+  defp callback_result(result, callback, %Socket{channel: channel}) do
     replies = if callback == :handle_in, do: "\n    {:reply, {status, payload}, socket}\n    {:stop, reason, reply, socket}", else: ""
 
     raise ArgumentError, """

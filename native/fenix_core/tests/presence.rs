@@ -187,6 +187,7 @@ impl World {
                         pid: tracked.owner.pid,
                         key: tracked.key.to_owned(),
                         meta: tracked.meta.json().to_vec(),
+                        native: tracked.meta.native().to_vec(),
                     })
                     .collect();
                 let removed = presence.remove_node(node);

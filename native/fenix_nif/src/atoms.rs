@@ -35,6 +35,11 @@ rustler::atoms! {
     // presence
     fenix_presence_diff,
     metas,
+    joins,
+    leaves,
+    phx_ref,
+    phx_ref_prev,
+    changed,
     already_tracked,
     nopresence,
     meta_too_large,

@@ -6,6 +6,7 @@
 mod atoms;
 mod beam;
 mod error;
+mod etf;
 mod log;
 mod nif;
 mod resources;

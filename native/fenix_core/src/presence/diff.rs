@@ -38,6 +38,29 @@ pub struct DiffBuffer {
     observed_at: u64,
 }
 
+/// One tick's `presence_diff`: the metas that joined and those that left, each list
+/// sorted by key, a key's metas in the order they were first recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diff {
+    /// (key, meta) of each join.
+    pub joins: Vec<(Arc<str>, Meta)>,
+    /// (key, meta) of each leave.
+    pub leaves: Vec<(Arc<str>, Meta)>,
+}
+
+impl Diff {
+    /// The payload: `{"joins":{...},"leaves":{...}}`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"joins\":");
+        write_grouped(&mut out, self.joins.iter().map(|(key, meta)| (&**key, meta)));
+        out.extend_from_slice(b",\"leaves\":");
+        write_grouped(&mut out, self.leaves.iter().map(|(key, meta)| (&**key, meta)));
+        out.push(b'}');
+        out
+    }
+}
+
 /// What the tick did to one meta.
 #[derive(Debug)]
 struct Change {
@@ -74,9 +97,15 @@ impl DiffBuffer {
     }
 
     /// Ends the tick: the `presence_diff` payload of all it recorded,
-    /// `{"joins":{...},"leaves":{...}}`, or `None` when there is nothing to send. Keys
-    /// are sorted; a key's metas come in the order they were first recorded.
+    /// `{"joins":{...},"leaves":{...}}`, or `None` when there is nothing to send
+    /// ([`DiffBuffer::take`], encoded).
     pub fn flush(&mut self) -> Option<Vec<u8>> {
+        self.take().map(|diff| diff.encode())
+    }
+
+    /// Ends the tick: the [`Diff`] of all it recorded, or `None` when there is nothing
+    /// to send.
+    pub fn take(&mut self) -> Option<Diff> {
         self.records = 0;
         self.observed_at = 0;
         if self.changes.is_empty() {
@@ -92,15 +121,11 @@ impl DiffBuffer {
                 None => leaves.push((key, change.first, change.last)),
             }
         }
-        joins.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        leaves.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let mut out = Vec::new();
-        out.extend_from_slice(b"{\"joins\":");
-        write_grouped(&mut out, joins.iter().map(|(key, _, meta)| (&**key, meta)));
-        out.extend_from_slice(b",\"leaves\":");
-        write_grouped(&mut out, leaves.iter().map(|(key, _, meta)| (&**key, meta)));
-        out.push(b'}');
-        Some(out)
+        let sorted = |mut metas: Vec<(Arc<str>, u64, Meta)>| {
+            metas.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            metas.into_iter().map(|(key, _, meta)| (key, meta)).collect()
+        };
+        Some(Diff { joins: sorted(joins), leaves: sorted(leaves) })
     }
 
     fn record(&mut self, key: &Arc<str>, meta: &Meta, joined: bool) {
@@ -130,11 +155,10 @@ impl DiffBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presence::RefGenerator;
-    use serde_json::Map;
+    use crate::presence::{MetaFields, RefGenerator};
 
     fn meta(refs: &RefGenerator) -> Meta {
-        Meta::encode(Map::new(), refs.next_ref(), None, 1024).expect("small meta")
+        Meta::encode(MetaFields::default(), refs.next_ref(), None, 1024).expect("small meta")
     }
 
     fn text(payload: Option<Vec<u8>>) -> Option<String> {

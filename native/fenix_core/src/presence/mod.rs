@@ -90,10 +90,10 @@ mod meta;
 mod refs;
 mod state;
 
-pub use self::diff::DiffBuffer;
+pub use self::diff::{Diff, DiffBuffer};
 pub use self::error::PresenceError;
 pub use self::limits::{Limits, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_META_BYTES};
-pub use self::meta::Meta;
+pub use self::meta::{Meta, MetaFields};
 pub use self::refs::{Ref, RefGenerator};
 pub use self::state::{NodeEntry, Presence, Tracked};
 

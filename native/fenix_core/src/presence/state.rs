@@ -1,17 +1,23 @@
 //! One topic's presence: who tracks which key with which meta.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
-use super::diff::DiffBuffer;
+use super::diff::{Diff, DiffBuffer};
 use super::encode::write_grouped;
 use super::error::PresenceError;
 use super::limits::Limits;
-use super::meta::Meta;
+use super::meta::{Meta, MetaFields};
 use super::refs::{Ref, RefGenerator};
 use super::{NodeId, Owner};
+
+/// The source of [`Presence::version`]s.
+static VERSIONS: AtomicU64 = AtomicU64::new(0);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The presence state of one topic, and the diff of its current tick.
 ///
@@ -27,6 +33,8 @@ pub struct Presence {
     owners: HashMap<Owner, Vec<(Arc<str>, u64)>>,
     /// The seq of the next entry: unique within the topic, it orders a key's entries.
     next_seq: u64,
+    /// Changes with every change ([`Presence::version`]).
+    version: u64,
     limits: Limits,
     refs: Arc<RefGenerator>,
     diff: DiffBuffer,
@@ -58,6 +66,8 @@ pub struct NodeEntry {
     pub key: String,
     /// The meta as that node encoded it ([`Meta::json`]).
     pub meta: Vec<u8>,
+    /// Its native form, as that node's application gave it ([`Meta::native`]).
+    pub native: Vec<u8>,
 }
 
 impl Presence {
@@ -67,6 +77,7 @@ impl Presence {
             entries: BTreeMap::new(),
             owners: HashMap::new(),
             next_seq: 0,
+            version: next_version(),
             limits,
             refs,
             diff: DiffBuffer::default(),
@@ -83,10 +94,22 @@ impl Presence {
         self.entries.is_empty()
     }
 
+    /// The state's version: it changes with every change, so a state read at one
+    /// version is still the state while the version is the same. Versions are unique
+    /// across all topics of the process: a topic dropped and made anew never repeats
+    /// one.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn changed(&mut self) {
+        self.version = next_version();
+    }
+
     /// Tracks `owner` under `key` with the application's `meta` (a JSON object), to
     /// which the server adds a new `phx_ref`; returns that ref. One owner tracks a key
     /// at most once per topic ([`PresenceError::AlreadyTracked`], as Phoenix).
-    pub fn track(&mut self, owner: Owner, key: &str, meta: Map<String, Value>) -> Result<Ref, PresenceError> {
+    pub fn track(&mut self, owner: Owner, key: &str, meta: impl Into<MetaFields>) -> Result<Ref, PresenceError> {
         if self.find(owner, key).is_some() {
             return Err(PresenceError::AlreadyTracked { key: key.to_owned() });
         }
@@ -95,7 +118,7 @@ impl Presence {
             return Err(PresenceError::TooManyEntries { max: self.limits.max_entries });
         }
         let phx_ref = self.refs.next_ref();
-        let meta = Meta::encode(meta, phx_ref, None, self.limits.max_meta_bytes)?;
+        let meta = Meta::encode(meta.into(), phx_ref, None, self.limits.max_meta_bytes)?;
         self.insert(owner, Arc::from(key), meta);
         Ok(phx_ref)
     }
@@ -120,14 +143,15 @@ impl Presence {
     /// Replaces the meta of `owner` under `key`, as Phoenix does: the new meta gets a
     /// new `phx_ref` and `phx_ref_prev` = the old one, and clients get a join of the new
     /// meta and a leave of the old. Returns the new ref.
-    pub fn update(&mut self, owner: Owner, key: &str, meta: Map<String, Value>) -> Result<Ref, PresenceError> {
+    pub fn update(&mut self, owner: Owner, key: &str, meta: impl Into<MetaFields>) -> Result<Ref, PresenceError> {
         let not_tracked = || PresenceError::NotTracked { key: key.to_owned() };
         let (key, seq) = self.find(owner, key).ok_or_else(not_tracked)?;
         let max_meta_bytes = self.limits.max_meta_bytes;
         let phx_ref = self.refs.next_ref();
         let entry = self.entries.get_mut(&(Arc::clone(&key), seq)).ok_or_else(not_tracked)?;
-        let meta = Meta::encode(meta, phx_ref, Some(entry.meta.phx_ref()), max_meta_bytes)?;
+        let meta = Meta::encode(meta.into(), phx_ref, Some(entry.meta.phx_ref()), max_meta_bytes)?;
         let old = std::mem::replace(&mut entry.meta, meta.clone());
+        self.changed();
         self.diff.record_join(&key, &meta);
         self.diff.record_leave(&key, &old);
         Ok(phx_ref)
@@ -161,7 +185,7 @@ impl Presence {
         let mut added: HashSet<(u64, &str)> = HashSet::new();
         for entry in &block {
             self.check_key(&entry.key)?;
-            let meta = Meta::decode(&entry.meta, self.limits.max_meta_bytes)?;
+            let meta = Meta::decode(&entry.meta, entry.native.clone().into(), self.limits.max_meta_bytes)?;
             let owner = Owner { node, pid: entry.pid };
             if self.find(owner, &entry.key).is_none() {
                 added.insert((entry.pid, &entry.key));
@@ -222,6 +246,11 @@ impl Presence {
         self.diff.flush()
     }
 
+    /// Ends the tick as [`Presence::flush_diff`] does, giving the [`Diff`] itself.
+    pub fn take_diff(&mut self) -> Option<Diff> {
+        self.diff.take()
+    }
+
     /// The key and seq of `owner`'s entry under `key`.
     fn find(&self, owner: Owner, key: &str) -> Option<(Arc<str>, u64)> {
         let keys = self.owners.get(&owner)?;
@@ -239,6 +268,7 @@ impl Presence {
     fn insert(&mut self, owner: Owner, key: Arc<str>, meta: Meta) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.changed();
         self.diff.record_join(&key, &meta);
         self.owners.entry(owner).or_default().push((Arc::clone(&key), seq));
         self.entries.insert((key, seq), Entry { owner, meta });
@@ -247,6 +277,7 @@ impl Presence {
     fn remove(&mut self, key: Arc<str>, seq: u64) {
         let slot = (key, seq);
         if let Some(entry) = self.entries.remove(&slot) {
+            self.changed();
             self.diff.record_leave(&slot.0, &entry.meta);
         }
     }
@@ -262,6 +293,7 @@ impl Presence {
         };
         if entry.meta != meta {
             let old = std::mem::replace(&mut entry.meta, meta.clone());
+            self.changed();
             // A leave of the old bytes and a join of the new, even under the same ref:
             // the buffer then sends the join alone, which replaces the client's copy.
             self.diff.record_leave(&key, &old);
@@ -273,7 +305,7 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
     // The refs a generator seeded with 1 makes, in order (tag 0).
     const REF_1: &str = "AAAAAAAAAAEAAAAA";
@@ -311,6 +343,39 @@ mod tests {
 
     fn state(presence: &mut Presence) -> String {
         text(presence.encode_state())
+    }
+
+    #[test]
+    fn the_version_changes_with_the_state_only() {
+        let mut presence = presence(Limits::default());
+        let mut seen = vec![presence.version()];
+        let mut changed = |presence: &Presence| {
+            assert!(!seen.contains(&presence.version()), "a new version");
+            seen.push(presence.version());
+        };
+        presence.track(owner(1), "ann", name("ann")).expect("tracked");
+        changed(&presence);
+        presence.update(owner(1), "ann", name("ann 2")).expect("updated");
+        changed(&presence);
+        let before = presence.version();
+        let _ = state(&mut presence);
+        assert!(!presence.untrack(owner(2), "ann"));
+        let _ = presence.flush_diff();
+        assert_eq!(presence.version(), before, "reading, a no-op and a tick change nothing");
+        presence.leave_owner(owner(1));
+        changed(&presence);
+    }
+
+    #[test]
+    fn keeps_the_native_form_as_given() {
+        let mut presence = presence(Limits::default());
+        let native = bytes::Bytes::from_static(b"\x83t\0\0\0\0");
+        presence.track(owner(1), "ann", MetaFields { json: name("ann"), native: native.clone() }).expect("tracked");
+        let metas: Vec<Vec<u8>> = presence.get_by_key("ann").map(|t| t.meta.native().to_vec()).collect();
+        assert_eq!(metas, vec![native.to_vec()]);
+        presence.update(owner(1), "ann", name("ann 2")).expect("updated");
+        let metas: Vec<Vec<u8>> = presence.get_by_key("ann").map(|t| t.meta.native().to_vec()).collect();
+        assert_eq!(metas, vec![Vec::<u8>::new()], "an update replaces it");
     }
 
     #[test]
@@ -460,7 +525,7 @@ mod tests {
         presence
             .list()
             .filter(|t| t.owner.node == REMOTE)
-            .map(|t| NodeEntry { pid: t.owner.pid, key: t.key.to_owned(), meta: t.meta.json().to_vec() })
+            .map(|t| NodeEntry { pid: t.owner.pid, key: t.key.to_owned(), meta: t.meta.json().to_vec(), native: Vec::new() })
             .collect()
     }
 
@@ -498,7 +563,7 @@ mod tests {
         presence.track(Owner { node: REMOTE, pid: 1 }, "bob", name("bob")).expect("tracked");
         presence.flush_diff();
         let changed = br#"{"name":"bob 2","phx_ref":"AAAAAAAAAAEAAAAA"}"#.to_vec();
-        let block = vec![NodeEntry { pid: 1, key: "bob".to_owned(), meta: changed }];
+        let block = vec![NodeEntry { pid: 1, key: "bob".to_owned(), meta: changed, native: Vec::new() }];
         presence.merge_node(REMOTE, block.clone()).expect("merged");
         assert_eq!(
             diff(&mut presence).as_deref(),
@@ -544,7 +609,7 @@ mod tests {
         let mut presence = presence(limits);
         presence.track(owner(1), "ann", name("ann")).expect("tracked");
         presence.flush_diff();
-        let entry = |pid, key: &str, meta: &[u8]| NodeEntry { pid, key: key.to_owned(), meta: meta.to_vec() };
+        let entry = |pid, key: &str, meta: &[u8]| NodeEntry { pid, key: key.to_owned(), meta: meta.to_vec(), native: Vec::new() };
         let good = entry(1, "bob", br#"{"phx_ref":"AAAAAAAAAAkAAAAC"}"#);
 
         let too_many = vec![good.clone(), entry(2, "cat", br#"{"phx_ref":"AAAAAAAAAAoAAAAC"}"#)];

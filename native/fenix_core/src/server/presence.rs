@@ -31,11 +31,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use serde_json::{Map, Value};
-
 use super::outbound::{Op, Sender, Submitted};
 use super::Shared;
-use crate::presence::{Limits, Meta, NodeId, Owner, Presence, PresenceError, Ref, RefGenerator};
+use crate::presence::{Diff, Limits, Meta, MetaFields, NodeId, Owner, Presence, PresenceError, Ref, RefGenerator};
 
 /// How often a hub sends its topics' diffs, by default: short enough that a join shows
 /// at once, long enough that a burst of joins is one frame per member.
@@ -47,9 +45,8 @@ pub const PRESENCE_DIFF: &str = "presence_diff";
 /// The local node, until presence is replicated between nodes.
 const LOCAL: NodeId = NodeId(0);
 
-/// Called with each topic's diff payload (`{"joins": ..., "leaves": ...}` JSON) once
-/// per tick, on an engine thread.
-pub type DiffHandler = Box<dyn Fn(&str, &[u8]) + Send + Sync>;
+/// Called with each changed topic's diff once per tick, on an engine thread.
+pub type DiffHandler = Box<dyn Fn(&str, &Diff) + Send + Sync>;
 
 /// What a hub does with each diff.
 pub struct DiffRoute {
@@ -64,6 +61,10 @@ impl std::fmt::Debug for DiffRoute {
         f.debug_struct("DiffRoute").field("broadcast", &self.broadcast).field("handler", &self.handler.is_some()).finish()
     }
 }
+
+/// What [`PresenceHub::list`] read: the topic's version then (`None`: nobody was on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed(pub Option<u64>);
 
 /// The presence state of one presence module on one server.
 #[derive(Debug)]
@@ -122,7 +123,7 @@ impl PresenceHub {
     }
 
     /// `pid` tracks `key` with `meta` on `topic`; returns the meta's `phx_ref`.
-    pub fn track(&self, pid: u64, topic: &str, key: &str, meta: Map<String, Value>) -> Result<Ref, PresenceError> {
+    pub fn track(&self, pid: u64, topic: &str, key: &str, meta: MetaFields) -> Result<Ref, PresenceError> {
         let owner = Owner { node: LOCAL, pid };
         let r#ref = {
             let mut presence = self.topics.entry(topic.to_owned()).or_insert_with(|| Presence::new(Arc::clone(&self.refs), self.limits));
@@ -147,7 +148,7 @@ impl PresenceHub {
     }
 
     /// Replaces the meta `pid` tracks `key` with on `topic`; returns the new `phx_ref`.
-    pub fn update(&self, pid: u64, topic: &str, key: &str, meta: Map<String, Value>) -> Result<Ref, PresenceError> {
+    pub fn update(&self, pid: u64, topic: &str, key: &str, meta: MetaFields) -> Result<Ref, PresenceError> {
         let owner = Owner { node: LOCAL, pid };
         let Some(mut presence) = self.topics.get_mut(topic) else {
             return Err(PresenceError::NotTracked { key: key.to_owned() });
@@ -178,9 +179,26 @@ impl PresenceHub {
 
     /// The `presence_state` of `topic`, passed to `f` entry by entry (key, meta), keys
     /// sorted and a key's metas in tracking order. It counts as given to a client.
-    pub fn list(&self, topic: &str, mut f: impl FnMut(&str, &Meta)) {
-        if let Some(mut presence) = self.topics.get_mut(topic) {
-            presence.list().for_each(|tracked| f(tracked.key, tracked.meta));
+    /// Returns what was listed ([`Listed`]), for [`PresenceHub::state_as_listed`].
+    pub fn list(&self, topic: &str, mut f: impl FnMut(&str, &Meta)) -> Listed {
+        match self.topics.get_mut(topic) {
+            Some(mut presence) => {
+                presence.list().for_each(|tracked| f(tracked.key, tracked.meta));
+                Listed(Some(presence.version()))
+            }
+            None => Listed(None),
+        }
+    }
+
+    /// The `presence_state` payload (JSON) of `topic` if the topic is still as it was
+    /// when `listed`, else `None`: a list the application pushes unchanged is sent as
+    /// the engine encodes it (about 0.4 ms for 10,000 members), not encoded again from
+    /// its terms (several ms).
+    pub fn state_as_listed(&self, topic: &str, listed: Listed) -> Option<Vec<u8>> {
+        match (self.topics.get_mut(topic), listed.0) {
+            (Some(mut presence), Some(version)) if presence.version() == version => Some(presence.encode_state()),
+            (None, None) => Some(b"{}".to_vec()),
+            _ => None,
         }
     }
 
@@ -204,7 +222,7 @@ impl PresenceHub {
         let topics = std::mem::take(&mut *lock(&self.dirty));
         for topic in topics {
             let diff = match self.topics.get_mut(&topic) {
-                Some(mut presence) => presence.flush_diff(),
+                Some(mut presence) => presence.take_diff(),
                 None => None,
             };
             // A topic nobody tracks on any more goes, once its last diff is out.
@@ -216,7 +234,8 @@ impl PresenceHub {
             if !self.route.broadcast {
                 continue;
             }
-            let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body: Bytes::from(diff), binary: false, exclude: None };
+            let body = Bytes::from(diff.encode());
+            let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body, binary: false, exclude: None };
             // Called under the lane's lock when it is full, so before the worker can wake it.
             let waker = || {
                 self.backlog.0.store(true, Ordering::SeqCst);

@@ -2,22 +2,29 @@
 //! (`fenix_core::server::PresenceHub`) that holds its topics' state and broadcasts their
 //! coalesced diffs. A process that tracks is monitored: when it exits, for any reason,
 //! everything it tracked leaves.
+//!
+//! A meta is kept twice: as JSON for the clients, and as the term it was tracked with
+//! (its external format), from which `list` and `get_by_key` give it back as it was
+//! ([`crate::etf`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use fenix_core::presence::{Limits, Meta, PresenceError};
-use fenix_core::server::{DiffHandler, DiffRoute, PresenceHub, DEFAULT_TICK};
+use bytes::Bytes;
+use fenix_core::presence::{Diff, Limits, MetaFields, PresenceError};
+use fenix_core::protocol::Body;
+use fenix_core::server::{DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK};
 use rustler::{Encoder, Env, LocalPid, Monitor, Resource, ResourceArc, Term};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::error;
+use super::{error, paced};
 use crate::atoms;
 use crate::beam;
-use crate::resources::EndpointResource;
-use crate::sender;
-use crate::term::{encode_payload, json_to_term, EncodedPayload};
+use crate::etf::Etf;
+use crate::resources::{ChannelResource, EndpointResource};
+use crate::sender::{self, with_caller};
+use crate::term::{encode_payload, EncodedPayload};
 
 /// A presence module's hub, and the processes it monitors.
 #[derive(Debug)]
@@ -61,7 +68,7 @@ impl Resource for TrackedProcess {
 
 /// Starts a hub on `endpoint` whose diffs go out every `tick_ms`: `{:ok, presence}`.
 /// A nil option takes the engine's default. With `diffs_to` (a pid), each diff is also
-/// sent there as `{:fenix_presence_diff, topic, %{"joins" => _, "leaves" => _}}`; with
+/// sent there as `{:fenix_presence_diff, topic, %{joins: presences, leaves: presences}}`; with
 /// `broadcast` false, only there (the process broadcasts it itself, after `fetch/2`).
 #[rustler::nif]
 #[allow(clippy::too_many_arguments)]
@@ -84,9 +91,11 @@ fn presence_start(
     // The hub's tick task is spawned on the engine's runtime, not on this BEAM thread.
     let _runtime = crate::runtime::current().enter();
     let handler = diffs_to.map(|pid| -> DiffHandler {
-        Box::new(move |topic: &str, diff: &[u8]| {
-            let (topic, diff) = (topic.to_owned(), serde_json::from_slice::<Value>(diff).unwrap_or(Value::Null));
-            beam::send(&pid, move |env| (atoms::fenix_presence_diff(), topic.as_str(), json_to_term(env, &diff)).encode(env));
+        Box::new(move |topic: &str, diff: &Diff| {
+            let topic = topic.to_owned();
+            let mut etf = Etf::new();
+            etf.diff(diff);
+            beam::send(&pid, move |env| (atoms::fenix_presence_diff(), topic.as_str(), decoded(env, &etf)).encode(env));
         })
     });
     let hub = endpoint.server.start_presence(tick, limits, DiffRoute { broadcast, handler });
@@ -126,47 +135,61 @@ fn presence_update<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, pi
     }
 }
 
-/// The meta `pid` tracks `key` with on `topic` (without `phx_ref`), or nil: what an
-/// update given a function starts from.
+/// The meta `pid` tracks `key` with on `topic` (as tracked: without `phx_ref`), or
+/// nil: what an update given a function starts from.
 #[rustler::nif]
 fn presence_meta<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, pid: LocalPid, topic: &str, key: &str) -> Term<'a> {
-    match presence.hub.meta_of(sender::id(env, pid), topic, key) {
-        Some(meta) => {
-            let mut meta = decode(&meta);
-            if let Value::Object(map) = &mut meta {
-                map.remove("phx_ref");
-                map.remove("phx_ref_prev");
-            }
-            json_to_term(env, &meta)
-        }
-        None => atoms::nil().encode(env),
-    }
+    presence
+        .hub
+        .meta_of(sender::id(env, pid), topic, key)
+        .and_then(|meta| env.binary_to_term(meta.native()).map(|(term, _)| term))
+        .unwrap_or_else(|| atoms::nil().encode(env))
 }
 
-/// `%{key => %{metas: [meta, ...]}}` of `topic`. On a dirty scheduler: a topic of 10,000
-/// members is about 20 ms of term building, far past what a NIF call may take.
+/// `{%{key => %{metas: [meta, ...]}}, listed}` of `topic`: the presences, and what was
+/// listed, for [`presence_push_listed`] (an integer, or nil for an empty topic). On a
+/// dirty scheduler: a topic of 10,000 members is about 10 ms, most of it the VM
+/// decoding the terms.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn presence_list<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, topic: &str) -> Term<'a> {
-    let mut grouped: Vec<(String, Vec<Term<'a>>)> = Vec::new();
-    presence.hub.list(topic, |key, meta| match grouped.last_mut() {
-        Some((last, metas)) if last == key => metas.push(json_to_term(env, &decode(meta))),
-        _ => grouped.push((key.to_owned(), vec![json_to_term(env, &decode(meta))])),
-    });
-    grouped.into_iter().fold(Term::map_new(env), |map, (key, metas)| {
-        let entry = Term::map_new(env).map_put(atoms::metas(), metas).unwrap_or(map);
-        map.map_put(key.as_str(), entry).unwrap_or(map)
-    })
+    let mut etf = Etf::new();
+    let mut presences = etf.presences();
+    // Written under the topic's lock: a copy of bytes per meta, nothing gathered first.
+    let Listed(listed) = presence.hub.list(topic, |key, meta| presences.add(key, meta));
+    presences.finish();
+    (decoded(env, &etf), listed).encode(env)
 }
 
 /// `%{metas: [meta, ...]}` of `key` on `topic`, or `[]` when nobody tracks it. Dirty, as
 /// `presence_list`: one key may have many metas.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn presence_get_by_key<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, topic: &str, key: &str) -> Term<'a> {
-    let metas: Vec<Term<'a>> = presence.hub.get_by_key(topic, key).iter().map(|meta| json_to_term(env, &decode(meta))).collect();
+    let metas = presence.hub.get_by_key(topic, key);
     if metas.is_empty() {
         return Vec::<Term<'a>>::new().encode(env);
     }
-    Term::map_new(env).map_put(atoms::metas(), metas).unwrap_or_else(|_| atoms::nil().encode(env))
+    let mut etf = Etf::new();
+    etf.metas(metas.iter());
+    decoded(env, &etf)
+}
+
+/// Pushes `event` with the `presence_state` of `topic` as [`presence_list`] gave it
+/// (`listed`), encoded by the engine: `:ok` (or `:wait`, as any push), or `:changed`
+/// when the topic changed since (the caller then pushes the list it has). Dirty: a
+/// 10,000-member state is about a megabyte.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn presence_push_listed<'a>(
+    env: Env<'a>,
+    presence: ResourceArc<PresenceResource>,
+    channel: ResourceArc<ChannelResource>,
+    topic: &str,
+    listed: Option<u64>,
+    event: &str,
+) -> Term<'a> {
+    match presence.hub.state_as_listed(topic, Listed(listed)) {
+        Some(state) => paced(env, with_caller(env, |sender| channel.0.push(sender, event, Body::Json(&state)))),
+        None => atoms::changed().encode(env),
+    }
 }
 
 fn monitor(env: Env<'_>, presence: &PresenceResource, pid: LocalPid, id: u64) {
@@ -184,20 +207,22 @@ fn monitor(env: Env<'_>, presence: &PresenceResource, pid: LocalPid, id: u64) {
     }
 }
 
-/// A meta term as a JSON object, or `None` when it is not a map JSON can carry.
-fn meta_map(term: Term<'_>) -> Option<Map<String, Value>> {
-    match encode_payload(term) {
+/// A meta term as a JSON object and its external format, or `None` when it is not a
+/// map JSON can carry.
+fn meta_map(term: Term<'_>) -> Option<MetaFields> {
+    let json = match encode_payload(term) {
         Ok(EncodedPayload::Json(json)) => match serde_json::from_slice(&json) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => None,
+            Ok(Value::Object(map)) => map,
+            _ => return None,
         },
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(MetaFields { json, native: Bytes::copy_from_slice(term.to_binary().as_slice()) })
 }
 
-/// A stored meta, as JSON (it was encoded by the hub: it always parses).
-fn decode(meta: &Meta) -> Value {
-    serde_json::from_slice(meta.json()).unwrap_or(Value::Null)
+/// The term written in `etf`; nil if it did not decode (a bug in [`Etf`], not input).
+fn decoded<'a>(env: Env<'a>, etf: &Etf) -> Term<'a> {
+    etf.decode(env).unwrap_or_else(|| atoms::nil().encode(env))
 }
 
 fn presence_error(env: Env<'_>, e: PresenceError) -> Term<'_> {
