@@ -29,7 +29,10 @@
 //     machine (the server, the healthy clients and the flooder's process on two cores)
 //     scheduling noise of ten milliseconds would otherwise fail a healthy server. Without
 //     flood protection the healthy p99 is about 2,000 ms: the floor leaves two orders of
-//     magnitude between the two.
+//     magnitude between the two. Even so, about one run in ten here saw a p99 of 27-140 ms
+//     in the "reads" mode (the old engine as much as the new: three busy threads and the
+//     test's own on two cores); so a run over the bound, and only that, is run once more
+//     on a fresh server (LATENCY_ATTEMPTS). Loss and memory are never given a second run.
 // No other timing is asserted. Against an engine without flood protection this test fails:
 // the healthy round trips are lost and the RSS grows by hundreds of MB.
 //
@@ -64,6 +67,7 @@ const LOST_AFTER_MS = 2_000;
 
 const RSS_GROWTH_LIMIT = 50_000_000;
 const P99_FLOOR_MS = 25;
+const LATENCY_ATTEMPTS = 2;
 const SAMPLE_MS = 100;
 
 const FLOODER = path.join(path.dirname(fileURLToPath(import.meta.url)), "flooder.mjs");
@@ -84,34 +88,39 @@ afterEach(() => disconnectAll());
 
 describe("flood: one client floods, the others keep their service", () => {
   for (const mode of MODES) {
-    it(`healthy clients lose nothing while a flooder that ${mode.name} pushes echo`, { timeout: 60_000 }, async (t) => {
-      const server = await startConformance({ env: SERVER_ENV });
-      try {
-        const r = await run(server, mode);
-        const report = describeRun(mode, r);
-        for (const line of report.split("\n")) t.diagnostic(line);
+    it(`healthy clients lose nothing while a flooder that ${mode.name} pushes echo`, { timeout: 90_000 }, async (t) => {
+      for (let attempt = 1; ; attempt++) {
+        const server = await startConformance({ env: SERVER_ENV });
+        try {
+          const r = await run(server, mode);
+          const report = describeRun(mode, r);
+          for (const line of report.split("\n")) t.diagnostic(line);
 
-        // The setup did what it claims.
-        assert.ok(r.flooder.pushes >= MIN_PUSHES, `the flooder sent only ${r.flooder.pushes} pushes\n${report}`);
-        if (!mode.reads) {
-          assert.ok(
-            r.flooder.maxRxQueue >= RX_FILLED,
-            `the flooder's receive queue never filled (at most ${r.flooder.maxRxQueue} bytes)\n${report}`,
-          );
+          // The setup did what it claims.
+          assert.ok(r.flooder.pushes >= MIN_PUSHES, `the flooder sent only ${r.flooder.pushes} pushes\n${report}`);
+          if (!mode.reads) {
+            assert.ok(
+              r.flooder.maxRxQueue >= RX_FILLED,
+              `the flooder's receive queue never filled (at most ${r.flooder.maxRxQueue} bytes)\n${report}`,
+            );
+          }
+          assert.equal(total(r.phases, "wrong"), 0, `wrong or error replies to healthy clients\n${report}`);
+
+          // The acceptance.
+          assert.equal(total(r.phases, "lost"), 0, `healthy round trips were lost\n${report}`);
+          const growth = r.rssPeak - r.rssBefore;
+          assert.ok(growth < RSS_GROWTH_LIMIT, `the server's RSS grew by ${mb(growth)} (limit ${mb(RSS_GROWTH_LIMIT)})\n${report}`);
+          const before = p99(r.phases.before.latencies);
+          const during = p99(r.phases.during.latencies);
+          const bound = Math.max(2 * before, before + P99_FLOOR_MS);
+          if (during <= bound) return;
+          const over = `healthy p99 ${ms(during)} during the flood, over ${ms(bound)}`;
+          assert.ok(attempt < LATENCY_ATTEMPTS, `${over}\n${report}`);
+          t.diagnostic(`attempt ${attempt}: ${over}; once more on a fresh server`);
+        } finally {
+          await disconnectAll();
+          await server.stop();
         }
-        assert.equal(total(r.phases, "wrong"), 0, `wrong or error replies to healthy clients\n${report}`);
-
-        // The acceptance.
-        assert.equal(total(r.phases, "lost"), 0, `healthy round trips were lost\n${report}`);
-        const growth = r.rssPeak - r.rssBefore;
-        assert.ok(growth < RSS_GROWTH_LIMIT, `the server's RSS grew by ${mb(growth)} (limit ${mb(RSS_GROWTH_LIMIT)})\n${report}`);
-        const before = p99(r.phases.before.latencies);
-        const during = p99(r.phases.during.latencies);
-        const bound = Math.max(2 * before, before + P99_FLOOR_MS);
-        assert.ok(during <= bound, `healthy p99 ${ms(during)} during the flood, over ${ms(bound)}\n${report}`);
-      } finally {
-        await disconnectAll();
-        await server.stop();
       }
     });
   }
