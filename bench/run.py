@@ -5,7 +5,8 @@ Each server runs pinned to core 0 with one engine thread; the load generator run
 pinned to core 1. Every scenario of a round runs on both servers back to back, so the
 two columns of a row were measured minutes apart on the same machine. The presence
 scenario runs on Fenix only (the limit server has no presence), with the presence tick
-at 20 ms and at 1 ms. Results go to
+at 20 ms and at 1 ms, and with the channel pushing `presence_state` as `list/1`'s map
+rather than by `push_state/1`. Results go to
 bench/results/<date>.md (a table with ratios, then the flood scenarios against their
 acceptance targets) and bench/results/<date>.svg (a plot), and the raw JSON lines to
 bench/results/<date>.jsonl.
@@ -34,11 +35,9 @@ SERVER_CORE, LOADGEN_CORE = "0", "1"
 class Server:
     """A benchmarked server process, pinned to SERVER_CORE."""
 
-    def __init__(self, name, port, presence_tick_ms=None):
+    def __init__(self, name, port, extra_env=None):
         self.name, self.port = name, port
-        env = dict(os.environ, PORT=str(port))
-        if presence_tick_ms is not None:
-            env["FENIX_PRESENCE_TICK_MS"] = str(presence_tick_ms)
+        env = dict(os.environ, PORT=str(port), **(extra_env or {}))
         if name == "fenix":
             env.update(MIX_ENV="test", FENIX_ENGINE_THREADS="1", ELIXIR_ERL_OPTIONS="+S 1:1 +SDcpu 1:1")
             cmd = ["mix", "fenix.conformance"]
@@ -129,16 +128,21 @@ def flood_scenarios(quick):
 
 
 def presence_scenarios(quick):
-    """(key, label, loadgen args without url/pid, presence tick ms): Fenix only (the limit
-    server has no presence), the default 20 ms tick against 1 ms (diffs hardly coalesced)."""
+    """(key, label, loadgen args without url/pid, server env): Fenix only (the limit
+    server has no presence): the default 20 ms tick against 1 ms (diffs hardly
+    coalesced), and `presence_state` pushed by `push_state/1` (the engine encodes it)
+    against `push(socket, "presence_state", list(socket))` (a map of every member made
+    in the channel's process first)."""
     size = ["--members", 1000, "--joiners", 100, "--churn-s", 3] if quick else \
         ["--members", 10000, "--joiners", 1000, "--churn-s", 10]
-    # 20 joins at a time: each join into the big topic costs the server tens of ms, and 100
-    # at once kept some connects waiting past their 10 s connect_timeout (answered 500).
+    # 20 joins at a time: a join into the big topic by list/1 costs the server ~20 ms, and
+    # 100 at once kept some connects waiting past their 10 s connect_timeout (answered 500).
     args = ["presence", "--burst-s", 1, "--churn-rate", 50, "--timeout", 900, "--concurrency", 20] + size
     return [
-        ("presence_tick20", "presence, 20 ms tick (coalesced)", args, 20),
-        ("presence_tick1", "presence, 1 ms tick (not coalesced)", args, 1),
+        ("presence_tick20", "presence, 20 ms tick (coalesced)", args, {"FENIX_PRESENCE_TICK_MS": "20"}),
+        ("presence_tick1", "presence, 1 ms tick (not coalesced)", args, {"FENIX_PRESENCE_TICK_MS": "1"}),
+        ("presence_list", "presence, 20 ms tick, list/1 pushed", args,
+         {"FENIX_PRESENCE_TICK_MS": "20", "FENIX_PRESENCE_STATE": "list"}),
     ]
 
 
@@ -194,14 +198,14 @@ def main():
                 results.append(result)
                 print(json.dumps(result), file=sys.stderr, flush=True)
         # Once, not every round: the 10,000-member setup alone takes minutes.
-        for key, label, args, tick in presence_scenarios(opts.quick) if rnd == 1 else []:
-            server = Server("fenix", free_port(), presence_tick_ms=tick)
+        for key, label, args, env in presence_scenarios(opts.quick) if rnd == 1 else []:
+            server = Server("fenix", free_port(), env)
             try:
                 print(f"round {rnd} fenix {label} ...", file=sys.stderr, flush=True)
                 result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
             finally:
                 server.stop()
-            result.update(round=rnd, server="fenix", key=key, presence_tick_ms=tick)
+            result.update(round=rnd, server="fenix", key=key, presence_env=env)
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
     out_dir = ROOT / "bench/results"
@@ -316,13 +320,16 @@ def presence_table(results, opts):
         "clients join within one second; time from the first join to the last member's list "
         "complete, and the frames and bytes all members received meanwhile (each joiner's "
         "`presence_state` included). With coalescing: the default 20 ms tick; without: a "
-        "1 ms tick (`FENIX_PRESENCE_TICK_MS=1`). Fenix only: the limit server has no presence.",
+        "1 ms tick (`FENIX_PRESENCE_TICK_MS=1`). Each joiner's `presence_state` is pushed by "
+        "`Presence.push_state(socket)`, or in the last column by "
+        "`push(socket, \"presence_state\", Presence.list(socket))`. "
+        "Fenix only: the limit server has no presence.",
         "",
-        "| figure | " + " | ".join(f"{label} r{r}" for _k, label, _a, _t in runs for r in rounds) + " |",
+        "| figure | " + " | ".join(f"{label} r{r}" for _k, label, _a, _e in runs for r in rounds) + " |",
         "|---" * (1 + len(runs) * len(rounds)) + "|",
     ]
     for field, name, unit in PRESENCE_FIGURES:
-        cells = [fmt(figure(results, r, "fenix", key, field)) for key, _l, _a, _t in runs for r in rounds]
+        cells = [fmt(figure(results, r, "fenix", key, field)) for key, _l, _a, _e in runs for r in rounds]
         lines.append(f"| {name} ({unit}) | " + " | ".join(cells) + " |")
     return lines
 

@@ -195,16 +195,20 @@ defmodule Fenix.Channel do
   """
   @spec push(Socket.t(), String.t(), term()) :: :ok
   def push(%Socket{} = socket, event, payload) when is_binary(event) do
-    assert_joined!(socket)
-    ref = socket.channel_ref
-
-    result =
+    __push__(socket, payload, fn ref ->
       with :changed <- push_listed(ref, event, payload),
            :dirty <- Fenix.Native.channel_push(ref, event, payload) do
         Fenix.Native.channel_push_dirty(ref, event, payload)
       end
+    end)
+  end
 
-    :ok = result |> Fenix.Native.await_pace() |> ok!(payload)
+  @doc false
+  # A push made by `send` (given the channel's ref), with push/3's check and pacing:
+  # also Fenix.Presence.push_state/2's, which sends the engine's own payload.
+  def __push__(%Socket{} = socket, payload, send) do
+    assert_joined!(socket)
+    :ok = socket.channel_ref |> send.() |> Fenix.Native.await_pace() |> ok!(payload)
   end
 
   # A presence list pushed as it was listed is sent as the engine encodes the state

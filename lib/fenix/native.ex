@@ -145,6 +145,9 @@ defmodule Fenix.Native do
   @spec presence_push_listed(presence(), channel(), String.t(), listed(), String.t()) :: :ok | :wait | :changed | {:error, atom()}
   def presence_push_listed(_presence, _channel, _topic, _listed, _event), do: :erlang.nif_error(:nif_not_loaded)
 
+  @spec presence_push_state(presence(), channel(), String.t(), String.t()) :: :ok | :wait | {:error, atom()}
+  def presence_push_state(_presence, _channel, _topic, _event), do: :erlang.nif_error(:nif_not_loaded)
+
   @spec presence_get_by_key(presence(), String.t(), String.t()) :: %{metas: [map()]} | []
   def presence_get_by_key(_presence, _topic, _key), do: :erlang.nif_error(:nif_not_loaded)
 end

@@ -50,6 +50,22 @@ defmodule Fenix.Presence do
   encode the terms). The result is the same frame; a list that was changed, or
   enriched by `c:fetch/2`, is encoded as any payload.
 
+  ## Big topics: `push_state/1`
+
+  `MyAppWeb.Presence.push_state(socket)` sends the same `presence_state` push without
+  making the list at all: the engine encodes the topic's state straight into the
+  frame. In a topic of 10,000 members that is about a millisecond instead of the
+  list's 10 ms of terms (and the megabyte of heap they take in the channel's process),
+  which is what decides how many joins a second a busy topic takes:
+
+      def handle_info(:after_join, socket) do
+        :ok = MyAppWeb.Presence.push_state(socket)
+        {:ok, _ref} = MyAppWeb.Presence.track(socket, socket.assigns.user_id, %{online_at: System.system_time(:second)})
+        {:noreply, socket}
+      end
+
+  With `c:fetch/2` it pushes `list/1`'s result (fetch/2 must see the presences).
+
   ## Options
 
   Given to `use Fenix.Presence`, or to `start_link/1` (or the child spec) over them:
@@ -101,6 +117,8 @@ defmodule Fenix.Presence do
   @callback update(pid(), String.t(), key(), meta() | (meta() -> meta())) :: {:ok, binary()} | {:error, term()}
   @doc "Everyone on a topic: `%{key => %{metas: [meta]}}`."
   @callback list(Socket.t() | String.t()) :: presences()
+  @doc "Pushes `presence_state` (the topic's presences) to the channel's client, without making the list."
+  @callback push_state(Socket.t()) :: :ok
   @doc "The metas of `key` on a topic: `%{metas: [meta]}`, or `[]`."
   @callback get_by_key(Socket.t() | String.t(), key()) :: %{metas: [meta()]} | []
 
@@ -157,6 +175,8 @@ defmodule Fenix.Presence do
       def update(pid, topic, key, meta), do: Fenix.Presence.update(__MODULE__, pid, topic, key, meta)
       @impl true
       def list(socket_or_topic), do: Fenix.Presence.list(__MODULE__, socket_or_topic)
+      @impl true
+      def push_state(%Fenix.Socket{} = socket), do: Fenix.Presence.push_state(__MODULE__, socket)
       @impl true
       def get_by_key(socket_or_topic, key), do: Fenix.Presence.get_by_key(__MODULE__, socket_or_topic, key)
     end
@@ -226,6 +246,16 @@ defmodule Fenix.Presence do
   def list(module, topic) when is_binary(topic) do
     {presences, _listed} = module |> hub!() |> Native.presence_list(topic)
     fetched(module, topic, presences)
+  end
+
+  @doc false
+  def push_state(module, %Socket{topic: topic} = socket) do
+    if fetches?(module) do
+      Fenix.Channel.push(socket, "presence_state", list(module, socket))
+    else
+      hub = hub!(module)
+      Fenix.Channel.__push__(socket, nil, &Native.presence_push_state(hub, &1, topic, "presence_state"))
+    end
   end
 
   @doc false

@@ -155,6 +155,26 @@ defmodule Fenix.PresenceTest do
       send(bob, :exit)
     end
 
+    test "push_state/1 pushes the topic's state without a list; through fetch/2 if there is one" do
+      topic = "test:push_state"
+      c = join!(connect!(%{"vsn" => "2.0.0"}), topic)
+      push_state = fn c, fetch? ->
+        push(c, client(:v2, "1", "2", topic, "push_state", ~s({"fetch":#{fetch?}})))
+        {{:text, state}, c} = WSClient.recv(c, 2_000)
+        {state, assert_frame(c, reply(:v2, "1", "2", topic, "ok", "{}"))}
+      end
+
+      {state, c} = push_state.(c, false)
+      assert state == ~s(["1",null,"#{topic}","presence_state",{}])
+      {:ok, ann} = Presence.track(self(), topic, "ann", %{"name" => "Ann", n: 1})
+      {state, c} = push_state.(c, false)
+      assert state == ~s(["1",null,"#{topic}","presence_state",{"ann":{"metas":[{"n":1,"name":"Ann","phx_ref":"#{ann}"}]}}])
+
+      {:ok, bob} = Fenix.TestFetchPresence.track(self(), topic, "bob", %{})
+      {state, _c} = push_state.(c, true)
+      assert state == ~s(["1",null,"#{topic}","presence_state",{"bob":{"metas":[{"phx_ref":"#{bob}"}],"user":"user bob"}}])
+    end
+
     test "only the very list a channel made is remembered, until it is pushed" do
       socket = %Fenix.Socket{topic: "presence:listed", channel_pid: self()}
       {:ok, _} = Presence.track(self(), socket.topic, "ann", %{})

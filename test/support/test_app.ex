@@ -120,6 +120,12 @@ defmodule Fenix.TestChannel do
     {:reply, :ok, socket}
   end
 
+  def handle_in("push_state", %{"fetch" => fetch?}, socket) do
+    presence = if fetch?, do: Fenix.TestFetchPresence, else: Fenix.TestPresence
+    :ok = presence.push_state(socket)
+    {:reply, :ok, socket}
+  end
+
   def handle_in("bad_payload", _payload, socket) do
     push(socket, "x", %{pid: self()})
     {:noreply, socket}

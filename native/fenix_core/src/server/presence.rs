@@ -190,6 +190,12 @@ impl PresenceHub {
         }
     }
 
+    /// The `presence_state` payload (JSON) of `topic` now. Like `list`, it counts as
+    /// given to a client.
+    pub fn state(&self, topic: &str) -> Vec<u8> {
+        self.topics.get_mut(topic).map_or_else(|| b"{}".to_vec(), |mut presence| presence.encode_state())
+    }
+
     /// The `presence_state` payload (JSON) of `topic` if the topic is still as it was
     /// when `listed`, else `None`: a list the application pushes unchanged is sent as
     /// the engine encodes it (about 0.4 ms for 10,000 members), not encoded again from

@@ -187,9 +187,26 @@ fn presence_push_listed<'a>(
     event: &str,
 ) -> Term<'a> {
     match presence.hub.state_as_listed(topic, Listed(listed)) {
-        Some(state) => paced(env, with_caller(env, |sender| channel.0.push(sender, event, Body::Json(&state)))),
+        Some(state) => push_state(env, &channel, event, &state),
         None => atoms::changed().encode(env),
     }
+}
+
+/// Pushes `event` with the `presence_state` of `topic` now, encoded by the engine, no
+/// term made: `:ok` (or `:wait`, as any push). Dirty, as [`presence_push_listed`].
+#[rustler::nif(schedule = "DirtyCpu")]
+fn presence_push_state<'a>(
+    env: Env<'a>,
+    presence: ResourceArc<PresenceResource>,
+    channel: ResourceArc<ChannelResource>,
+    topic: &str,
+    event: &str,
+) -> Term<'a> {
+    push_state(env, &channel, event, &presence.hub.state(topic))
+}
+
+fn push_state<'a>(env: Env<'a>, channel: &ChannelResource, event: &str, state: &[u8]) -> Term<'a> {
+    paced(env, with_caller(env, |sender| channel.0.push(sender, event, Body::Json(state))))
 }
 
 fn monitor(env: Env<'_>, presence: &PresenceResource, pid: LocalPid, id: u64) {

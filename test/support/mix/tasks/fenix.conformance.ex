@@ -9,7 +9,10 @@ defmodule Mix.Tasks.Fenix.Conformance do
   `listening on 127.0.0.1:<port>` once it accepts connections. `FENIX_ENGINE_THREADS`
   sets the engine's worker threads (default: one per core), for benchmarks;
   `FENIX_PRESENCE_TICK_MS` the presence's tick (default: `Fenix.Presence`'s), so a
-  benchmark can compare coalesced diffs with a 1 ms tick.
+  benchmark can compare coalesced diffs with a 1 ms tick; `FENIX_PRESENCE_STATE=list`
+  makes the room channel push `presence_state` as `push(socket, "presence_state",
+  Presence.list(socket))` rather than `Presence.push_state(socket)`, so that a
+  benchmark can compare the two.
 
   The endpoint runs under a supervisor of its own, as in an application's tree, so
   that a crash of the endpoint is recovered from as it would be there. With
@@ -37,6 +40,8 @@ defmodule Mix.Tasks.Fenix.Conformance do
         else: []
 
     children = [{Endpoint, endpoint_opts}, {Presence, presence_opts}]
+    state_by = if System.get_env("FENIX_PRESENCE_STATE") == "list", do: :list, else: :push_state
+    Application.put_env(:fenix, Fenix.Conformance.RoomChannel, presence_state_by: state_by)
 
     {:ok, _pid} =
       Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
