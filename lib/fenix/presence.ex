@@ -35,7 +35,9 @@ defmodule Fenix.Presence do
   `:tick`) into one `presence_diff` broadcast: a thousand joins within a tick cost each
   member one frame, not a thousand; a join and a leave of the same meta within one tick
   cancel out. Every meta carries a unique `"phx_ref"`; an update is a leave of the old
-  meta and a join of the new one with `"phx_ref_prev"`, as Phoenix sends them.
+  meta and a join of the new one with `"phx_ref_prev"`, as Phoenix sends them. A
+  channel that intercepts `"presence_diff"` gets each diff in `handle_out/3` instead
+  (`%{joins: presences, leaves: presences}`), as with any intercepted broadcast.
 
   `list/1` and `get_by_key/2` give the metas back as they were tracked, with `:phx_ref`
   (and `:phx_ref_prev`) put in, as Phoenix does: `%{name: "ann", phx_ref: "..."}`. The

@@ -119,6 +119,17 @@ defmodule Fenix.PresenceTest do
     end
   end
 
+  describe "intercept [\"presence_diff\"]" do
+    test "a channel that intercepts presence_diff gets it in handle_out, as terms" do
+      topic = "presence_out:room"
+      c = join!(connect!(%{"vsn" => "2.0.0"}), topic)
+      {:ok, ref} = Presence.track(self(), topic, "ann", %{name: "Ann"})
+      assert_receive {:presence_diff_out, %{joins: %{"ann" => %{metas: [%{name: "Ann", phx_ref: ^ref}]}}, leaves: %{}}}, 2_000
+      assert_frame(c, server(:v2, "1", nil, topic, "presence_diff", ~s({"joins":{"ann":{"metas":[{"name":"Ann","phx_ref":"#{ref}"}]}},"leaves":{}})))
+      refute_frame(c, 100)
+    end
+  end
+
   describe "pushing a list" do
     # The test channel lists its topic and pushes it, as after_join does; "then" changes
     # the topic, or the list, between the two.

@@ -41,6 +41,7 @@ defmodule Fenix.TestSocket do
 
   channel "test:*", Fenix.TestChannel
   channel "exact", Fenix.TestChannel
+  channel "presence_out:*", Fenix.TestPresenceOutChannel
 
   @impl true
   def connect(%{"deny" => "error"}, _socket, _info), do: {:error, :denied}
@@ -147,5 +148,23 @@ defmodule Fenix.TestChannel do
   @impl true
   def terminate(reason, socket) do
     send(socket.assigns.test_pid, {:terminate, socket.topic, reason})
+  end
+end
+
+defmodule Fenix.TestPresenceOutChannel do
+  @moduledoc false
+  # Intercepts presence_diff: tells the test what handle_out got, and pushes it on.
+  use Fenix.Channel
+
+  intercept ["presence_diff"]
+
+  @impl true
+  def join(topic, _payload, socket), do: {:ok, %{topic: topic}, socket}
+
+  @impl true
+  def handle_out("presence_diff", diff, socket) do
+    send(socket.assigns.test_pid, {:presence_diff_out, diff})
+    push(socket, "presence_diff", diff)
+    {:noreply, socket}
   end
 end

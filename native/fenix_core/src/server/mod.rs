@@ -36,7 +36,7 @@ pub use config::{Config, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
-pub use presence::{DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
+pub use presence::{DiffHandler, DiffRoute, InterceptHandler, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
 use crate::fanout::Broadcast;
 use crate::registry::Registry;

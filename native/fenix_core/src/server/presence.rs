@@ -15,7 +15,9 @@
 //!
 //! - a hub may instead (or also) hand each diff to the application ([`DiffHandler`]):
 //!   Fenix does when the presence module defines `fetch/2` (it enriches the diff, then
-//!   broadcasts it) or `handle_metas/4` (server-side reactions to joins and leaves).
+//!   broadcasts it) or `handle_metas/4` (server-side reactions to joins and leaves);
+//!   and channels that intercept `presence_diff` get the diff handed to them
+//!   ([`InterceptHandler`]) rather than a frame, as any intercepted broadcast.
 //!
 //! - the hub's own lane is bounded like any sender's: when it is full, the hub sends
 //!   nothing until the worker has carried half of it out, and the changes meanwhile
@@ -33,6 +35,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use super::outbound::{Op, Sender, Submitted};
 use super::Shared;
+use crate::sink::Sink;
 use crate::presence::{Diff, Limits, Meta, MetaFields, NodeId, Owner, Presence, PresenceError, Ref, RefGenerator};
 
 /// How often a hub sends its topics' diffs, by default: short enough that a join shows
@@ -48,17 +51,28 @@ const LOCAL: NodeId = NodeId(0);
 /// Called with each changed topic's diff once per tick, on an engine thread.
 pub type DiffHandler = Box<dyn Fn(&str, &Diff) + Send + Sync>;
 
+/// Called, on an engine thread, with a broadcast diff and the topic's channels that
+/// intercept `presence_diff` (Phoenix's `intercept ["presence_diff"]`): the broadcast
+/// gives them no frame, so the application hands them the diff (their `handle_out`).
+pub type InterceptHandler = Box<dyn Fn(&Diff, &[Sink]) + Send + Sync>;
+
 /// What a hub does with each diff.
 pub struct DiffRoute {
     /// Broadcast it to the topic's subscribers.
     pub broadcast: bool,
     /// Hand it to the application.
     pub handler: Option<DiffHandler>,
+    /// Hand a broadcast diff to the channels that intercept it.
+    pub intercept: Option<InterceptHandler>,
 }
 
 impl std::fmt::Debug for DiffRoute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiffRoute").field("broadcast", &self.broadcast).field("handler", &self.handler.is_some()).finish()
+        f.debug_struct("DiffRoute")
+            .field("broadcast", &self.broadcast)
+            .field("handler", &self.handler.is_some())
+            .field("intercept", &self.intercept.is_some())
+            .finish()
     }
 }
 
@@ -239,6 +253,13 @@ impl PresenceHub {
             }
             if !self.route.broadcast {
                 continue;
+            }
+            if let Some(intercept) = &self.route.intercept {
+                let mut sinks = Vec::new();
+                self.shared.registry.interceptors(&topic, PRESENCE_DIFF, None, &mut sinks);
+                if !sinks.is_empty() {
+                    intercept(&diff, &sinks);
+                }
             }
             let body = Bytes::from(diff.encode());
             let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body, binary: false, exclude: None };

@@ -14,13 +14,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use fenix_core::presence::{Diff, Limits, MetaFields, PresenceError};
 use fenix_core::protocol::Body;
-use fenix_core::server::{DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK};
+use fenix_core::server::{DiffHandler, DiffRoute, InterceptHandler, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
+use fenix_core::Sink;
 use rustler::{Encoder, Env, LocalPid, Monitor, Resource, ResourceArc, Term};
 use serde_json::Value;
 
 use super::{error, paced};
 use crate::atoms;
-use crate::beam;
+use crate::beam::{self, ChannelProcess};
 use crate::etf::Etf;
 use crate::resources::{ChannelResource, EndpointResource};
 use crate::sender::{self, with_caller};
@@ -98,8 +99,26 @@ fn presence_start(
             beam::send(&pid, move |env| (atoms::fenix_presence_diff(), topic.as_str(), decoded(env, &etf)).encode(env));
         })
     });
-    let hub = endpoint.server.start_presence(tick, limits, DiffRoute { broadcast, handler });
+    let intercept: InterceptHandler = Box::new(hand_out);
+    let route = DiffRoute { broadcast, handler, intercept: Some(intercept) };
+    let hub = endpoint.server.start_presence(tick, limits, route);
     (atoms::ok(), ResourceArc::new(PresenceResource { hub, tracked: Arc::default() })).encode(env)
+}
+
+/// A broadcast diff, to the channels that intercept it: `{:fenix_out, "presence_diff",
+/// %{joins: presences, leaves: presences}}`, as a broadcast from the BEAM gives them.
+fn hand_out(diff: &Diff, sinks: &[Sink]) {
+    let diff = {
+        let mut etf = Etf::new();
+        etf.diff(diff);
+        Arc::new(etf)
+    };
+    for sink in sinks {
+        if let Some(process) = sink.as_any().downcast_ref::<ChannelProcess>() {
+            let diff = Arc::clone(&diff);
+            beam::send(&process.pid, move |env| (atoms::fenix_out(), PRESENCE_DIFF, decoded(env, &diff)).encode(env));
+        }
+    }
 }
 
 /// `pid` tracks `key` with `meta` on `topic`: `{:ok, phx_ref}` or `{:error, reason}`.
