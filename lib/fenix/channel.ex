@@ -102,7 +102,29 @@ defmodule Fenix.Channel do
               socket :: Socket.t()
             ) :: term()
 
-  @optional_callbacks handle_in: 3, handle_out: 3, handle_info: 2, terminate: 2
+  @doc """
+  Handles a `GenServer.call/3` to the channel process. Return `{:reply, response, socket}`,
+  `{:noreply, socket}` (answer later with `GenServer.reply/2`) or `{:stop, reason, socket}`.
+  """
+  @callback handle_call(message :: term(), from :: GenServer.from(), socket :: Socket.t()) ::
+              {:reply, response :: term(), Socket.t()}
+              | {:noreply, Socket.t()}
+              | {:stop, reason :: term(), Socket.t()}
+
+  @doc """
+  Handles a `GenServer.cast/2` to the channel process.
+  """
+  @callback handle_cast(message :: term(), socket :: Socket.t()) ::
+              {:noreply, Socket.t()} | {:stop, reason :: term(), Socket.t()}
+
+  @doc """
+  Called on a hot code upgrade, as `c:GenServer.code_change/3`; without it the socket is
+  kept as it is.
+  """
+  @callback code_change(old_vsn :: term() | {:down, term()}, socket :: Socket.t(), extra :: term()) ::
+              {:ok, Socket.t()} | {:error, reason :: term()}
+
+  @optional_callbacks handle_in: 3, handle_out: 3, handle_info: 2, handle_call: 3, handle_cast: 2, code_change: 3, terminate: 2
 
   @doc false
   defmacro __using__(_opts) do

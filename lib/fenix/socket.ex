@@ -180,12 +180,12 @@ defmodule Fenix.Socket do
     case String.split(pattern, "*") do
       [exact] ->
         quote do
-          def __channel__(unquote(exact)), do: {unquote(module), unquote(opts)}
+          def __channel__(unquote(exact)), do: {unquote(module), unquote(Macro.escape(opts))}
         end
 
       [prefix, ""] ->
         quote do
-          def __channel__(unquote(prefix) <> _), do: {unquote(module), unquote(opts)}
+          def __channel__(unquote(prefix) <> _), do: {unquote(module), unquote(Macro.escape(opts))}
         end
     end
   end
@@ -197,9 +197,21 @@ defmodule Fenix.Socket do
 
       channel "room:*", MyAppWeb.RoomChannel
       channel "notifications", MyAppWeb.NotificationChannel
+
+  Options:
+
+    * `:assigns` - a map merged into the socket's assigns for this channel's joins:
+
+          channel "admin:*", MyAppWeb.AdminChannel, assigns: %{admin_area: true}
   """
   defmacro channel(topic_pattern, module, opts \\ []) do
     module = Macro.expand(module, %{__CALLER__ | function: {:channel, 3}})
+
+    if Keyword.keyword?(opts) do
+      for {key, _} <- opts, key != :assigns do
+        raise ArgumentError, "unknown channel/3 option #{inspect(key)}, the known one is :assigns"
+      end
+    end
 
     unless is_binary(topic_pattern) do
       raise ArgumentError, "channel topic pattern must be a string, got: #{Macro.to_string(topic_pattern)}"

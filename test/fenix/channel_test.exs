@@ -35,6 +35,17 @@ defmodule Fenix.ChannelTest do
         assert_frame(c, reply(@vsn, nil, "1", "nowhere", "error", ~s({"reason":"unmatched topic"})))
       end
 
+      test "channel/3's assigns: are merged into the socket's for its joins" do
+        c = connect!(%{"vsn" => vsn(@vsn), "user_id" => "u1"})
+        push(c, client(@vsn, "1", "1", "assigned:x", "phx_join", "{}"))
+        assert_receive {:joined, "assigned:x", _, pid}
+        assert %{route: "assigned", user_id: "from route", test_pid: _} = GenServer.call(pid, :assigns)
+        push(c, client(@vsn, "2", "2", "test:plain", "phx_join", "{}"))
+        assert_receive {:joined, "test:plain", _, plain}
+        assert %{user_id: "u1"} = assigns = GenServer.call(plain, :assigns)
+        refute Map.has_key?(assigns, :route)
+      end
+
       test "an exact channel route matches only its topic" do
         c = connect!(%{"vsn" => vsn(@vsn)})
         push(c, client(@vsn, "1", "1", "exact", "phx_join", "{}"))
@@ -90,6 +101,24 @@ defmodule Fenix.ChannelTest do
         assert_receive {:socket_ref, ref}
         Task.await(Task.async(fn -> Fenix.Channel.reply(ref, {:error, %{later: true}}) end))
         assert_frame(c, reply(@vsn, "1", "7", "test:r", "error", ~s({"later":true})))
+      end
+
+      test "handle_call/3: a reply now, a reply later, a stop", %{c: c, pid: pid} do
+        assert %{joined_with: %{"n" => 1}, user_id: "u1"} = GenServer.call(pid, :assigns)
+        later = Task.async(fn -> GenServer.call(pid, :later) end)
+        assert eventually(fn -> Map.has_key?(GenServer.call(pid, :assigns), :caller) end)
+        assert GenServer.call(pid, :answer) == :ok
+        assert Task.await(later) == :answered_later
+        ref = Process.monitor(pid)
+        catch_exit(GenServer.call(pid, :stop))
+        assert_receive {:DOWN, ^ref, _, _, {:shutdown, :called}}
+        assert_receive {:terminate, "test:r", {:shutdown, :called}}
+        assert_frame(c, server(@vsn, "1", "1", "test:r", "phx_close", "{}"))
+      end
+
+      test "handle_cast/2", %{c: c, pid: pid} do
+        GenServer.cast(pid, {:push, "cast", %{"x" => 2}})
+        assert_frame(c, server(@vsn, "1", nil, "test:r", "cast", ~s({"x":2})))
       end
 
       test "push/3 from handle_info/2", %{c: c, pid: pid} do

@@ -42,6 +42,7 @@ defmodule Fenix.TestSocket do
   channel "test:*", Fenix.TestChannel
   channel "exact", Fenix.TestChannel
   channel "presence_out:*", Fenix.TestPresenceOutChannel
+  channel "assigned:*", Fenix.TestChannel, assigns: %{route: "assigned", user_id: "from route"}
 
   @impl true
   def connect(%{"deny" => "error"}, _socket, _info), do: {:error, :denied}
@@ -136,6 +137,22 @@ defmodule Fenix.TestChannel do
   def handle_out("out", payload, socket) do
     send(socket.assigns.test_pid, {:handle_out, payload})
     push(socket, "out", Map.put(payload, "by", socket.assigns.user_id))
+    {:noreply, socket}
+  end
+
+  @impl true
+  def handle_call(:assigns, _from, socket), do: {:reply, socket.assigns, socket}
+  def handle_call(:later, from, socket), do: {:noreply, assign(socket, :caller, from)}
+  def handle_call(:answer, _from, socket) do
+    GenServer.reply(socket.assigns.caller, :answered_later)
+    {:reply, :ok, socket}
+  end
+
+  def handle_call(:stop, _from, socket), do: {:stop, {:shutdown, :called}, socket}
+
+  @impl true
+  def handle_cast({:push, event, payload}, socket) do
+    push(socket, event, payload)
     {:noreply, socket}
   end
 

@@ -147,6 +147,25 @@ defmodule Fenix.Channel.Server do
   end
 
   @impl true
+  def handle_call(message, from, %Socket{channel: channel} = socket) do
+    message
+    |> channel.handle_call(from, socket)
+    |> handle_result(:handle_call, socket)
+  end
+
+  @impl true
+  def handle_cast(message, %Socket{channel: channel} = socket) do
+    message
+    |> channel.handle_cast(socket)
+    |> handle_result(:handle_cast, socket)
+  end
+
+  @impl true
+  def code_change(old_vsn, %Socket{channel: channel} = socket, extra) do
+    if function_exported?(channel, :code_change, 3), do: channel.code_change(old_vsn, socket, extra), else: {:ok, socket}
+  end
+
+  @impl true
   def terminate(reason, %Socket{channel: channel, joined: true} = socket) do
     if function_exported?(channel, :terminate, 2), do: channel.terminate(reason, socket)
   end
@@ -156,6 +175,10 @@ defmodule Fenix.Channel.Server do
   defp handle_result(result, callback, old) do
     Fenix.Presence.Listed.forget()
     callback_result(result, callback, old)
+  end
+
+  defp callback_result({:reply, response, %Socket{} = socket}, :handle_call, _old) do
+    {:reply, response, socket}
   end
 
   defp callback_result({:reply, reply, %Socket{} = socket}, :handle_in, _old) do
@@ -177,7 +200,13 @@ defmodule Fenix.Channel.Server do
   defp callback_result({:stop, reason, %Socket{} = socket}, _callback, _old), do: stop(reason, socket)
 
   defp callback_result(result, callback, %Socket{channel: channel}) do
-    replies = if callback == :handle_in, do: "\n    {:reply, {status, payload}, socket}\n    {:stop, reason, reply, socket}", else: ""
+    replies =
+      case callback do
+        :handle_in -> "\n    {:reply, {status, payload}, socket}\n    {:stop, reason, reply, socket}"
+        :handle_call -> "\n    {:reply, response, socket}"
+        _ -> ""
+      end
+
 
     raise ArgumentError, """
     #{inspect(channel)}.#{callback} returned an invalid value. Expected one of:

@@ -110,8 +110,9 @@ defmodule Fenix.Endpoint.Dispatcher do
     join = {topic, join_ref, ref}
 
     case socket.handler.__channel__(topic) do
-      {channel, _opts} ->
-        start_channel(state.channels, %{socket | channel: channel}, conn, join, payload)
+      {channel, opts} ->
+        socket = %{socket | channel: channel, assigns: Map.merge(assigns, Keyword.get(opts, :assigns, %{}))}
+        start_channel(state.channels, socket, conn, join, payload)
 
       nil ->
         Logger.warning("Ignoring unmatched topic #{inspect(topic)} in #{inspect(socket.handler)}")
