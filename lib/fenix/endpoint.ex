@@ -196,6 +196,8 @@ defmodule Fenix.Endpoint do
         other -> raise ArgumentError, "the :websocket option must be a keyword list, got: #{inspect(other)}"
       end
 
+    {connect_info, websocket} = Keyword.pop(websocket, :connect_info, [])
+    connect_info = validate_connect_info!(connect_info)
     websocket = Keyword.validate!(websocket, @socket_options)
 
     for {key, value} <- websocket, not (is_integer(value) and value > 0) do
@@ -204,7 +206,31 @@ defmodule Fenix.Endpoint do
 
     # Every option named, nil for those left out: the engine fills in its defaults.
     websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
-    {String.trim_trailing(path, "/"), module, websocket}
+    {String.trim_trailing(path, "/"), module, websocket, %{connect_info: connect_info}}
+  end
+
+  # The connect info keys Phoenix knows, then any `key: value` of the application's own.
+  @connect_info_keys [:peer_data, :trace_context_headers, :x_headers, :uri, :user_agent, :sec_websocket_headers, :auth_token]
+
+  defp validate_connect_info!(items) when is_list(items) do
+    Enum.map(items, fn
+      key when key in @connect_info_keys ->
+        key
+
+      {:session, _} ->
+        raise ArgumentError, "connect_info: {:session, _} needs Plug sessions, which Fenix does not have"
+
+      {key, _value} = custom when is_atom(key) ->
+        custom
+
+      other ->
+        raise ArgumentError,
+              "connect_info: #{inspect(other)} is neither one of #{inspect(@connect_info_keys)} nor a {key, value} of the application's own"
+    end)
+  end
+
+  defp validate_connect_info!(other) do
+    raise ArgumentError, "the :connect_info socket option must be a list, got: #{inspect(other)}"
   end
 
   @doc false

@@ -45,11 +45,24 @@ defmodule Fenix.Socket do
 
   ## Connect info
 
-  The third argument of `c:connect/3` is a map with `:peer_data`
-  (`%{address: ip_tuple, port: port}`), `:uri` (a `URI`), `:x_headers`
-  (`[{name, value}]` of the `x-*` request headers), `:user_agent`, and `:auth_token`:
-  the token a client sends in `Sec-WebSocket-Protocol` (the `authToken` option of the
-  `phoenix` JavaScript client), or `nil`.
+  The third argument of `c:connect/3` holds what the socket asks for with the
+  `connect_info:` option of `Fenix.Endpoint.socket/3`, as in Phoenix (nothing is asked
+  for by default: `%{}`):
+
+      socket "/socket", MyAppWeb.UserSocket,
+        websocket: [connect_info: [:peer_data, :x_headers, :auth_token, region: "eu"]]
+
+    * `:peer_data` - `%{address: ip_tuple, port: port}`
+    * `:uri` - the request's `URI`
+    * `:x_headers` - `[{name, value}]` of the `x-*` request headers
+    * `:trace_context_headers` - `[{name, value}]` of `traceparent` and `tracestate`
+    * `:sec_websocket_headers` - `[{name, value}]` of the `sec-websocket-*` headers
+    * `:user_agent` - the `user-agent` header, or `nil`
+    * `:auth_token` - the token a client sends in `Sec-WebSocket-Protocol` (the
+      `authToken` option of the `phoenix` JavaScript client), or `nil`
+    * `key: value` - any of the application's own, given as is
+
+  Header names are lowercase. `{:session, _}` is refused: Fenix has no Plug sessions.
 
   ## Socket options
 

@@ -6,15 +6,36 @@ defmodule Fenix.SocketTest do
   alias Fenix.Test.WSClient
 
   describe "connect" do
-    test "connect/3 gets the params and the connect info" do
-      c = connect!(%{"user_id" => "u1"}, headers: [{"user-agent", "test-agent"}, {"x-trace", "abc"}])
+    test "connect/3 gets the params and the connect info the socket asks for" do
+      headers = [{"user-agent", "test-agent"}, {"X-Trace", "abc"}, {"traceparent", "00-abc-def-01"}]
+      c = connect!(%{"user_id" => "u1"}, headers: headers)
       assert_receive {:connect_info, info}
       assert %{peer_data: %{address: {127, 0, 0, 1}, port: port}, user_agent: "test-agent"} = info
       assert is_integer(port)
       assert info.x_headers == [{"x-trace", "abc"}]
+      assert info.trace_context_headers == [{"traceparent", "00-abc-def-01"}]
+      assert [{"sec-websocket-key", _}, {"sec-websocket-version", "13"}] = Enum.sort(info.sec_websocket_headers)
       assert %URI{path: "/socket/websocket"} = info.uri
       assert info.auth_token == nil
+      assert info.region == "test"
       WSClient.close(c)
+    end
+
+    test "a socket that asks for no connect info gets %{}, as in Phoenix" do
+      c = connect!(%{}, path: "/short")
+      assert_receive {:connect_info, info}
+      assert info == %{}
+      WSClient.close(c)
+    end
+
+    test "connect_info: refuses what it does not know" do
+      assert_raise ArgumentError, ~r/needs Plug sessions/, fn ->
+        Fenix.Endpoint.__socket__("/s", Fenix.TestSocket, websocket: [connect_info: [session: []]])
+      end
+
+      assert_raise ArgumentError, ~r/neither one of/, fn ->
+        Fenix.Endpoint.__socket__("/s", Fenix.TestSocket, websocket: [connect_info: [:cookies]])
+      end
     end
 
     test "an auth token in Sec-WebSocket-Protocol reaches connect_info and phoenix is echoed" do

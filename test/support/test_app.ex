@@ -4,7 +4,8 @@ defmodule Fenix.TestEndpoint do
   # whose pid is given in the connect params (`test_pid`).
   use Fenix.Endpoint, otp_app: :fenix
 
-  socket "/socket", Fenix.TestSocket, websocket: [timeout: 60_000, max_channels: 5, max_frame_size: 4096]
+  @connect_info [:peer_data, :x_headers, :trace_context_headers, :sec_websocket_headers, :uri, :user_agent, :auth_token, region: "test"]
+  socket "/socket", Fenix.TestSocket, websocket: [timeout: 60_000, max_channels: 5, max_frame_size: 4096, connect_info: @connect_info]
   socket "/short", Fenix.TestSocket, websocket: [timeout: 200]
 end
 

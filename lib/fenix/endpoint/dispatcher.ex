@@ -49,7 +49,7 @@ defmodule Fenix.Endpoint.Dispatcher do
       static_dir: config.static,
       engine_threads: config.engine_threads,
       tune_allocator: config.tune_allocator,
-      sockets: for({path, _module, websocket} <- sockets, do: Map.put(websocket, :path, path))
+      sockets: for({path, _module, websocket, _transport} <- sockets, do: Map.put(websocket, :path, path))
     }
 
     case start_engine(options, config.port) do
@@ -95,12 +95,12 @@ defmodule Fenix.Endpoint.Dispatcher do
 
   @impl true
   def handle_info({:fenix_connect, conn, index, params, info, serializer}, state) do
-    {_path, handler, _opts} = elem(state.sockets, index)
+    {_path, handler, _websocket, transport} = elem(state.sockets, index)
     endpoint = state.endpoint
     # A plain short-lived process, like Phoenix's transport runs connect/3 in its own:
     # connect/6 below catches everything, and a connect never answered is refused by
     # the engine after the socket's connect_timeout. No supervisor call per client.
-    spawn(fn -> connect(endpoint, handler, conn, params, info, serializer) end)
+    spawn(fn -> connect(endpoint, handler, conn, params, connect_info(info, transport.connect_info), serializer) end)
     {:noreply, state}
   end
 
@@ -163,9 +163,16 @@ defmodule Fenix.Endpoint.Dispatcher do
     end
   end
 
-  defp connect(endpoint, handler, conn, params, info, serializer) do
-    info = Map.update!(info, :uri, &URI.parse/1)
+  # What the socket asked for (`connect_info:`), from all the engine gives.
+  defp connect_info(info, requested) do
+    Map.new(requested, fn
+      :uri -> {:uri, URI.parse(info.uri)}
+      {key, value} -> {key, value}
+      key -> {key, Map.fetch!(info, key)}
+    end)
+  end
 
+  defp connect(endpoint, handler, conn, params, info, serializer) do
     result =
       try do
         Socket.__connect__(endpoint, handler, params, info, serializer)

@@ -31,6 +31,8 @@ rustler::atoms! {
     uri,
     user_agent,
     x_headers,
+    trace_context_headers,
+    sec_websocket_headers,
     auth_token,
     // presence
     fenix_presence_diff,

@@ -94,14 +94,21 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
     let peer = Term::map_new(env)
         .map_put(atoms::address(), ip)
         .and_then(|m| m.map_put(atoms::port(), request.peer.port()));
-    let x_headers: Vec<(&str, &str)> =
-        request.headers.iter().filter(|(k, _)| k.starts_with("x-")).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // Header names come lowercased from the request parser.
+    let headers = |keep: &dyn Fn(&str) -> bool| -> Vec<(&str, &str)> {
+        request.headers.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    };
+    let x_headers = headers(&|k| k.starts_with("x-"));
+    let trace_context_headers = headers(&|k| k == "traceparent" || k == "tracestate");
+    let sec_websocket_headers = headers(&|k| k.starts_with("sec-websocket-"));
     let user_agent = request.headers.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.as_str());
     let mut info = Term::map_new(env);
     for (key, value) in [
         (atoms::peer_data(), peer.unwrap_or_else(|_| atoms::nil().encode(env))),
         (atoms::uri(), request.uri.as_str().encode(env)),
         (atoms::x_headers(), x_headers.encode(env)),
+        (atoms::trace_context_headers(), trace_context_headers.encode(env)),
+        (atoms::sec_websocket_headers(), sec_websocket_headers.encode(env)),
         (atoms::user_agent(), user_agent.encode(env)),
         (atoms::auth_token(), request.auth_token.as_deref().encode(env)),
     ] {

@@ -3,5 +3,5 @@ defmodule Fenix.Conformance.Endpoint do
   # The conformance app of shared/CONFORMANCE.md: what real clients are run against.
   use Fenix.Endpoint, otp_app: :fenix
 
-  socket "/socket", Fenix.Conformance.UserSocket, websocket: [timeout: 60_000]
+  socket "/socket", Fenix.Conformance.UserSocket, websocket: [timeout: 60_000, connect_info: [:auth_token]]
 end
