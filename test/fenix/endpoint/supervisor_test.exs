@@ -42,7 +42,7 @@ defmodule Fenix.Endpoint.SupervisorTest do
       defaults = Fenix.Native.endpoint_defaults()
       assert %{ip: "127.0.0.1", port: 4000, engine_threads: 0, tune_allocator: true} = defaults
       assert defaults.socket.max_channels == 100
-      {_path, _socket, websocket} = Fenix.Endpoint.__socket__("/socket", Fenix.TestSocket, websocket: [timeout: 5])
+      {_path, _socket, websocket, _transport} = Fenix.Endpoint.__socket__("/socket", Fenix.TestSocket, websocket: [timeout: 5])
       assert websocket.timeout == 5
       assert websocket |> Map.delete(:timeout) |> Map.values() |> Enum.uniq() == [nil]
       assert Map.keys(websocket) |> Enum.sort() == defaults.socket |> Map.keys() |> Enum.sort()
