@@ -198,6 +198,9 @@ defmodule Fenix.Endpoint do
 
     {connect_info, websocket} = Keyword.pop(websocket, :connect_info, [])
     connect_info = validate_connect_info!(connect_info)
+    # nil: the endpoint's check_origin.
+    {check_origin, websocket} = Keyword.pop(websocket, :check_origin)
+    check_origin = if check_origin != nil, do: Fenix.Endpoint.Origin.parse!(check_origin)
     websocket = Keyword.validate!(websocket, @socket_options)
 
     for {key, value} <- websocket, not (is_integer(value) and value > 0) do
@@ -206,7 +209,7 @@ defmodule Fenix.Endpoint do
 
     # Every option named, nil for those left out: the engine fills in its defaults.
     websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
-    {String.trim_trailing(path, "/"), module, websocket, %{connect_info: connect_info}}
+    {String.trim_trailing(path, "/"), module, websocket, %{connect_info: connect_info, check_origin: check_origin}}
   end
 
   # The connect info keys Phoenix knows, then any `key: value` of the application's own.

@@ -64,6 +64,22 @@ defmodule Fenix.Socket do
 
   Header names are lowercase. `{:session, _}` is refused: Fenix has no Plug sessions.
 
+  ## Origin checks
+
+  As in Phoenix, a browser's upgrade is refused with 403 (and logged) when its
+  `Origin` is not allowed, before `c:connect/3` runs; a request without `Origin` (not
+  a browser) is allowed. `check_origin:` is given to the socket's `websocket:` options
+  or to the endpoint's config (the socket's wins), and defaults to `true`:
+
+    * `true` - the origin's host must be the endpoint's `url: [host: ...]`
+      (`"localhost"` unless configured);
+    * `false` - any origin;
+    * a list - `["https://example.com", "//another.com:888", "//*.example.com"]`: the
+      parts an entry names (scheme, host, port) must match, `*.` being the host and its
+      subdomains;
+    * `:conn` - the origin must be the request's own scheme, host and port;
+    * `{module, function, args}` - `apply(module, function, [origin_uri | args])` says.
+
   ## Socket options
 
   Given as `websocket: [...]` to `Fenix.Endpoint.socket/3`:

@@ -28,6 +28,14 @@ defmodule Fenix.SocketTest do
       WSClient.close(c)
     end
 
+    test "connect_info's uri has the request's scheme, host and port" do
+      c = connect!(%{}, headers: [{"host", "chat.example.com:4000"}])
+      assert_receive {:connect_info, %{uri: uri}}
+      assert %URI{scheme: "http", host: "chat.example.com", port: 4000, path: "/socket/websocket"} = uri
+      assert uri.query =~ "test_pid="
+      WSClient.close(c)
+    end
+
     test "connect_info: refuses what it does not know" do
       assert_raise ArgumentError, ~r/needs Plug sessions/, fn ->
         Fenix.Endpoint.__socket__("/s", Fenix.TestSocket, websocket: [connect_info: [session: []]])
@@ -113,6 +121,71 @@ defmodule Fenix.SocketTest do
           channel "room:*:x", SomeChannel
         end
         """)
+      end
+    end
+  end
+
+  describe "check_origin" do
+    defp connect_from(path, origin, host \\ nil) do
+      query = URI.encode_query(%{"test_pid" => to_string(:erlang.pid_to_list(self()))})
+      headers = if(origin, do: [{"origin", origin}], else: []) ++ if(host, do: [{"host", host}], else: [])
+
+      case WSClient.connect(port(), "#{path}/websocket?#{query}", headers) do
+        {:ok, c, _headers} ->
+          WSClient.close(c)
+          :ok
+
+        {:error, {:http, status, _headers}} ->
+          status
+      end
+    end
+
+    @tag capture_log: true
+    test "true (the default): the endpoint's url host, \"localhost\" unless configured" do
+      assert connect_from("/socket", nil) == :ok, "no Origin: not a browser, allowed"
+      assert connect_from("/socket", "http://localhost:3000") == :ok
+      assert connect_from("/socket", "https://localhost") == :ok
+      assert connect_from("/socket", "http://127.0.0.1:4000") == 403
+      assert connect_from("/socket", "http://evil.com") == 403
+      assert connect_from("/socket", "null") == 403
+      connects = Stream.repeatedly(fn -> receive(do: ({:connect_info, _} -> true), after: (0 -> nil)) end)
+      assert connects |> Enum.take_while(& &1) |> length() == 3, "connect/3 ran for the allowed ones only"
+    end
+
+    @tag capture_log: true
+    test "a list: each named part must match; *. is the host and its subdomains" do
+      for origin <- ["http://example.com", "https://a.b.example.com:99", "https://exact.org", "ws://any.net:8080"] do
+        assert connect_from("/origins", origin) == :ok, origin
+      end
+
+      for origin <- ["http://exact.org", "https://notexample.com", "https://exact.org:444", "http://any.net", "http://any.net:8081"] do
+        assert connect_from("/origins", origin) == 403, origin
+      end
+    end
+
+    @tag capture_log: true
+    test ":conn, false and an MFA" do
+      assert connect_from("/same-host", "http://chat.io:4000", "chat.io:4000") == :ok
+      assert connect_from("/same-host", "http://chat.io:4001", "chat.io:4000") == 403
+      assert connect_from("/same-host", "https://chat.io:4000", "chat.io:4000") == 403
+      assert connect_from("/any-origin", "http://evil.com") == :ok
+      assert connect_from("/mfa-origin", "https://ok.io") == :ok
+      assert connect_from("/mfa-origin", "https://ko.io") == 403
+    end
+
+    test "a refused origin is logged, saying how to allow it" do
+      log = ExUnit.CaptureLog.capture_log(fn -> assert connect_from("/socket", "http://evil.com") == 403 end)
+      assert log =~ ~s(origin "http://evil.com")
+      assert log =~ "check_origin"
+    end
+
+    test "check_origin values are checked when the socket is mounted" do
+      assert_raise ArgumentError, ~r/expected one with a host/, fn ->
+        Fenix.Endpoint.__socket__("/s", Fenix.TestSocket, websocket: [check_origin: ["example.com"]])
+      end
+
+      assert_raise ArgumentError, ~r/expects a boolean/, fn ->
+        Fenix.Endpoint.__socket__("/s", Fenix.TestSocket, websocket: [check_origin: "//example.com"])
       end
     end
   end

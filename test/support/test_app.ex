@@ -7,6 +7,10 @@ defmodule Fenix.TestEndpoint do
   @connect_info [:peer_data, :x_headers, :trace_context_headers, :sec_websocket_headers, :uri, :user_agent, :auth_token, region: "test"]
   socket "/socket", Fenix.TestSocket, websocket: [timeout: 60_000, max_channels: 5, max_frame_size: 4096, connect_info: @connect_info]
   socket "/short", Fenix.TestSocket, websocket: [timeout: 200]
+  socket "/origins", Fenix.TestSocket, websocket: [check_origin: ["//*.example.com", "https://exact.org", "//any.net:8080"]]
+  socket "/same-host", Fenix.TestSocket, websocket: [check_origin: :conn]
+  socket "/any-origin", Fenix.TestSocket, websocket: [check_origin: false]
+  socket "/mfa-origin", Fenix.TestSocket, websocket: [check_origin: {Fenix.TestSocket, :origin_allowed?, ["ok.io"]}]
 end
 
 defmodule Fenix.TestPresence do
@@ -54,6 +58,9 @@ defmodule Fenix.TestSocket do
     send(test_pid, {:connect_info, info})
     {:ok, assign(socket, test_pid: test_pid, user_id: params["user_id"])}
   end
+
+  @doc false
+  def origin_allowed?(%URI{host: host}, allowed), do: host == allowed
 
   @impl true
   def id(%{assigns: %{user_id: nil}}), do: nil

@@ -15,8 +15,11 @@ defmodule Fenix.Test.WSClient do
     {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", port, [:binary, active: false, packet: :raw])
     key = Base.encode64(:crypto.strong_rand_bytes(16))
 
+    # A "host" among `headers` replaces the default one.
+    {host, headers} = List.keytake(headers, "host", 0) || {{"host", "127.0.0.1:#{port}"}, headers}
+
     request = [
-      "GET #{path} HTTP/1.1\r\nhost: 127.0.0.1:#{port}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n",
+      "GET #{path} HTTP/1.1\r\nhost: #{elem(host, 1)}\r\nupgrade: websocket\r\nconnection: Upgrade\r\n",
       "sec-websocket-key: #{key}\r\nsec-websocket-version: 13\r\n",
       Enum.map(headers, fn {k, v} -> "#{k}: #{v}\r\n" end),
       "\r\n"

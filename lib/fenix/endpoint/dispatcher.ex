@@ -23,7 +23,7 @@ defmodule Fenix.Endpoint.Dispatcher do
   require Logger
 
   alias Fenix.{Native, Socket}
-  alias Fenix.Endpoint.Registration
+  alias Fenix.Endpoint.{Origin, Registration}
 
   # The old server releases its port on an engine thread, a moment after its
   # dispatcher is gone: a successor that binds the same port retries for about 1 s.
@@ -56,7 +56,8 @@ defmodule Fenix.Endpoint.Dispatcher do
       {:ok, engine} ->
         Native.endpoint_log_to(self())
         Registration.put(endpoint, engine)
-        {:ok, %{endpoint: endpoint, engine: engine, sockets: List.to_tuple(sockets), channels: channels}}
+        origin = %{check: config.check_origin, url_host: config.url_host}
+        {:ok, %{endpoint: endpoint, engine: engine, sockets: List.to_tuple(sockets), channels: channels, origin: origin}}
 
       {:error, reason} ->
         {:stop, {:endpoint_start_failed, reason}}
@@ -100,7 +101,19 @@ defmodule Fenix.Endpoint.Dispatcher do
     # A plain short-lived process, like Phoenix's transport runs connect/3 in its own:
     # connect/6 below catches everything, and a connect never answered is refused by
     # the engine after the socket's connect_timeout. No supervisor call per client.
-    spawn(fn -> connect(endpoint, handler, conn, params, connect_info(info, transport.connect_info), serializer) end)
+    check_origin = if transport.check_origin == nil, do: state.origin.check, else: transport.check_origin
+    url_host = state.origin.url_host
+
+    spawn(fn ->
+      uri = request_uri(info)
+
+      if Origin.allowed?(check_origin, info.origin, url_host, uri) do
+        connect(endpoint, handler, conn, params, connect_info(%{info | uri: uri}, transport.connect_info), serializer)
+      else
+        Origin.log_refused(handler, info.origin)
+        Native.conn_refuse(conn)
+      end
+    end)
     {:noreply, state}
   end
 
@@ -166,10 +179,23 @@ defmodule Fenix.Endpoint.Dispatcher do
   # What the socket asked for (`connect_info:`), from all the engine gives.
   defp connect_info(info, requested) do
     Map.new(requested, fn
-      :uri -> {:uri, URI.parse(info.uri)}
       {key, value} -> {key, value}
       key -> {key, Map.fetch!(info, key)}
     end)
+  end
+
+  # The upgrade request's URI, as Phoenix's connect info gives it: scheme, host and
+  # port (from the Host header), path and query. The engine serves plain HTTP.
+  defp request_uri(%{uri: path_and_query, host: host}) do
+    %URI{path: path, query: query} = URI.parse(path_and_query)
+
+    case host && URI.parse("http://" <> host) do
+      %URI{host: name, port: port} when is_binary(name) ->
+        %URI{scheme: "http", host: name, port: port, authority: name, path: path, query: query}
+
+      _no_host ->
+        %URI{scheme: "http", path: path, query: query}
+    end
   end
 
   defp connect(endpoint, handler, conn, params, info, serializer) do

@@ -19,7 +19,7 @@ defmodule Fenix.Endpoint.Supervisor do
 
   use Supervisor
 
-  @options [:http, :static, :engine_threads, :tune_allocator, :url, :secret_key_base, :server, :pubsub_server]
+  @options [:http, :static, :engine_threads, :tune_allocator, :url, :check_origin, :secret_key_base, :server, :pubsub_server]
 
   def start_link(endpoint, otp_app, opts) do
     config = endpoint |> config(otp_app, opts) |> validate!()
@@ -46,7 +46,10 @@ defmodule Fenix.Endpoint.Supervisor do
       port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
       static: static,
       engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
-      tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean")
+      tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean"),
+      check_origin: config |> Keyword.get(:check_origin, true) |> Fenix.Endpoint.Origin.parse!(),
+      # Phoenix's default host, which check_origin: true compares origins with.
+      url_host: config |> Keyword.get(:url, []) |> Keyword.get(:host, "localhost")
     }
   end
 

@@ -32,6 +32,8 @@ rustler::atoms! {
     user_agent,
     x_headers,
     trace_context_headers,
+    host,
+    origin,
     sec_websocket_headers,
     auth_token,
     // presence

@@ -101,7 +101,7 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
     let x_headers = headers(&|k| k.starts_with("x-"));
     let trace_context_headers = headers(&|k| k == "traceparent" || k == "tracestate");
     let sec_websocket_headers = headers(&|k| k.starts_with("sec-websocket-"));
-    let user_agent = request.headers.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.as_str());
+    let header = |name: &str| request.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let mut info = Term::map_new(env);
     for (key, value) in [
         (atoms::peer_data(), peer.unwrap_or_else(|_| atoms::nil().encode(env))),
@@ -109,8 +109,11 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
         (atoms::x_headers(), x_headers.encode(env)),
         (atoms::trace_context_headers(), trace_context_headers.encode(env)),
         (atoms::sec_websocket_headers(), sec_websocket_headers.encode(env)),
-        (atoms::user_agent(), user_agent.encode(env)),
+        (atoms::user_agent(), header("user-agent").encode(env)),
         (atoms::auth_token(), request.auth_token.as_deref().encode(env)),
+        // Not connect info keys: what the uri and the origin check are made of.
+        (atoms::host(), header("host").encode(env)),
+        (atoms::origin(), header("origin").encode(env)),
     ] {
         info = info.map_put(key, value).unwrap_or(info);
     }

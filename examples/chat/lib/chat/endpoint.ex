@@ -2,5 +2,6 @@ defmodule Chat.Endpoint do
   @moduledoc "The demo's endpoint: the chat page and one socket."
   use Fenix.Endpoint, otp_app: :chat
 
-  socket "/socket", Chat.UserSocket
+  # The page is served by this endpoint, at whatever host the browser used.
+  socket "/socket", Chat.UserSocket, websocket: [check_origin: :conn]
 end
