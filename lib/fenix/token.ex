@@ -170,21 +170,10 @@ defmodule Fenix.Token do
   """
   @spec verify(context(), binary(), String.t() | nil, options()) ::
           {:ok, term()} | {:error, :expired | :invalid | :missing}
-  def verify(context, salt, token, opts \\ [])
-
-  def verify(context, salt, token, opts) when is_binary(salt) and is_binary(token) do
+  def verify(context, salt, token, opts \\ []) when is_binary(salt) and (is_binary(token) or is_nil(token)) do
     opts = validate!(opts)
-
-    case MessageVerifier.verify(token, key(context, salt, opts)) do
-      {:ok, message} -> decode(message, opts)
-      :error -> {:error, :invalid}
-    end
-  end
-
-  def verify(context, salt, nil, opts) when is_binary(salt) do
-    validate!(opts)
-    _ = key_base(context)
-    {:error, :missing}
+    key = key(context, salt, opts)
+    open(token, opts, &MessageVerifier.verify(&1, key))
   end
 
   @doc """
@@ -211,24 +200,24 @@ defmodule Fenix.Token do
   """
   @spec decrypt(context(), binary(), String.t() | nil, options()) ::
           {:ok, term()} | {:error, :expired | :invalid | :missing}
-  def decrypt(context, secret, token, opts \\ [])
-
-  def decrypt(context, secret, token, opts) when is_binary(secret) and is_binary(token) do
+  def decrypt(context, secret, token, opts \\ []) when is_binary(secret) and (is_binary(token) or is_nil(token)) do
     opts = validate!(opts)
+    key = encryption_key(context, secret, opts)
+    open(token, opts, &MessageEncryptor.decrypt(&1, key))
+  end
 
-    case MessageEncryptor.decrypt(token, encryption_key(context, secret, opts)) do
+  ## The message
+
+  # The key is derived (and the context checked) for a nil token too, as Phoenix
+  # checks the context first.
+  defp open(nil, _opts, _unseal), do: {:error, :missing}
+
+  defp open(token, opts, unseal) do
+    case unseal.(token) do
       {:ok, message} -> decode(message, opts)
       :error -> {:error, :invalid}
     end
   end
-
-  def decrypt(context, secret, nil, opts) when is_binary(secret) do
-    validate!(opts)
-    _ = key_base(context)
-    {:error, :missing}
-  end
-
-  ## The message
 
   defp encode(data, opts) do
     signed_at_ms =
