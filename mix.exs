@@ -60,7 +60,7 @@ defmodule Fenix.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger, :crypto]]
+    [mod: {Fenix.Application, []}, extra_applications: [:logger, :crypto]]
   end
 
   defp elixirc_paths(:test), do: ["lib", "test/support"]

@@ -43,6 +43,12 @@ defmodule Fenix.Endpoint do
       driver of the VM (the BEAM's own allocators are not affected), is applied when the
       first endpoint that asks for it starts, and stays until the VM exits. Give `false`
       to every endpoint to keep glibc's defaults.
+    * `:secret_key_base` - the secret that `Fenix.Token` derives its keys from when
+      given this endpoint or one of its sockets. Default: none. Use at least 64 random
+      bytes, kept out of the source, for example
+      `secret_key_base: System.fetch_env!("SECRET_KEY_BASE")`.
+
+  `c:config/2` reads these options back.
 
   Each socket's `websocket:` options are listed in `Fenix.Socket`.
 
@@ -79,7 +85,8 @@ defmodule Fenix.Endpoint do
           http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number()],
           static: [from: Path.t()],
           engine_threads: non_neg_integer(),
-          tune_allocator: boolean()
+          tune_allocator: boolean(),
+          secret_key_base: String.t()
         ]
 
   alias Fenix.Native
@@ -88,6 +95,17 @@ defmodule Fenix.Endpoint do
   @callback start_link(options()) :: Supervisor.on_start()
   @doc "The port the endpoint listens on."
   @callback port() :: :inet.port_number()
+  @doc """
+  The endpoint's option `key` (see the options above), or `default` when it has none.
+
+  While the endpoint runs, these are the options it was started with: those given to
+  `start_link/1` merged over the application config. Before it starts, the
+  application config alone.
+
+      MyAppWeb.Endpoint.config(:secret_key_base)
+      MyAppWeb.Endpoint.config(:http, [])
+  """
+  @callback config(key :: atom(), default :: term()) :: term()
   @doc "Broadcasts `event` with `payload` to every subscriber of `topic`."
   @callback broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
               :ok | {:error, term()}
@@ -124,6 +142,9 @@ defmodule Fenix.Endpoint do
 
       @impl Fenix.Endpoint
       def port, do: Fenix.Endpoint.port(__MODULE__)
+
+      @impl Fenix.Endpoint
+      def config(key, default \\ nil), do: Fenix.Endpoint.config(__MODULE__, @otp_app, key, default)
 
       @impl Fenix.Endpoint
       def broadcast(topic, event, payload), do: Fenix.Endpoint.broadcast(__MODULE__, topic, event, payload)
@@ -238,6 +259,12 @@ defmodule Fenix.Endpoint do
 
   @doc false
   def port(endpoint), do: Native.endpoint_port(engine!(endpoint))
+
+  @doc false
+  def config(endpoint, otp_app, key, default) when is_atom(key) do
+    config = Fenix.Endpoint.Registration.config(endpoint) || Application.get_env(otp_app, endpoint, [])
+    Keyword.get(config, key, default)
+  end
 
   @doc false
   def broadcast(endpoint, topic, event, payload), do: __broadcast__(endpoint, topic, event, payload, nil)

@@ -1,3 +1,8 @@
+defmodule Fenix.EndpointTest.ConfigEndpoint do
+  # No sockets: started only to read its config back.
+  use Fenix.Endpoint, otp_app: :fenix
+end
+
 defmodule Fenix.EndpointTest do
   use ExUnit.Case, async: true
 
@@ -77,5 +82,26 @@ defmodule Fenix.EndpointTest do
     broadcaster = Task.async(fn -> for i <- 1..3_000, do: :ok = Fenix.TestEndpoint.broadcast("test:burst", "n", %{"i" => i}) end)
     Enum.reduce(1..3_000, c, &assert_frame(&2, server(:v2, nil, nil, "test:burst", "n", ~s({"i":#{&1}}))))
     Task.await(broadcaster, 30_000)
+  end
+
+  describe "config/2" do
+    alias Fenix.EndpointTest.ConfigEndpoint
+
+    test "reads the application config before the endpoint starts, and the start options merged over it while it runs" do
+      Application.put_env(:fenix, ConfigEndpoint, secret_key_base: "from the config", tune_allocator: false)
+      on_exit(fn -> Application.delete_env(:fenix, ConfigEndpoint) end)
+
+      assert ConfigEndpoint.config(:secret_key_base) == "from the config"
+      assert ConfigEndpoint.config(:http) == nil
+      assert ConfigEndpoint.config(:http, []) == []
+
+      start_supervised!({ConfigEndpoint, http: [port: 0], secret_key_base: "from start_link"})
+      assert ConfigEndpoint.config(:secret_key_base) == "from start_link"
+      assert ConfigEndpoint.config(:http) == [port: 0]
+      assert ConfigEndpoint.config(:tune_allocator) == false
+
+      :ok = stop_supervised(ConfigEndpoint)
+      assert ConfigEndpoint.config(:secret_key_base) == "from the config"
+    end
   end
 end

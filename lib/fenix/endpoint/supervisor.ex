@@ -3,7 +3,8 @@ defmodule Fenix.Endpoint.Supervisor do
   # The tree of one endpoint:
   #
   #   Endpoint (this supervisor, registered as the endpoint module, rest_for_one)
-  #   ├── :registration  erases the endpoint's engine handle when the endpoint shuts down
+  #   ├── :registration  holds the endpoint's config (for config/2) and erases it and
+  #   │                  the engine handle when the endpoint shuts down
   #   ├── :channels      DynamicSupervisor of channel processes
   #   └── :dispatcher    owns the engine server; turns connect/join requests into work
   #
@@ -22,8 +23,8 @@ defmodule Fenix.Endpoint.Supervisor do
   @options [:http, :static, :engine_threads, :tune_allocator, :url, :check_origin, :secret_key_base, :server, :pubsub_server]
 
   def start_link(endpoint, otp_app, opts) do
-    config = endpoint |> config(otp_app, opts) |> validate!()
-    Supervisor.start_link(__MODULE__, {endpoint, config}, name: endpoint)
+    config = config(endpoint, otp_app, opts)
+    Supervisor.start_link(__MODULE__, {endpoint, config, validate!(config)}, name: endpoint)
   end
 
   defp config(endpoint, otp_app, opts) do
@@ -40,6 +41,9 @@ defmodule Fenix.Endpoint.Supervisor do
         nil -> nil
         static -> static |> Keyword.validate!([:from]) |> Keyword.fetch!(:from) |> Path.expand()
       end
+
+    # Read by Fenix.Token through config/2, not by the engine.
+    check!(config, :secret_key_base, &is_binary/1, "a string")
 
     %{
       ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
@@ -73,9 +77,9 @@ defmodule Fenix.Endpoint.Supervisor do
   defp ip?(_ip), do: false
 
   @impl true
-  def init({endpoint, config}) do
+  def init({endpoint, raw_config, config}) do
     children = [
-      Supervisor.child_spec({Fenix.Endpoint.Registration, endpoint}, id: :registration),
+      Supervisor.child_spec({Fenix.Endpoint.Registration, {endpoint, raw_config}}, id: :registration),
       %{id: :channels, start: {__MODULE__, :start_channels, []}, type: :supervisor},
       %{id: :dispatcher, start: {__MODULE__, :start_dispatcher, [endpoint, config]}}
     ]

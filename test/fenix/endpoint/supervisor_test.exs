@@ -21,7 +21,8 @@ defmodule Fenix.Endpoint.SupervisorTest do
           {[http: [ip: "not an ip"]], ~r/:ip endpoint option must be an IP address/},
           {[http: [ip: {1, 2, 3}]], ~r/:ip endpoint option must be an IP address/},
           {[engine_threads: -1], ~r/:engine_threads endpoint option must be a non-negative integer/},
-          {[tune_allocator: :yes], ~r/:tune_allocator endpoint option must be a boolean, got: :yes/}
+          {[tune_allocator: :yes], ~r/:tune_allocator endpoint option must be a boolean, got: :yes/},
+          {[secret_key_base: :none], ~r/:secret_key_base endpoint option must be a string, got: :none/}
         ] do
       test "#{inspect(option)} is refused before anything starts" do
         assert_raise ArgumentError, unquote(Macro.escape(message)), fn ->
