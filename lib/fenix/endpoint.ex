@@ -26,9 +26,12 @@ defmodule Fenix.Endpoint do
 
   ## Options
 
-    * `:http` - `[ip: tuple | string, port: integer]`. Default
-      `[ip: #{inspect(@defaults.ip)}, port: #{@defaults.port}]`; port `0` picks a free port
-      (see `c:port/0`), which the endpoint binds again when it restarts after a crash.
+    * `:http` - `[ip: tuple | string, port: integer, head_timeout: ms]`. Default
+      `[ip: #{inspect(@defaults.ip)}, port: #{@defaults.port}, head_timeout: #{@defaults.head_timeout}]`;
+      port `0` picks a free port (see `c:port/0`), which the endpoint binds again when it
+      restarts after a crash. A TCP connection that has not sent its whole request head
+      (request line and headers) `head_timeout` ms after it opened is answered 408 and
+      closed: one that sends nothing, or stops half-way, holds nothing for long.
     * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
@@ -82,7 +85,7 @@ defmodule Fenix.Endpoint do
 
   @typedoc "The options of `start_link/1`, described in the moduledoc."
   @type options :: [
-          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number()],
+          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number(), head_timeout: pos_integer()],
           static: [from: Path.t()],
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),

@@ -49,6 +49,7 @@ defmodule Fenix.Endpoint.Dispatcher do
       static_dir: config.static,
       engine_threads: config.engine_threads,
       tune_allocator: config.tune_allocator,
+      head_timeout: config.head_timeout,
       sockets: for({path, _module, websocket, _transport} <- sockets, do: Map.put(websocket, :path, path))
     }
 

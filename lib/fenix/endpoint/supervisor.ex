@@ -34,7 +34,7 @@ defmodule Fenix.Endpoint.Supervisor do
   # Options left out stay nil: the engine fills in its defaults (see Fenix.Endpoint).
   defp validate!(config) do
     config = Keyword.validate!(config, @options)
-    http = config |> Keyword.get(:http, []) |> Keyword.validate!([:ip, :port])
+    http = config |> Keyword.get(:http, []) |> Keyword.validate!([:ip, :port, :head_timeout])
 
     static =
       case Keyword.get(config, :static) do
@@ -48,6 +48,7 @@ defmodule Fenix.Endpoint.Supervisor do
     %{
       ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
       port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
+      head_timeout: check!(http, :head_timeout, &(is_integer(&1) and &1 > 0), "a positive integer (ms)"),
       static: static,
       engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
       tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean"),

@@ -9,7 +9,7 @@ defmodule Fenix.Token.MessageEncryptor do
   # base64url without padding, the tag 16 bytes, and "A128GCM" as the additional
   # authenticated data (Plug.Crypto's default, kept from its earlier AES-GCM format).
   # The layout and the AAD are those that open the Phoenix-made token of
-  # ../shared/vectors/phoenix_token.json.
+  # test/fixtures/phoenix_token.json (a copy of the team's shared vectors).
   # A random 24-byte nonce never repeats in practice, which a 12-byte one could.
   #
   # OTP's :crypto has ChaCha20-Poly1305 but not its extended-nonce form, so HChaCha20

@@ -203,3 +203,27 @@ async fn a_client_close_is_answered_with_its_code_or_1002() {
         assert_eq!(answer, [0x88, 0x02, high, low], "{what}");
     }
 }
+
+/// A connection that sends no request head, or stops half-way through one, is answered
+/// 408 and closed once the head timeout passes; a client that connects meanwhile is
+/// upgraded as usual.
+#[tokio::test]
+async fn an_unfinished_request_head_is_answered_408_after_the_head_timeout() {
+    let head_timeout = std::time::Duration::from_millis(300);
+    let t = TestServer::with_config(|config| config.head_timeout = head_timeout);
+    let silent = TcpStream::connect(t.addr()).await.unwrap();
+    let mut half = TcpStream::connect(t.addr()).await.unwrap();
+    half.write_all(b"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+
+    // Meanwhile a whole upgrade is answered at once.
+    let (head, _upgraded) = open(&t, &upgrade_request("GET", &[])).await;
+    assert_eq!(head, SWITCHING_PROTOCOLS);
+
+    let timeout_answer = "HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nvary: accept-encoding\r\n\
+                          cache-control: max-age=0, private, must-revalidate\r\nconnection: close\r\n\r\n";
+    for (what, mut stream) in [("silent", silent), ("half a head", half)] {
+        let mut answer = Vec::new();
+        tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut answer)).await.expect("closed, not held").unwrap();
+        assert_eq!(String::from_utf8(answer).unwrap(), timeout_answer, "{what}");
+    }
+}

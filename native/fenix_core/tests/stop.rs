@@ -72,7 +72,7 @@ async fn an_upgrade_waiting_for_its_connect_gets_503() {
     let config = Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         sockets: vec![SocketConfig::new("/socket")],
-        static_dir: None,
+        ..Config::default()
     };
     let handler = Arc::new(Unanswered::default());
     let server = Server::start(&tokio::runtime::Handle::current(), config, Arc::clone(&handler) as Arc<dyn Handler>)

@@ -41,12 +41,23 @@ defmodule Fenix.Endpoint.SupervisorTest do
 
     test "options left out get the engine's defaults, which the NIF reports" do
       defaults = Fenix.Native.endpoint_defaults()
-      assert %{ip: "127.0.0.1", port: 4000, engine_threads: 0, tune_allocator: true} = defaults
+      assert %{ip: "127.0.0.1", port: 4000, engine_threads: 0, tune_allocator: true, head_timeout: 10_000} = defaults
       assert defaults.socket.max_channels == 100
       {_path, _socket, websocket, _transport} = Fenix.Endpoint.__socket__("/socket", Fenix.TestSocket, websocket: [timeout: 5])
       assert websocket.timeout == 5
       assert websocket |> Map.delete(:timeout) |> Map.values() |> Enum.uniq() == [nil]
       assert Map.keys(websocket) |> Enum.sort() == defaults.socket |> Map.keys() |> Enum.sort()
+    end
+
+    test "a connection that does not finish its request head in head_timeout gets 408" do
+      start_supervised!({SupervisedEndpoint, http: [port: 0, head_timeout: 200]})
+      {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", SupervisedEndpoint.port(), [:binary, active: false])
+      :ok = :gen_tcp.send(socket, "GET /socket/websocket HTTP/1.1\r\n")
+      assert {:ok, "HTTP/1.1 408 Request Timeout\r\n" <> _} = :gen_tcp.recv(socket, 0, 5_000)
+    end
+
+    test "head_timeout must be a positive integer" do
+      assert_raise ArgumentError, ~r/head_timeout/, fn -> SupervisedEndpoint.start_link(http: [head_timeout: 0]) end
     end
 
     test "an endpoint that cannot bind its port does not start" do

@@ -13,11 +13,21 @@ pub struct Config {
     pub sockets: Vec<SocketConfig>,
     /// A directory served at `/` for GET requests no socket matches. Default none.
     pub static_dir: Option<PathBuf>,
+    /// How long a TCP connection may take to send its whole request head (request line
+    /// and headers); one that sends nothing, or stops half-way, is answered 408 and
+    /// closed. Default 10 s: a head is one packet or a few, and a connection that never
+    /// finishes it otherwise holds a task and a descriptor for as long as it likes.
+    pub head_timeout: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { addr: SocketAddr::from(([127, 0, 0, 1], 4000)), sockets: Vec::new(), static_dir: None }
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            sockets: Vec::new(),
+            static_dir: None,
+            head_timeout: Duration::from_secs(10),
+        }
     }
 }
 

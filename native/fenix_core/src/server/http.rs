@@ -45,10 +45,15 @@ impl Request {
 
 /// Serves one TCP connection.
 pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let (request, leftover) = match read_head(&mut stream).await {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => return,
-        Err(status) => return respond(&mut stream, status, "", b"").await,
+    let head = tokio::time::timeout(shared.config.head_timeout, read_head(&mut stream)).await;
+    let (request, leftover) = match head {
+        Ok(Ok(Some(parsed))) => parsed,
+        Ok(Ok(None)) => return,
+        Ok(Err(status)) => return respond(&mut stream, status, "", b"").await,
+        Err(_elapsed) => {
+            tracing::debug!(%peer, "no complete request head within the head timeout: 408");
+            return respond(&mut stream, 408, "", b"").await;
+        }
     };
     let socket = shared.sockets.iter().position(|s| request.path.strip_suffix("/websocket") == Some(s.path.as_str()));
     if let Some(socket) = socket {
@@ -264,6 +269,7 @@ async fn respond(stream: &mut TcpStream, status: u16, extra_headers: &str, body:
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",

@@ -65,7 +65,14 @@ impl TestServer {
     pub fn with(configure: impl FnOnce(&mut SocketConfig)) -> TestServer {
         let mut socket = SocketConfig::new("/socket");
         configure(&mut socket);
-        let config = Config { addr: SocketAddr::from(([127, 0, 0, 1], 0)), sockets: vec![socket], static_dir: None };
+        TestServer::with_config(|config| config.sockets = vec![socket])
+    }
+
+    /// A server whose options (one socket at `/socket` unless changed) are adjusted by `configure`.
+    pub fn with_config(configure: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config =
+            Config { addr: SocketAddr::from(([127, 0, 0, 1], 0)), sockets: vec![SocketConfig::new("/socket")], ..Config::default() };
+        configure(&mut config);
         let app = Arc::new(App::default());
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
         let server = Server::start(&tokio::runtime::Handle::current(), config, handler).expect("server starts");

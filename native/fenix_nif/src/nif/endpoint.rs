@@ -26,6 +26,7 @@ struct EndpointOptions {
     static_dir: Option<String>,
     engine_threads: Option<usize>,
     tune_allocator: Option<bool>,
+    head_timeout: Option<u64>,
     sockets: Vec<SocketOptions>,
 }
 
@@ -76,6 +77,7 @@ fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) 
         addr: SocketAddr::new(ip, options.port.unwrap_or(defaults.addr.port())),
         sockets: options.sockets.into_iter().map(SocketConfig::from).collect(),
         static_dir: options.static_dir.map(PathBuf::from),
+        head_timeout: options.head_timeout.map_or(defaults.head_timeout, Duration::from_millis),
     };
     if options.tune_allocator.unwrap_or(runtime::DEFAULT_TUNE_ALLOCATOR) {
         runtime::tune_allocator();
@@ -127,6 +129,7 @@ struct EndpointDefaults {
     port: u16,
     engine_threads: usize,
     tune_allocator: bool,
+    head_timeout: u64,
     socket: SocketDefaults,
 }
 
@@ -152,6 +155,7 @@ fn endpoint_defaults() -> EndpointDefaults {
         port: config.addr.port(),
         engine_threads: runtime::DEFAULT_THREADS,
         tune_allocator: runtime::DEFAULT_TUNE_ALLOCATOR,
+        head_timeout: duration_ms(config.head_timeout),
         socket: SocketDefaults {
             timeout: duration_ms(socket.timeout),
             max_frame_size: socket.max_frame_size,
