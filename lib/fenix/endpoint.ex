@@ -31,7 +31,12 @@ defmodule Fenix.Endpoint do
       port `0` picks a free port (see `c:port/0`), which the endpoint binds again when it
       restarts after a crash. A TCP connection that has not sent its whole request head
       (request line and headers) `head_timeout` ms after it opened is answered 408 and
-      closed: one that sends nothing, or stops half-way, holds nothing for long.
+      closed: one that sends nothing, or stops half-way, holds nothing for long. Also
+      `max_connections` (default #{@defaults.max_connections}) and
+      `max_connections_per_address` (connections from one remote IP address, default
+      #{@defaults.max_connections_per_address}): an upgrade beyond either is answered 503
+      before `connect/3` runs. Behind a proxy that connects from one address, raise the
+      latter.
     * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
@@ -85,7 +90,7 @@ defmodule Fenix.Endpoint do
 
   @typedoc "The options of `start_link/1`, described in the moduledoc."
   @type options :: [
-          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number(), head_timeout: pos_integer()],
+          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number(), head_timeout: pos_integer(), max_connections: pos_integer(), max_connections_per_address: pos_integer()],
           static: [from: Path.t()],
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),

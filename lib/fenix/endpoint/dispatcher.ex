@@ -50,6 +50,8 @@ defmodule Fenix.Endpoint.Dispatcher do
       engine_threads: config.engine_threads,
       tune_allocator: config.tune_allocator,
       head_timeout: config.head_timeout,
+      max_connections: config.max_connections,
+      max_connections_per_address: config.max_connections_per_address,
       sockets: for({path, _module, websocket, _transport} <- sockets, do: Map.put(websocket, :path, path))
     }
 

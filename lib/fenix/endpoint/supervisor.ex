@@ -34,7 +34,7 @@ defmodule Fenix.Endpoint.Supervisor do
   # Options left out stay nil: the engine fills in its defaults (see Fenix.Endpoint).
   defp validate!(config) do
     config = Keyword.validate!(config, @options)
-    http = config |> Keyword.get(:http, []) |> Keyword.validate!([:ip, :port, :head_timeout])
+    http = config |> Keyword.get(:http, []) |> Keyword.validate!([:ip, :port, :head_timeout, :max_connections, :max_connections_per_address])
 
     static =
       case Keyword.get(config, :static) do
@@ -48,7 +48,9 @@ defmodule Fenix.Endpoint.Supervisor do
     %{
       ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
       port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
-      head_timeout: check!(http, :head_timeout, &(is_integer(&1) and &1 > 0), "a positive integer (ms)"),
+      head_timeout: check!(http, :head_timeout, &positive_integer?/1, "a positive integer (ms)"),
+      max_connections: check!(http, :max_connections, &positive_integer?/1, "a positive integer"),
+      max_connections_per_address: check!(http, :max_connections_per_address, &positive_integer?/1, "a positive integer"),
       static: static,
       engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
       tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean"),
@@ -72,6 +74,8 @@ defmodule Fenix.Endpoint.Supervisor do
         value
     end
   end
+
+  defp positive_integer?(value), do: is_integer(value) and value > 0
 
   defp ip?(ip) when is_tuple(ip), do: is_list(:inet.ntoa(ip))
   defp ip?(ip) when is_binary(ip), do: match?({:ok, _}, ip |> String.to_charlist() |> :inet.parse_address())

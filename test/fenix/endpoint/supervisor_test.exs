@@ -42,6 +42,7 @@ defmodule Fenix.Endpoint.SupervisorTest do
     test "options left out get the engine's defaults, which the NIF reports" do
       defaults = Fenix.Native.endpoint_defaults()
       assert %{ip: "127.0.0.1", port: 4000, engine_threads: 0, tune_allocator: true, head_timeout: 10_000} = defaults
+      assert %{max_connections: 100_000, max_connections_per_address: 1_000} = defaults
       assert defaults.socket.max_channels == 100
       {_path, _socket, websocket, _transport} = Fenix.Endpoint.__socket__("/socket", Fenix.TestSocket, websocket: [timeout: 5])
       assert websocket.timeout == 5
@@ -56,8 +57,17 @@ defmodule Fenix.Endpoint.SupervisorTest do
       assert {:ok, "HTTP/1.1 408 Request Timeout\r\n" <> _} = :gen_tcp.recv(socket, 0, 5_000)
     end
 
-    test "head_timeout must be a positive integer" do
-      assert_raise ArgumentError, ~r/head_timeout/, fn -> SupervisedEndpoint.start_link(http: [head_timeout: 0]) end
+    test "an upgrade past max_connections_per_address gets 503" do
+      start_supervised!({SupervisedEndpoint, http: [port: 0, max_connections_per_address: 1]})
+      first = connect!(SupervisedEndpoint.port())
+      assert {:error, {:http, 503, _}} = WSClient.connect(SupervisedEndpoint.port(), "/socket/websocket")
+      WSClient.close(first)
+    end
+
+    test "the http limits must be positive integers" do
+      for key <- [:head_timeout, :max_connections, :max_connections_per_address] do
+        assert_raise ArgumentError, ~r/#{key}/, fn -> SupervisedEndpoint.start_link(http: [{key, 0}]) end
+      end
     end
 
     test "an endpoint that cannot bind its port does not start" do

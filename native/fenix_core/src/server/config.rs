@@ -18,6 +18,16 @@ pub struct Config {
     /// closed. Default 10 s: a head is one packet or a few, and a connection that never
     /// finishes it otherwise holds a task and a descriptor for as long as it likes.
     pub head_timeout: Duration,
+    /// The most connections the server holds; an upgrade beyond it is answered 503.
+    /// Default 100,000 (above what one process's open files allow on most machines:
+    /// the limit is there to be set lower).
+    pub max_connections: usize,
+    /// The most connections from one remote IP address; an upgrade beyond it is
+    /// answered 503, so that one host opening connections in a loop cannot take the
+    /// server's descriptors from everyone else. Default 1,000 (many users behind one
+    /// NAT stay well under it; raise it for a proxy in front that connects from one
+    /// address).
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Config {
@@ -27,6 +37,8 @@ impl Default for Config {
             sockets: Vec::new(),
             static_dir: None,
             head_timeout: Duration::from_secs(10),
+            max_connections: 100_000,
+            max_connections_per_address: 1_000,
         }
     }
 }

@@ -7,10 +7,16 @@
 //! connection is closed with 1012 (Service Restart, so that clients reconnect), and
 //! connections that arrive later are answered 503.
 //!
+//! It also bounds them: at most [`Config::max_connections`](super::Config) in all and
+//! [`Config::max_connections_per_address`](super::Config) from one remote address; an
+//! upgrade beyond either is answered 503 before the application is asked, so a storm of
+//! connections from one address costs the others nothing.
+//!
 //! Connections are kept as `Weak` references: a connection points to the server's shared
 //! state, so a strong one here would be a cycle.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::watch;
@@ -35,6 +41,19 @@ struct Live {
     /// the stop (and closed by it) or refused by `track`, never missed.
     stopping: bool,
     conns: HashMap<u64, Weak<Conn>>,
+    /// Tracked connections by remote address (an address with none has no entry).
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// Why [`Connections::track`] did not track a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The server is stopping.
+    Stopping,
+    /// It has `max_connections` already.
+    Full,
+    /// The connection's address has `max_connections_per_address` already.
+    AddressFull,
 }
 
 impl Connections {
@@ -42,14 +61,24 @@ impl Connections {
         Connections { live: Mutex::default(), stopping: watch::Sender::new(false) }
     }
 
-    /// Tracks `conn` until the returned guard is dropped; `None` if the server is stopping.
-    pub(crate) fn track(shared: &Arc<Shared>, conn: &Arc<Conn>) -> Option<Tracked> {
+    /// Tracks `conn`, from `address`, until the returned guard is dropped; refused when
+    /// the server is stopping or a limit is reached.
+    pub(crate) fn track(shared: &Arc<Shared>, conn: &Arc<Conn>, address: IpAddr) -> Result<Tracked, Refusal> {
+        let config = &shared.config;
         let mut live = shared.connections.lock();
         if live.stopping {
-            return None;
+            return Err(Refusal::Stopping);
         }
+        if live.conns.len() >= config.max_connections {
+            return Err(Refusal::Full);
+        }
+        let from_address = live.per_address.entry(address).or_insert(0);
+        if *from_address >= config.max_connections_per_address {
+            return Err(Refusal::AddressFull);
+        }
+        *from_address += 1;
         live.conns.insert(conn.id(), Arc::downgrade(conn));
-        Some(Tracked { shared: Arc::clone(shared), id: conn.id() })
+        Ok(Tracked { shared: Arc::clone(shared), id: conn.id(), address })
     }
 
     /// Resolves once the server is stopping (at once if it already is).
@@ -88,10 +117,18 @@ impl Connections {
 pub(crate) struct Tracked {
     shared: Arc<Shared>,
     id: u64,
+    address: IpAddr,
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.shared.connections.lock().conns.remove(&self.id);
+        let mut live = self.shared.connections.lock();
+        live.conns.remove(&self.id);
+        if let Some(count) = live.per_address.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                live.per_address.remove(&self.address);
+            }
+        }
     }
 }

@@ -126,9 +126,14 @@ async fn upgrade(
     let (decided, decision) = oneshot::channel();
     let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(&shared), decided));
-    let Some(tracked) = Connections::track(&shared, &conn) else {
-        conn.finalize();
-        return respond(&mut stream, 503, "", b"").await;
+    let tracked = match Connections::track(&shared, &conn, peer.ip()) {
+        Ok(tracked) => tracked,
+        Err(refusal) => {
+            // Debug, not warn: a storm of refused connections must not flood the log.
+            tracing::debug!(%peer, ?refusal, "upgrade refused: 503");
+            conn.finalize();
+            return respond(&mut stream, 503, "", b"").await;
+        }
     };
     let offers_phoenix = offered.contains(&PHOENIX_SUBPROTOCOL);
     drop(offered);

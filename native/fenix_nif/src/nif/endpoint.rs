@@ -27,6 +27,8 @@ struct EndpointOptions {
     engine_threads: Option<usize>,
     tune_allocator: Option<bool>,
     head_timeout: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
     sockets: Vec<SocketOptions>,
 }
 
@@ -78,6 +80,8 @@ fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) 
         sockets: options.sockets.into_iter().map(SocketConfig::from).collect(),
         static_dir: options.static_dir.map(PathBuf::from),
         head_timeout: options.head_timeout.map_or(defaults.head_timeout, Duration::from_millis),
+        max_connections: options.max_connections.unwrap_or(defaults.max_connections),
+        max_connections_per_address: options.max_connections_per_address.unwrap_or(defaults.max_connections_per_address),
     };
     if options.tune_allocator.unwrap_or(runtime::DEFAULT_TUNE_ALLOCATOR) {
         runtime::tune_allocator();
@@ -130,6 +134,8 @@ struct EndpointDefaults {
     engine_threads: usize,
     tune_allocator: bool,
     head_timeout: u64,
+    max_connections: usize,
+    max_connections_per_address: usize,
     socket: SocketDefaults,
 }
 
@@ -156,6 +162,8 @@ fn endpoint_defaults() -> EndpointDefaults {
         engine_threads: runtime::DEFAULT_THREADS,
         tune_allocator: runtime::DEFAULT_TUNE_ALLOCATOR,
         head_timeout: duration_ms(config.head_timeout),
+        max_connections: config.max_connections,
+        max_connections_per_address: config.max_connections_per_address,
         socket: SocketDefaults {
             timeout: duration_ms(socket.timeout),
             max_frame_size: socket.max_frame_size,
