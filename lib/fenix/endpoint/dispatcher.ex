@@ -108,10 +108,9 @@ defmodule Fenix.Endpoint.Dispatcher do
     url_host = state.origin.url_host
 
     spawn(fn ->
-      uri = request_uri(info)
-
-      if Origin.allowed?(check_origin, info.origin, url_host, uri) do
-        connect(endpoint, handler, conn, params, connect_info(%{info | uri: uri}, transport.connect_info), serializer)
+      # The request's URI is made only if the check or the connect info needs it.
+      if Origin.allowed?(check_origin, info.origin, url_host, fn -> request_uri(info) end) do
+        connect(endpoint, handler, conn, params, connect_info(info, transport.connect_info), serializer)
       else
         Origin.log_refused(handler, info.origin)
         Native.conn_refuse(conn)
@@ -183,6 +182,7 @@ defmodule Fenix.Endpoint.Dispatcher do
   defp connect_info(info, requested) do
     Map.new(requested, fn
       {key, value} -> {key, value}
+      :uri -> {:uri, request_uri(info)}
       key -> {key, Map.fetch!(info, key)}
     end)
   end

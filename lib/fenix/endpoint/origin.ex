@@ -49,9 +49,10 @@ defmodule Fenix.Endpoint.Origin do
 
   @doc """
   True when `origin` (the header, or nil) may connect: `url_host` is the endpoint's
-  configured host, `request` the upgrade request's `URI` (scheme, host, port).
+  configured host, `request` gives the upgrade request's `URI` (scheme, host, port),
+  called only for `:conn`.
   """
-  @spec allowed?(check(), String.t() | nil, String.t() | nil, URI.t()) :: boolean()
+  @spec allowed?(check(), String.t() | nil, String.t() | nil, (-> URI.t())) :: boolean()
   def allowed?(check, origin, url_host, request)
   def allowed?(false, _origin, _url_host, _request), do: true
   def allowed?(_check, nil, _url_host, _request), do: true
@@ -59,8 +60,10 @@ defmodule Fenix.Endpoint.Origin do
 
   defp origin_allowed?({module, function, args}, uri, _url_host, _request), do: apply(module, function, [uri | args]) == true
 
-  defp origin_allowed?(:conn, uri, _url_host, request),
-    do: uri.host == request.host and uri.scheme == request.scheme and uri.port == request.port
+  defp origin_allowed?(:conn, uri, _url_host, request) do
+    %URI{host: host, scheme: scheme, port: port} = request.()
+    uri.host == host and uri.scheme == scheme and uri.port == port
+  end
 
   defp origin_allowed?(_check, %URI{host: nil}, _url_host, _request), do: false
   defp origin_allowed?(true, uri, url_host, _request), do: matches?(uri.host, url_host)
