@@ -73,8 +73,10 @@ defmodule Fenix.SocketTest do
       assert_frame(c, reply(:v1, nil, "1", "phoenix", "ok", "{}"))
     end
 
-    test "an unsupported vsn answers 400" do
-      assert {:error, {:http, 400, _}} = WSClient.connect(port(), "/socket/websocket?vsn=9.0.0")
+    test "an unsupported or unparsable vsn answers 403, as Phoenix" do
+      for vsn <- ["3.0.0", "9.0.0", "two", ""] do
+        assert {:error, {:http, 403, _}} = WSClient.connect(port(), "/socket/websocket?vsn=#{vsn}"), vsn
+      end
     end
   end
 

@@ -238,6 +238,35 @@ for (const vsn of VSNS) {
         assert.equal(w.replied, null, "shout must not be replied to");
       });
 
+      if (vsn === "2.0.0") {
+        // The bytes 0..255 and a few more: every byte value, through the binary frame kinds.
+        const bytes = () => Uint8Array.from({ length: 300 }, (_, i) => i % 256);
+
+        it("bin: an ArrayBuffer push is replied ok with the same bytes, as an ArrayBuffer", T, async () => {
+          const socket = await connect(url(), as(`${tag}-bin`));
+          const { channel } = await joinTopic(socket, uniqueTopic(`${tag}-bin`));
+          const { status, response } = await pushAwait(channel, "bin", bytes().buffer);
+          assert.equal(status, "ok");
+          assert.ok(response instanceof ArrayBuffer, `a binary reply, got ${typeof response}`);
+          assert.deepEqual(new Uint8Array(response), bytes());
+          // Text pushes still work on the same channel.
+          assert.deepEqual(await pushAwait(channel, "echo", { after: "bin" }), { status: "ok", response: { after: "bin" } });
+        });
+
+        it("shout_bin: the bytes reach every subscriber as a binary `bin` broadcast", T, async () => {
+          const topic = uniqueTopic(`${tag}-sbin`);
+          const a = await joinTopic(await connect(url(), as(`${tag}-ba`)), topic);
+          const b = await joinTopic(await connect(url(), as(`${tag}-bb`)), topic);
+          const gotA = nextEvent(a.channel, "bin");
+          const gotB = nextEvent(b.channel, "bin");
+          a.channel.push("shout_bin", bytes().buffer);
+          for (const got of [await gotA, await gotB]) {
+            assert.ok(got instanceof ArrayBuffer, `a binary broadcast, got ${typeof got}`);
+            assert.deepEqual(new Uint8Array(got), bytes());
+          }
+        });
+      }
+
       it("shout_from: broadcast to everyone but the sender; reply ok {}", T, async () => {
         const topic = uniqueTopic(`${tag}-sfrom`);
         const a = await joinTopic(await connect(url(), as(`${tag}-fa`)), topic);
@@ -441,6 +470,14 @@ for (const vsn of VSNS) {
         assert.equal(res.statusCode, 101);
         assert.equal(res.upgraded, true);
         assert.equal(res.headers["sec-websocket-protocol"], undefined);
+      });
+
+      it("a vsn no serializer speaks (3.0.0, 2.1.0, garbage) is answered HTTP 403, as Phoenix", T, async () => {
+        for (const bad of ["3.0.0", "2.1.0", "garbage"]) {
+          const res = await rawUpgrade(server.url, `/socket/websocket?vsn=${bad}&user_id=${w}-v`);
+          assert.equal(res.statusCode, 403, `vsn=${bad}`);
+          assert.equal(res.upgraded, false);
+        }
       });
 
       it("token=deny: the upgrade is answered HTTP 403", T, async () => {

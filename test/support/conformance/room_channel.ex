@@ -21,6 +21,14 @@ defmodule Fenix.Conformance.RoomChannel do
   def handle_in("echo", payload, socket), do: {:reply, {:ok, payload}, socket}
   def handle_in("error", payload, socket), do: {:reply, {:error, payload}, socket}
 
+  # Binary payloads (vsn 2.0.0): the same bytes back as a binary reply, or to the topic.
+  def handle_in("bin", {:binary, data}, socket), do: {:reply, {:ok, {:binary, data}}, socket}
+
+  def handle_in("shout_bin", {:binary, data}, socket) do
+    broadcast!(socket, "bin", {:binary, data})
+    {:noreply, socket}
+  end
+
   def handle_in("shout", payload, socket) do
     broadcast!(socket, "shout", payload)
     {:noreply, socket}

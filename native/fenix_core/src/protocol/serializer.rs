@@ -16,21 +16,33 @@ pub enum Serializer {
 }
 
 impl Serializer {
-    /// Picks the serializer for the `vsn` connect parameter, as Phoenix does:
-    /// missing or `1.x` is `V1`, `2.x` is `V2`, anything else is refused.
+    /// Picks the serializer for the `vsn` connect parameter, as Phoenix does: its
+    /// serializers answer `~> 1.0.0` and `~> 2.0.0`, so a missing vsn (`1.0.0`) or
+    /// `1.0.x` is `V1`, `2.0.x` is `V2`, and anything else, another version or one that
+    /// is not `major.minor.patch`, is refused.
     ///
     /// ```
     /// use fenix_core::protocol::Serializer;
     /// assert_eq!(Serializer::from_vsn(None), Some(Serializer::V1));
+    /// assert_eq!(Serializer::from_vsn(Some("1.0.0")), Some(Serializer::V1));
     /// assert_eq!(Serializer::from_vsn(Some("2.0.0")), Some(Serializer::V2));
-    /// assert_eq!(Serializer::from_vsn(Some("3.0.0")), None);
+    /// assert_eq!(Serializer::from_vsn(Some("2.0.7")), Some(Serializer::V2));
+    /// for refused in ["3.0.0", "2.1.0", "2.0", "2.0.0-rc.1", "2.0.x", ""] {
+    ///     assert_eq!(Serializer::from_vsn(Some(refused)), None, "{refused}");
+    /// }
     /// ```
     pub fn from_vsn(vsn: Option<&str>) -> Option<Serializer> {
-        match vsn {
-            None => Some(Serializer::V1),
-            Some(v) if v.starts_with("1.") => Some(Serializer::V1),
-            Some(v) if v.starts_with("2.") => Some(Serializer::V2),
-            Some(_) => None,
+        let Some(vsn) = vsn else { return Some(Serializer::V1) };
+        let mut parts = vsn.split('.');
+        let (major, minor, patch) = (parts.next()?, parts.next()?, parts.next()?);
+        let number = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if parts.next().is_some() || !number(patch) {
+            return None;
+        }
+        match (major, minor) {
+            ("1", "0") => Some(Serializer::V1),
+            ("2", "0") => Some(Serializer::V2),
+            _ => None,
         }
     }
 

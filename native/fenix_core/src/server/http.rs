@@ -115,7 +115,10 @@ async fn upgrade(
     let params = parse_query(&request.query);
     let vsn = params.iter().find(|(k, _)| k == "vsn").map(|(_, v)| v.as_str());
     let Some(serializer) = Serializer::from_vsn(vsn) else {
-        return respond(&mut stream, 400, "", b"unsupported vsn").await;
+        // As Phoenix: a version no serializer speaks (or no version at all that parses)
+        // is refused, 403.
+        tracing::debug!(%peer, ?vsn, "upgrade refused: no serializer for this vsn");
+        return respond(&mut stream, 403, "", b"").await;
     };
     let offered: Vec<&str> =
         request.header("sec-websocket-protocol").map(|v| v.split(',').map(str::trim).collect()).unwrap_or_default();
