@@ -193,7 +193,8 @@ defmodule Fenix.Endpoint do
     :outbox_capacity_bytes,
     :max_unhandled_messages,
     :max_unhandled_bytes,
-    :connect_timeout
+    :connect_timeout,
+    :frame_timeout
   ]
 
   @doc """

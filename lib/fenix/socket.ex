@@ -103,6 +103,9 @@ defmodule Fenix.Socket do
       Default `#{@defaults.max_unhandled_bytes}`.
     * `:connect_timeout` - ms that `c:connect/3` may take before the upgrade fails.
       Default `#{@defaults.connect_timeout}`.
+    * `:frame_timeout` - ms a frame may take from its first byte to its last; a client
+      that starts one and stalls is closed with 1008. Default `#{@defaults.frame_timeout}`
+      (a 1 MiB frame needs about 100 KiB/s: raise it for big frames over slow links).
 
   Each is a positive integer; an option left out gets its default.
 

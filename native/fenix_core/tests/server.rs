@@ -767,6 +767,69 @@ async fn read_server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
     (header[0], payload)
 }
 
+/// Opens a raw WebSocket to `t` (vsn 2.0.0) and reads the 101 head.
+async fn raw_upgraded(t: &TestServer) -> TcpStream {
+    let mut stream = TcpStream::connect(t.addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(upgrade_request("/socket/websocket?vsn=2.0.0", "").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(common::FRAME_TIMEOUT, stream.read_exact(&mut byte)).await.expect("a head").unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101 "));
+    stream
+}
+
+fn heartbeat(r: usize) -> Vec<u8> {
+    masked_text(&format!(r#"[null,"{r}","phoenix","heartbeat",{{}}]"#))
+}
+
+fn heartbeat_ok(r: usize) -> (u8, Vec<u8>) {
+    (0x81, format!(r#"[null,"{r}","phoenix","phx_reply",{{"response":{{}},"status":"ok"}}]"#).into_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_that_stalls_half_way_is_closed_with_1008_and_the_others_carry_on() {
+    let t = TestServer::with(|socket| socket.frame_timeout = Duration::from_millis(300));
+    let mut stalled = raw_upgraded(&t).await;
+    let mut healthy = raw_upgraded(&t).await;
+    let frame = heartbeat(1);
+    stalled.write_all(&frame[..frame.len() / 2]).await.unwrap();
+
+    healthy.write_all(&heartbeat(1)).await.unwrap();
+    assert_eq!(read_server_frame(&mut healthy).await, heartbeat_ok(1));
+
+    let (first_byte, payload) = read_server_frame(&mut stalled).await;
+    assert_eq!(first_byte, 0x88, "a close frame");
+    assert_eq!(payload[..2], 1008u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"frame not finished in time");
+
+    healthy.write_all(&heartbeat(2)).await.unwrap();
+    assert_eq!(read_server_frame(&mut healthy).await, heartbeat_ok(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_that_keep_coming_split_across_reads_are_not_taken_for_a_stalled_one() {
+    let frame_timeout = Duration::from_millis(200);
+    let t = TestServer::with(|socket| socket.frame_timeout = frame_timeout);
+    let mut stream = raw_upgraded(&t).await;
+    // Every write ends half-way through a frame, and the writes go on for several frame
+    // timeouts: each frame is whole well within its own, so none is closed.
+    let frames: Vec<u8> = (1..=40).flat_map(heartbeat).collect();
+    let chunk = frames.len() / 40 * 3 / 2;
+    let started = tokio::time::Instant::now();
+    for part in frames.chunks(chunk) {
+        stream.write_all(part).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(started.elapsed() > frame_timeout * 3, "the stream outlasted several frame timeouts");
+    for r in 1..=40 {
+        assert_eq!(read_server_frame(&mut stream).await, heartbeat_ok(r));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_sent_with_the_upgrade_or_split_across_reads_are_handled() {
     let t = TestServer::start();

@@ -76,6 +76,12 @@ pub struct SocketConfig {
     pub max_unhandled_bytes: usize,
     /// How long the application may take to answer a connect. Default 10 s.
     pub connect_timeout: Duration,
+    /// How long a frame may take from its first byte to its last; a client that
+    /// starts one and stalls is closed (1008). The idle timeout alone restarts on every
+    /// read, so a frame trickled a byte a minute would be held, with its buffer, for
+    /// ever. Default 10 s: a 1 MiB frame (the default `max_frame_size`) needs about
+    /// 100 KiB/s; raise it for big frames over slow links.
+    pub frame_timeout: Duration,
 }
 
 impl SocketConfig {
@@ -91,6 +97,7 @@ impl SocketConfig {
             max_unhandled_messages: 16,
             max_unhandled_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! not parsed (at most one read), and reads nothing more until credit is back: the
 //! client's further bytes wait in the kernel, and TCP slows it down. Channels that give
 //! nothing back for a whole idle timeout are stuck: the connection is closed (1011).
+//! A frame must arrive whole within the frame timeout of its first byte (1008 else):
+//! the idle timer restarts on every read, and alone would let a client hold a frame
+//! buffer open by trickling bytes.
 //!
 //! The writer takes every frame queued in the outbox and writes them with one
 //! vectored write.
@@ -37,6 +40,8 @@ const MAX_IOVECS: usize = 256;
 const COALESCE_LIMIT: usize = 64 * 1024;
 /// The close reason when a connection's channels hold its credit for a whole idle timeout.
 const STUCK_REASON: &str = "channels stopped handling messages";
+/// The close reason when a frame does not arrive whole within the frame timeout.
+const SLOW_FRAME_REASON: &str = "frame not finished in time";
 /// How long a closing connection may take to flush what is queued.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -161,13 +166,18 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
 }
 
 async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
-    let timeout = conn.config().timeout;
-    let mut input = Input { reader: Reader::new(conn.config().max_frame_size), unparsed: leftover };
+    let (timeout, frame_timeout) = (conn.config().timeout, conn.config().frame_timeout);
+    let mut input = Input { reader: Reader::new(conn.config().max_frame_size), unparsed: leftover, partial_since: None };
     // One timer per connection, moved only when it fires: a read just notes the time,
     // so a busy connection costs no timer work per message.
     let mut last_read = Instant::now();
     let idle = tokio::time::sleep_until(last_read + timeout);
     tokio::pin!(idle);
+    // The frame timer is polled only while a frame is partly in, and moved only when
+    // another frame starts: whole frames per read cost no timer work.
+    let frame_deadline = tokio::time::sleep_until(last_read + frame_timeout);
+    tokio::pin!(frame_deadline);
+    let mut armed_for: Option<Instant> = None;
     loop {
         // What is kept: frames left when credit ran out, or the start of a frame.
         if let Some(end) = input.parse_unparsed(conn) {
@@ -181,9 +191,17 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
                 tracing::warn!(conn = conn.id(), ?timeout, "closing a connection whose channels stopped handling its messages");
                 return ReadEnd::Close(CloseCode::Internal, STUCK_REASON.to_owned());
             }
-            // Not reading was our doing, not the client's silence.
+            // Not reading was our doing, not the client's silence or slowness.
             last_read = Instant::now();
+            input.partial_since = None;
             continue;
+        }
+        let partial_deadline = input.partial_since.map(|since| since + frame_timeout);
+        if let Some(deadline) = partial_deadline {
+            if armed_for != Some(deadline) {
+                frame_deadline.as_mut().reset(deadline);
+                armed_for = Some(deadline);
+            }
         }
         tokio::select! {
             ready = stream.readable() => {
@@ -198,6 +216,10 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
                 }
                 idle.as_mut().reset(deadline);
                 continue;
+            }
+            () = &mut frame_deadline, if partial_deadline.is_some() => {
+                tracing::debug!(conn = conn.id(), ?frame_timeout, "closing a connection whose frame stalled");
+                return ReadEnd::Close(CloseCode::Policy, SLOW_FRAME_REASON.to_owned());
             }
         }
         let end = SCRATCH.with(|scratch| {
@@ -224,6 +246,8 @@ struct Input {
     /// Bytes read but not parsed: the start of a frame whose end has not arrived, or
     /// the frames that follow the message that used up the connection's credit.
     unparsed: Vec<u8>,
+    /// Since when the frame at the start of `unparsed` has been coming in.
+    partial_since: Option<Instant>,
 }
 
 impl Input {
@@ -236,10 +260,21 @@ impl Input {
         match parse(&mut self.reader, data, conn) {
             Ok(consumed) => {
                 self.unparsed.extend_from_slice(&data[consumed..]);
+                self.note_progress(consumed);
                 None
             }
             Err(end) => Some(end),
         }
+    }
+
+    /// After a parse that took `consumed` bytes: a frame that completed starts the
+    /// clock of the next one anew; no progress keeps the clock of the frame in.
+    fn note_progress(&mut self, consumed: usize) {
+        self.partial_since = match (self.unparsed.is_empty(), consumed > 0, self.partial_since) {
+            (true, _, _) => None,
+            (false, false, Some(since)) => Some(since),
+            (false, _, _) => Some(Instant::now()),
+        };
     }
 
     fn parse_unparsed(&mut self, conn: &Arc<Conn>) -> Option<ReadEnd> {
@@ -251,6 +286,7 @@ impl Input {
             Ok(consumed) => {
                 buf.drain(..consumed);
                 self.unparsed = buf;
+                self.note_progress(consumed);
                 None
             }
             Err(end) => Some(end),

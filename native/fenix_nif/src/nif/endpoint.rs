@@ -43,6 +43,7 @@ struct SocketOptions {
     max_unhandled_messages: Option<usize>,
     max_unhandled_bytes: Option<usize>,
     connect_timeout: Option<u64>,
+    frame_timeout: Option<u64>,
 }
 
 impl From<SocketOptions> for SocketConfig {
@@ -57,6 +58,7 @@ impl From<SocketOptions> for SocketConfig {
             max_unhandled_messages: o.max_unhandled_messages.unwrap_or(defaults.max_unhandled_messages),
             max_unhandled_bytes: o.max_unhandled_bytes.unwrap_or(defaults.max_unhandled_bytes),
             connect_timeout: o.connect_timeout.map_or(defaults.connect_timeout, Duration::from_millis),
+            frame_timeout: o.frame_timeout.map_or(defaults.frame_timeout, Duration::from_millis),
             ..defaults
         }
     }
@@ -149,6 +151,7 @@ struct SocketDefaults {
     max_unhandled_messages: usize,
     max_unhandled_bytes: usize,
     connect_timeout: u64,
+    frame_timeout: u64,
 }
 
 /// What `endpoint_start` uses for each option left out, with durations in ms.
@@ -173,6 +176,7 @@ fn endpoint_defaults() -> EndpointDefaults {
             max_unhandled_messages: socket.max_unhandled_messages,
             max_unhandled_bytes: socket.max_unhandled_bytes,
             connect_timeout: duration_ms(socket.connect_timeout),
+            frame_timeout: duration_ms(socket.frame_timeout),
         },
     }
 }
