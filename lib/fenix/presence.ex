@@ -58,7 +58,10 @@ defmodule Fenix.Presence do
   making the list at all: the engine encodes the topic's state straight into the
   frame. In a topic of 10,000 members that is about a millisecond instead of the
   list's 10 ms of terms (and the megabyte of heap they take in the channel's process),
-  which is what decides how many joins a second a busy topic takes:
+  which is what decides how many joins a second a busy topic takes. In `make bench`'s
+  presence scenario (1,000 clients joining a 10,000-member topic, server on one core)
+  every list was complete after 4.2 s with `push_state/1` (3.4 s of server CPU), and
+  after 17.8 s with `list/1` pushed (17.7 s of CPU):
 
       def handle_info(:after_join, socket) do
         :ok = MyAppWeb.Presence.push_state(socket)
