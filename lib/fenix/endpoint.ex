@@ -194,7 +194,9 @@ defmodule Fenix.Endpoint do
     :max_unhandled_messages,
     :max_unhandled_bytes,
     :connect_timeout,
-    :frame_timeout
+    :frame_timeout,
+    :max_messages_per_second,
+    :max_joins_per_second
   ]
 
   @doc """

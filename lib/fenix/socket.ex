@@ -106,6 +106,14 @@ defmodule Fenix.Socket do
     * `:frame_timeout` - ms a frame may take from its first byte to its last; a client
       that starts one and stalls is closed with 1008. Default `#{@defaults.frame_timeout}`
       (a 1 MiB frame needs about 100 KiB/s: raise it for big frames over slow links).
+    * `:max_messages_per_second` - the most messages a second a client may send
+      (heartbeats and joins included), with a burst of as many; beyond it the
+      connection is closed with 1008 and the reason logged. Default: no limit, since
+      `:max_unhandled_messages` already makes a flooding client cost the others
+      nothing; set it to close such clients rather than serve them.
+    * `:max_joins_per_second` - the same for joins (each starts a channel process).
+      Default `#{@defaults.max_joins_per_second}`, well above a page that joins all its
+      channels at once.
 
   Each is a positive integer; an option left out gets its default.
 

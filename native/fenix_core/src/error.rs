@@ -86,6 +86,12 @@ pub enum CapacityError {
     /// The connection's outbound queue is full: the client does not read.
     #[error("outbound queue full ({0} frames): slow reader")]
     OutboxFull(usize),
+    /// The client sent more messages a second than `max_messages_per_second`.
+    #[error("more than {0} messages a second")]
+    TooManyMessages(usize),
+    /// The client sent more joins a second than `max_joins_per_second`.
+    #[error("more than {0} joins a second")]
+    TooManyJoins(usize),
 }
 
 /// The result type of the engine.

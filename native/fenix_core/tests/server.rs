@@ -830,6 +830,51 @@ async fn frames_that_keep_coming_split_across_reads_are_not_taken_for_a_stalled_
     }
 }
 
+/// Reads frames until a close frame: the replies before it, and its code and reason.
+async fn frames_until_close(stream: &mut TcpStream) -> (usize, u16, String) {
+    let mut replies = 0;
+    loop {
+        let (first_byte, payload) = read_server_frame(stream).await;
+        if first_byte == 0x88 {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            return (replies, code, String::from_utf8(payload[2..].to_vec()).unwrap());
+        }
+        replies += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_messages_a_second_than_allowed_close_with_1008_and_the_others_carry_on() {
+    let t = TestServer::with(|socket| socket.max_messages_per_second = Some(20));
+    let mut flooder = raw_upgraded(&t).await;
+    let mut healthy = raw_upgraded(&t).await;
+    let burst: Vec<u8> = (1..=50).flat_map(heartbeat).collect();
+    flooder.write_all(&burst).await.unwrap();
+    let (replies, code, reason) = frames_until_close(&mut flooder).await;
+    assert_eq!((replies, code), (20, 1008), "a second's worth answered, then the close");
+    assert_eq!(reason, "more than 20 messages a second");
+
+    // A client under the rate is not touched: 10 a second for well over a second.
+    for r in 1..=15 {
+        healthy.write_all(&heartbeat(r)).await.unwrap();
+        assert_eq!(read_server_frame(&mut healthy).await, heartbeat_ok(r));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_joins_a_second_than_allowed_close_with_1008() {
+    let t = TestServer::with(|socket| socket.max_joins_per_second = 3);
+    let mut client = raw_upgraded(&t).await;
+    let joins: Vec<u8> =
+        (1..=5).flat_map(|i| masked_text(&format!(r#"["{i}","{i}","room:{i}","phx_join",{{}}]"#))).collect();
+    client.write_all(&joins).await.unwrap();
+    let (replies, code, reason) = frames_until_close(&mut client).await;
+    assert_eq!(code, 1008);
+    assert_eq!(reason, "more than 3 joins a second");
+    assert!(replies <= 3, "at most the three joins allowed were answered, got {replies}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_sent_with_the_upgrade_or_split_across_reads_are_handled() {
     let t = TestServer::start();

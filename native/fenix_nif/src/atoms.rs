@@ -55,6 +55,7 @@ rustler::atoms! {
     slow_client,
     too_large,
     held_messages,
+    rate_limited,
     encode,
     protocol,
     io,

@@ -20,6 +20,10 @@ impl Encoder for NifError {
                 (atoms::too_large(), error.to_string()).encode(env)
             }
             Error::Capacity(error @ CapacityError::HeldMessages(_)) => (atoms::held_messages(), error.to_string()).encode(env),
+            // Only the reader meets these (it closes the connection); named for completeness.
+            Error::Capacity(error @ (CapacityError::TooManyMessages(_) | CapacityError::TooManyJoins(_))) => {
+                (atoms::rate_limited(), error.to_string()).encode(env)
+            }
             Error::Protocol(error) => (atoms::protocol(), error.to_string()).encode(env),
             Error::Encode(error) => (atoms::encode(), error.to_string()).encode(env),
             Error::Io(error) => (atoms::io(), error.to_string()).encode(env),

@@ -24,6 +24,7 @@ mod listener;
 mod outbound;
 mod outbox;
 mod presence;
+mod rate;
 mod session;
 mod slots;
 

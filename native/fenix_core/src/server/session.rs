@@ -10,7 +10,8 @@
 //! nothing back for a whole idle timeout are stuck: the connection is closed (1011).
 //! A frame must arrive whole within the frame timeout of its first byte (1008 else):
 //! the idle timer restarts on every read, and alone would let a client hold a frame
-//! buffer open by trickling bytes.
+//! buffer open by trickling bytes. Messages and joins a second are limited
+//! (`rate.rs`): beyond either, 1008.
 //!
 //! The writer takes every frame queued in the outbox and writes them with one
 //! vectored write.
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
+use super::rate::RateLimit;
 use crate::error::{CapacityError, Error, ProtocolError};
 use crate::websocket::frame::{self, Opcode};
 use crate::websocket::{CloseCode, Frame, Reader};
@@ -167,7 +169,14 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
 
 async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
     let (timeout, frame_timeout) = (conn.config().timeout, conn.config().frame_timeout);
-    let mut input = Input { reader: Reader::new(conn.config().max_frame_size), unparsed: leftover, partial_since: None };
+    let config = conn.config();
+    let started = Instant::now();
+    let limits = Limits {
+        messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, started)),
+        joins: RateLimit::new(config.max_joins_per_second, started),
+    };
+    let reader = Reader::new(config.max_frame_size);
+    let mut input = Input { reader, unparsed: leftover, partial_since: None, limits };
     // One timer per connection, moved only when it fires: a read just notes the time,
     // so a busy connection costs no timer work per message.
     let mut last_read = Instant::now();
@@ -248,6 +257,30 @@ struct Input {
     unparsed: Vec<u8>,
     /// Since when the frame at the start of `unparsed` has been coming in.
     partial_since: Option<Instant>,
+    limits: Limits,
+}
+
+/// The connection's inbound rate limits.
+struct Limits {
+    /// None: no limit (the default).
+    messages: Option<RateLimit>,
+    joins: RateLimit,
+}
+
+impl Limits {
+    /// Counts `message` at `now`; the error when it breaks a limit.
+    fn check(&mut self, message: &crate::protocol::Message, now: Instant, conn: &Conn) -> Result<(), CapacityError> {
+        let config = conn.config();
+        if let Some(messages) = &mut self.messages {
+            if !messages.take(now) {
+                return Err(CapacityError::TooManyMessages(config.max_messages_per_second.unwrap_or(0)));
+            }
+        }
+        if message.event == crate::protocol::Event::Join && !self.joins.take(now) {
+            return Err(CapacityError::TooManyJoins(config.max_joins_per_second));
+        }
+        Ok(())
+    }
 }
 
 impl Input {
@@ -257,7 +290,7 @@ impl Input {
             self.unparsed.extend_from_slice(data);
             return self.parse_unparsed(conn);
         }
-        match parse(&mut self.reader, data, conn) {
+        match parse(&mut self.reader, &mut self.limits, data, conn) {
             Ok(consumed) => {
                 self.unparsed.extend_from_slice(&data[consumed..]);
                 self.note_progress(consumed);
@@ -282,7 +315,7 @@ impl Input {
             return None;
         }
         let mut buf = std::mem::take(&mut self.unparsed);
-        match parse(&mut self.reader, &mut buf, conn) {
+        match parse(&mut self.reader, &mut self.limits, &mut buf, conn) {
             Ok(consumed) => {
                 buf.drain(..consumed);
                 self.unparsed = buf;
@@ -296,7 +329,9 @@ impl Input {
 
 /// Handles the complete frames at the start of `buf`, up to the message that uses up
 /// the connection's credit; returns the bytes consumed.
-fn parse(reader: &mut Reader, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
+fn parse(reader: &mut Reader, limits: &mut Limits, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
+    // One clock read per parse, not per message: the messages of one read arrived together.
+    let now = Instant::now();
     let mut pos = 0;
     while !conn.is_out_of_credit() {
         let read = match reader.read(&mut buf[pos..]) {
@@ -311,18 +346,23 @@ fn parse(reader: &mut Reader, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize,
                 let _ = conn.send(frame::control(Opcode::Pong, payload));
             }
             Some(Frame::Close(payload)) => return Err(ReadEnd::Close(CloseCode::echo(payload), String::new())),
-            Some(Frame::Text(text)) => dispatch(conn.serializer().decode_text(text), text.len(), conn)?,
-            Some(Frame::Binary(data)) => dispatch(conn.serializer().decode_binary(data), data.len(), conn)?,
+            Some(Frame::Text(text)) => dispatch(conn.serializer().decode_text(text), text.len(), limits, now, conn)?,
+            Some(Frame::Binary(data)) => dispatch(conn.serializer().decode_binary(data), data.len(), limits, now, conn)?,
         }
     }
     Ok(pos)
 }
 
-fn dispatch(decoded: Result<crate::protocol::Message, ProtocolError>, size: usize, conn: &Arc<Conn>) -> Result<(), ReadEnd> {
-    match decoded {
-        Ok(message) => conn.handle_message(message, size).map_err(|error| close_for(conn, error.into())),
-        Err(error) => Err(close_for(conn, error.into())),
-    }
+fn dispatch(
+    decoded: Result<crate::protocol::Message, ProtocolError>,
+    size: usize,
+    limits: &mut Limits,
+    now: Instant,
+    conn: &Arc<Conn>,
+) -> Result<(), ReadEnd> {
+    let message = decoded.map_err(|error| close_for(conn, error.into()))?;
+    limits.check(&message, now, conn).map_err(|error| close_for(conn, error.into()))?;
+    conn.handle_message(message, size).map_err(|error| close_for(conn, error.into()))
 }
 
 /// The close frame for an error of the peer, logged once here.
