@@ -17,6 +17,7 @@ use tokio::time::Instant;
 /// One rate: at most `per_second` a second, a burst of as many.
 #[derive(Debug)]
 pub(crate) struct RateLimit {
+    per_second: usize,
     interval: Duration,
     tolerance: Duration,
     /// When the next message is due at the full rate.
@@ -25,9 +26,14 @@ pub(crate) struct RateLimit {
 
 impl RateLimit {
     pub(crate) fn new(per_second: usize, now: Instant) -> Self {
-        let per_second = u32::try_from(per_second.max(1)).unwrap_or(u32::MAX);
-        let interval = Duration::from_secs(1) / per_second;
-        RateLimit { interval, tolerance: interval * (per_second - 1), due: now }
+        let rate = u32::try_from(per_second.max(1)).unwrap_or(u32::MAX);
+        let interval = Duration::from_secs(1) / rate;
+        RateLimit { per_second, interval, tolerance: interval * (rate - 1), due: now }
+    }
+
+    /// The rate it allows, as configured.
+    pub(crate) fn per_second(&self) -> usize {
+        self.per_second
     }
 
     /// Counts one at `now`: false when it breaks the rate (and it is not counted).

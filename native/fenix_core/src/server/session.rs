@@ -168,18 +168,18 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
 }
 
 async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
-    let (timeout, frame_timeout) = (conn.config().timeout, conn.config().frame_timeout);
     let config = conn.config();
-    let started = Instant::now();
+    let (timeout, frame_timeout) = (config.timeout, config.frame_timeout);
+    // One timer per connection, moved only when it fires: a read just notes the time,
+    // so a busy connection costs no timer work per message. That time is also the
+    // clock of the rate limits and the frame timeout: one clock read per read.
+    let mut last_read = Instant::now();
     let limits = Limits {
-        messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, started)),
-        joins: RateLimit::new(config.max_joins_per_second, started),
+        messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, last_read)),
+        joins: RateLimit::new(config.max_joins_per_second, last_read),
     };
     let reader = Reader::new(config.max_frame_size);
     let mut input = Input { reader, unparsed: leftover, partial_since: None, limits };
-    // One timer per connection, moved only when it fires: a read just notes the time,
-    // so a busy connection costs no timer work per message.
-    let mut last_read = Instant::now();
     let idle = tokio::time::sleep_until(last_read + timeout);
     tokio::pin!(idle);
     // The frame timer is polled only while a frame is partly in, and moved only when
@@ -189,7 +189,7 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
     let mut armed_for: Option<Instant> = None;
     loop {
         // What is kept: frames left when credit ran out, or the start of a frame.
-        if let Some(end) = input.parse_unparsed(conn) {
+        if let Some(end) = input.parse_unparsed(last_read, conn) {
             return end;
         }
         if conn.is_out_of_credit() {
@@ -237,7 +237,7 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
                 Ok(0) => Some(ReadEnd::Gone),
                 Ok(n) => {
                     last_read = Instant::now();
-                    input.feed(&mut scratch[..n], conn)
+                    input.feed(&mut scratch[..n], last_read, conn)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                 Err(_) => Some(ReadEnd::Gone),
@@ -269,15 +269,14 @@ struct Limits {
 
 impl Limits {
     /// Counts `message` at `now`; the error when it breaks a limit.
-    fn check(&mut self, message: &crate::protocol::Message, now: Instant, conn: &Conn) -> Result<(), CapacityError> {
-        let config = conn.config();
+    fn check(&mut self, message: &crate::protocol::Message, now: Instant) -> Result<(), CapacityError> {
         if let Some(messages) = &mut self.messages {
             if !messages.take(now) {
-                return Err(CapacityError::TooManyMessages(config.max_messages_per_second.unwrap_or(0)));
+                return Err(CapacityError::TooManyMessages(messages.per_second()));
             }
         }
         if message.event == crate::protocol::Event::Join && !self.joins.take(now) {
-            return Err(CapacityError::TooManyJoins(config.max_joins_per_second));
+            return Err(CapacityError::TooManyJoins(self.joins.per_second()));
         }
         Ok(())
     }
@@ -285,15 +284,15 @@ impl Limits {
 
 impl Input {
     /// Handles freshly read bytes: parsed in place, and only what is left is kept.
-    fn feed(&mut self, data: &mut [u8], conn: &Arc<Conn>) -> Option<ReadEnd> {
+    fn feed(&mut self, data: &mut [u8], now: Instant, conn: &Arc<Conn>) -> Option<ReadEnd> {
         if !self.unparsed.is_empty() {
             self.unparsed.extend_from_slice(data);
-            return self.parse_unparsed(conn);
+            return self.parse_unparsed(now, conn);
         }
-        match parse(&mut self.reader, &mut self.limits, data, conn) {
+        match parse(&mut self.reader, &mut self.limits, data, now, conn) {
             Ok(consumed) => {
                 self.unparsed.extend_from_slice(&data[consumed..]);
-                self.note_progress(consumed);
+                self.note_progress(consumed, now);
                 None
             }
             Err(end) => Some(end),
@@ -302,24 +301,24 @@ impl Input {
 
     /// After a parse that took `consumed` bytes: a frame that completed starts the
     /// clock of the next one anew; no progress keeps the clock of the frame in.
-    fn note_progress(&mut self, consumed: usize) {
+    fn note_progress(&mut self, consumed: usize, now: Instant) {
         self.partial_since = match (self.unparsed.is_empty(), consumed > 0, self.partial_since) {
             (true, _, _) => None,
             (false, false, Some(since)) => Some(since),
-            (false, _, _) => Some(Instant::now()),
+            (false, _, _) => Some(now),
         };
     }
 
-    fn parse_unparsed(&mut self, conn: &Arc<Conn>) -> Option<ReadEnd> {
+    fn parse_unparsed(&mut self, now: Instant, conn: &Arc<Conn>) -> Option<ReadEnd> {
         if self.unparsed.is_empty() {
             return None;
         }
         let mut buf = std::mem::take(&mut self.unparsed);
-        match parse(&mut self.reader, &mut self.limits, &mut buf, conn) {
+        match parse(&mut self.reader, &mut self.limits, &mut buf, now, conn) {
             Ok(consumed) => {
                 buf.drain(..consumed);
                 self.unparsed = buf;
-                self.note_progress(consumed);
+                self.note_progress(consumed, now);
                 None
             }
             Err(end) => Some(end),
@@ -329,9 +328,9 @@ impl Input {
 
 /// Handles the complete frames at the start of `buf`, up to the message that uses up
 /// the connection's credit; returns the bytes consumed.
-fn parse(reader: &mut Reader, limits: &mut Limits, buf: &mut [u8], conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
-    // One clock read per parse, not per message: the messages of one read arrived together.
-    let now = Instant::now();
+/// Parses and dispatches the whole frames of `buf`, which arrived at `now` (the
+/// messages of one read arrived together); returns how many bytes they took.
+fn parse(reader: &mut Reader, limits: &mut Limits, buf: &mut [u8], now: Instant, conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
     let mut pos = 0;
     while !conn.is_out_of_credit() {
         let read = match reader.read(&mut buf[pos..]) {
@@ -361,7 +360,7 @@ fn dispatch(
     conn: &Arc<Conn>,
 ) -> Result<(), ReadEnd> {
     let message = decoded.map_err(|error| close_for(conn, error.into()))?;
-    limits.check(&message, now, conn).map_err(|error| close_for(conn, error.into()))?;
+    limits.check(&message, now).map_err(|error| close_for(conn, error.into()))?;
     conn.handle_message(message, size).map_err(|error| close_for(conn, error.into()))
 }
 
