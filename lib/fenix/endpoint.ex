@@ -200,10 +200,15 @@ defmodule Fenix.Endpoint do
   ]
 
   @doc """
-  Mounts `socket_module` (a `Fenix.Socket`) at `path`: the WebSocket is served at
-  `<path>/websocket`. See `Fenix.Socket` for the `websocket:` options.
+  Mounts `socket_module` at `path`: the WebSocket is served at `<path>/websocket`.
+  See `Fenix.Socket` for the `websocket:` options.
+
+  The module is a `Fenix.Socket` (`use Fenix.Socket`: channels), or a
+  `Fenix.Socket.Transport` (`@behaviour Fenix.Socket.Transport`: raw messages);
+  anything else makes the endpoint fail to start, naming the module.
 
       socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
+      socket "/echo", MyAppWeb.EchoSocket, websocket: true
   """
   defmacro socket(path, socket_module, opts \\ []) do
     socket_module = Macro.expand(socket_module, %{__CALLER__ | function: {:socket, 3}})
@@ -228,6 +233,8 @@ defmodule Fenix.Endpoint do
         other -> raise ArgumentError, "the :websocket option must be a keyword list, got: #{inspect(other)}"
       end
 
+    # As given: a transport's connect/1 gets them as :options, its child_spec/1 the socket's.
+    given = %{options: websocket, socket_options: opts}
     {connect_info, websocket} = Keyword.pop(websocket, :connect_info, [])
     connect_info = validate_connect_info!(connect_info)
     # nil: the endpoint's check_origin.
@@ -241,7 +248,8 @@ defmodule Fenix.Endpoint do
 
     # Every option named, nil for those left out: the engine fills in its defaults.
     websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
-    {String.trim_trailing(path, "/"), module, websocket, %{connect_info: connect_info, check_origin: check_origin}}
+    transport = Map.merge(given, %{connect_info: connect_info, check_origin: check_origin})
+    {String.trim_trailing(path, "/"), module, websocket, transport}
   end
 
   # The connect info keys Phoenix knows, then any `key: value` of the application's own.

@@ -74,6 +74,11 @@ defmodule Fenix.Native do
   @spec conn_accept(conn(), String.t() | nil, binary()) :: :ok | {:error, :closed}
   def conn_accept(_conn, _socket_id, _socket), do: :erlang.nif_error(:nif_not_loaded)
 
+  @type transport :: reference()
+
+  @spec conn_accept_transport(conn(), wants_control :: boolean()) :: {:ok, transport()} | {:error, :closed}
+  def conn_accept_transport(_conn, _wants_control), do: :erlang.nif_error(:nif_not_loaded)
+
   @spec conn_refuse(conn()) :: :ok | {:error, :closed}
   def conn_refuse(_conn), do: :erlang.nif_error(:nif_not_loaded)
 
@@ -106,6 +111,19 @@ defmodule Fenix.Native do
 
   @spec channel_handled(channel(), non_neg_integer()) :: :ok
   def channel_handled(_channel, _size), do: :erlang.nif_error(:nif_not_loaded)
+
+  # A message of more than 1 MiB answers :dirty: repeat the call on the _dirty variant.
+  @spec transport_push(transport(), :text | :binary, binary()) :: pace() | :dirty | {:error, :closed | :slow_client}
+  def transport_push(_transport, _opcode, _data), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec transport_push_dirty(transport(), :text | :binary, binary()) :: pace() | {:error, :closed | :slow_client}
+  def transport_push_dirty(_transport, _opcode, _data), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec transport_close(transport(), graceful :: boolean()) :: pace()
+  def transport_close(_transport, _graceful), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec transport_handled(transport(), non_neg_integer()) :: :ok
+  def transport_handled(_transport, _size), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec pubsub_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
           pace() | :dirty | {:error, :unsupported_term}

@@ -3,7 +3,9 @@ defmodule Fenix.Endpoint.Dispatcher do
   # Owns an endpoint's engine server and answers its requests:
   #
   #   {:fenix_connect, conn, socket_index, params, connect_info, serializer}
-  #       runs the socket's connect/3 in a process of its own, then accepts or refuses;
+  #       runs the socket's connect/3 (a transport's connect/1) in a process of its
+  #       own, then accepts or refuses; an accepted transport gets a process of its
+  #       own (Fenix.Socket.Transport.Server) that accepts the connection;
   #   {:fenix_join, conn, socket_state, topic, join_ref, ref, payload}
   #       finds the channel for the topic and starts its process;
   #   {:fenix_log, level, message}
@@ -41,7 +43,7 @@ defmodule Fenix.Endpoint.Dispatcher do
   @impl true
   def init({endpoint, config, channels}) do
     Process.flag(:trap_exit, true)
-    sockets = endpoint.__sockets__()
+    sockets = config.sockets
 
     options = %{
       ip: format_ip(config.ip),
@@ -52,7 +54,10 @@ defmodule Fenix.Endpoint.Dispatcher do
       head_timeout: config.head_timeout,
       max_connections: config.max_connections,
       max_connections_per_address: config.max_connections_per_address,
-      sockets: for({path, _module, websocket, _transport} <- sockets, do: Map.put(websocket, :path, path))
+      sockets:
+        for {path, _module, websocket, transport} <- sockets do
+          Map.merge(websocket, %{path: path, raw: transport.kind == :raw})
+        end
     }
 
     case start_engine(options, config.port) do
@@ -107,10 +112,17 @@ defmodule Fenix.Endpoint.Dispatcher do
     check_origin = if transport.check_origin == nil, do: state.origin.check, else: transport.check_origin
     url_host = state.origin.url_host
 
+    channels = state.channels
+
     spawn(fn ->
       # The request's URI is made only if the check or the connect info needs it.
       if Origin.allowed?(check_origin, info.origin, url_host, fn -> request_uri(info) end) do
-        connect(endpoint, handler, conn, params, connect_info(info, transport.connect_info), serializer)
+        info = connect_info(info, transport.connect_info)
+
+        case transport.kind do
+          :channels -> connect(endpoint, handler, conn, params, info, serializer)
+          :raw -> connect_transport(endpoint, handler, conn, params, info, transport.options, channels)
+        end
       else
         Origin.log_refused(handler, info.origin)
         Native.conn_refuse(conn)
@@ -222,6 +234,59 @@ defmodule Fenix.Endpoint.Dispatcher do
         Native.conn_accept(conn, socket.id, :erlang.term_to_binary(socket_state))
 
       _refused ->
+        Native.conn_refuse(conn)
+    end
+  end
+
+  # A Fenix.Socket.Transport: connect/1 here, then the connection's own process, which
+  # accepts the connection itself. Anything but {:ok, state} refuses (403), as Phoenix's
+  # default error handler does.
+  defp connect_transport(endpoint, handler, conn, params, info, options, supervisor) do
+    transport_info = %{endpoint: endpoint, transport: :websocket, options: options, params: params, connect_info: info}
+
+    result =
+      try do
+        handler.connect(transport_info)
+      catch
+        kind, reason ->
+          Logger.error("#{inspect(handler)}.connect/1 crashed:\n" <> Exception.format(kind, reason, __STACKTRACE__))
+          :error
+      end
+
+    case result do
+      {:ok, transport_state} ->
+        start_transport(supervisor, handler, transport_state, conn)
+
+      :error ->
+        Native.conn_refuse(conn)
+
+      {:error, _reason} ->
+        Native.conn_refuse(conn)
+
+      invalid ->
+        Logger.error(
+          "#{inspect(handler)}.connect/1 returned invalid value #{inspect(invalid)}. " <>
+            "Expected {:ok, state}, {:error, reason} or :error"
+        )
+
+        Native.conn_refuse(conn)
+    end
+  end
+
+  defp start_transport(supervisor, handler, transport_state, conn) do
+    result =
+      try do
+        DynamicSupervisor.start_child(supervisor, {Fenix.Socket.Transport.Server, {handler, transport_state, conn}})
+      catch
+        kind, reason -> {kind, reason}
+      end
+
+    case result do
+      {:ok, _pid} ->
+        :ok
+
+      failed ->
+        Logger.error("Could not start the transport process of #{inspect(handler)}: #{inspect(failed)}")
         Native.conn_refuse(conn)
     end
   end

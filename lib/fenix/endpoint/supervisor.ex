@@ -5,7 +5,12 @@ defmodule Fenix.Endpoint.Supervisor do
   #   Endpoint (this supervisor, registered as the endpoint module, rest_for_one)
   #   ├── :registration  holds the endpoint's config (for config/2) and erases it and
   #   │                  the engine handle when the endpoint shuts down
-  #   ├── :channels      DynamicSupervisor of channel processes
+  #   ├── :sockets       (only if there are any) a one_for_one supervisor of the child
+  #   │                  specs of the endpoint's Fenix.Socket.Transport modules, as
+  #   │                  Phoenix starts each socket's child_spec/1: one that crashes is
+  #   │                  restarted alone, never the engine
+  #   ├── :channels      DynamicSupervisor of channel processes and of the transport
+  #   │                  processes of raw connections
   #   └── :dispatcher    owns the engine server; turns connect/join requests into work
   #
   # rest_for_one: if the dispatcher dies its engine server stops (closing every
@@ -24,7 +29,29 @@ defmodule Fenix.Endpoint.Supervisor do
 
   def start_link(endpoint, otp_app, opts) do
     config = config(endpoint, otp_app, opts)
-    Supervisor.start_link(__MODULE__, {endpoint, config, validate!(config)}, name: endpoint)
+    validated = config |> validate!() |> Map.put(:sockets, sockets!(endpoint))
+    Supervisor.start_link(__MODULE__, {endpoint, config, validated}, name: endpoint)
+  end
+
+  defp behaviours(module), do: module.module_info(:attributes) |> Keyword.get_values(:behaviour) |> List.flatten()
+
+  # The endpoint's sockets, each told what it speaks: :channels (a Fenix.Socket) or
+  # :raw (a Fenix.Socket.Transport). Known only now: at the endpoint's compile time
+  # the socket modules may not be compiled yet.
+  defp sockets!(endpoint) do
+    for {path, module, websocket, transport} <- endpoint.__sockets__() do
+      {path, module, websocket, Map.put(transport, :kind, kind!(module))}
+    end
+  end
+
+  defp kind!(module) do
+    Code.ensure_loaded(module)
+
+    cond do
+      function_exported?(module, :__channel__, 1) -> :channels
+      Fenix.Socket.Transport in behaviours(module) -> :raw
+      true -> raise ArgumentError, "#{inspect(module)} is neither a Fenix.Socket (use Fenix.Socket) nor a Fenix.Socket.Transport"
+    end
   end
 
   defp config(endpoint, otp_app, opts) do
@@ -83,13 +110,30 @@ defmodule Fenix.Endpoint.Supervisor do
 
   @impl true
   def init({endpoint, raw_config, config}) do
-    children = [
-      Supervisor.child_spec({Fenix.Endpoint.Registration, {endpoint, raw_config}}, id: :registration),
-      %{id: :channels, start: {__MODULE__, :start_channels, []}, type: :supervisor},
-      %{id: :dispatcher, start: {__MODULE__, :start_dispatcher, [endpoint, config]}}
-    ]
+    children =
+      [Supervisor.child_spec({Fenix.Endpoint.Registration, {endpoint, raw_config}}, id: :registration)] ++
+        socket_children(endpoint, config.sockets) ++
+        [
+          %{id: :channels, start: {__MODULE__, :start_channels, []}, type: :supervisor},
+          %{id: :dispatcher, start: {__MODULE__, :start_dispatcher, [endpoint, config]}}
+        ]
 
     Supervisor.init(children, strategy: :rest_for_one)
+  end
+
+  # Each transport module's child_spec([endpoint: endpoint] ++ socket options), once
+  # per module, as Phoenix does; :ignore starts nothing.
+  defp socket_children(endpoint, sockets) do
+    specs =
+      for {_path, module, _websocket, %{kind: :raw} = transport} <- Enum.uniq_by(sockets, &elem(&1, 1)),
+          spec = module.child_spec([endpoint: endpoint] ++ transport.socket_options),
+          spec != :ignore,
+          do: Supervisor.child_spec(spec, [])
+
+    case specs do
+      [] -> []
+      specs -> [%{id: :sockets, start: {Supervisor, :start_link, [specs, [strategy: :one_for_one]]}, type: :supervisor}]
+    end
   end
 
   # A supervisor runs its children's start functions in its own process, in the order

@@ -49,6 +49,10 @@ pub enum ProtocolError {
     /// A continuation frame without a started message, or a new message inside one (RFC6455§5.4).
     #[error("unexpected continuation state (RFC6455§5.4)")]
     UnexpectedContinuation,
+    /// A text message of a raw connection that is not UTF-8 (RFC6455§5.6, §8.1). A
+    /// channel connection's text goes to the JSON parser, which says so itself.
+    #[error("text message is not valid UTF-8 (RFC6455§8.1)")]
+    InvalidUtf8,
 }
 
 /// A message of the server that the connection's serializer cannot carry: a fault of

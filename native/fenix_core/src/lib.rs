@@ -14,7 +14,7 @@
 //!
 //! The layers only look down: `protocol` <- `websocket` <- `registry`/`fanout` <-
 //! `server`. The application side (user callbacks, channel processes) is reached
-//! through the [`Handler`] and [`ChannelSink`] traits; `fenix_nif` implements them by
+//! through the [`Handler`], [`ChannelSink`] and [`TransportSink`] traits; `fenix_nif` implements them by
 //! sending messages to BEAM processes, and this crate's tests implement them in plain
 //! Rust.
 #![forbid(unsafe_code)]
@@ -33,4 +33,7 @@ pub mod websocket;
 
 pub use error::{CapacityError, EncodeError, Error, ProtocolError, Result};
 pub use server::{ConnectRequest, Handler, JoinRequest};
-pub use sink::{ChannelEvent, ChannelSink, ClosedReason, Sink};
+pub use sink::{
+    ChannelEvent, ChannelSink, ClosedReason, ControlKind, DataKind, Sink, TransportClosed, TransportEvent, TransportSink,
+    TransportSinkRef,
+};

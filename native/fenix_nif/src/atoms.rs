@@ -22,6 +22,14 @@ rustler::atoms! {
     fenix_closed,
     fenix_resume,
     duplicate_join,
+    // messages to a transport process
+    fenix_frame,
+    fenix_control,
+    text,
+    ping,
+    pong,
+    timeout,
+    shutdown,
     // a sender must wait for :fenix_resume
     wait,
     // connect_info keys

@@ -1,7 +1,8 @@
 //! The engine's callbacks, turned into messages to BEAM processes.
 //!
 //! Connects and joins go to the endpoint's dispatcher process; everything for a joined
-//! channel goes straight to the channel's process. These run on engine (tokio)
+//! channel goes straight to the channel's process, and everything for a raw
+//! connection to its transport process. These run on engine (tokio)
 //! threads, which send through a reused per-thread `OwnedEnv`.
 
 use std::any::Any;
@@ -10,11 +11,14 @@ use std::sync::Arc;
 
 use fenix_core::protocol::{Event, Message, Serializer};
 use fenix_core::server::Conn;
-use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest};
+use fenix_core::{
+    ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, ControlKind, DataKind, Handler, JoinRequest, TransportClosed,
+    TransportEvent, TransportSink,
+};
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 
 use crate::atoms;
-use crate::resources::{ChannelResource, ConnResource};
+use crate::resources::{ChannelResource, ConnResource, TransportResource};
 use crate::term::{binary, payload_to_term};
 
 thread_local! {
@@ -165,5 +169,88 @@ pub(crate) fn client_message<'a>(env: Env<'a>, message: &Message, size: usize) -
     match &message.event {
         Event::Leave => (atoms::fenix_leave(), r#ref).encode(env),
         event => (atoms::fenix_in(), event.as_str(), payload_to_term(env, &message.payload), r#ref, size).encode(env),
+    }
+}
+
+/// A raw connection's transport process.
+pub(crate) struct TransportProcess {
+    pub(crate) pid: LocalPid,
+    /// Kept alive (and so monitored) for as long as the connection is open.
+    pub(crate) _resource: ResourceArc<TransportResource>,
+}
+
+impl std::fmt::Debug for TransportProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransportProcess")
+    }
+}
+
+impl TransportSink for TransportProcess {
+    fn deliver(&self, event: TransportEvent<'_>) {
+        if rustler::thread::is_scheduler_thread() {
+            // Not where the engine delivers from (its reader and sessions run on engine
+            // threads); should it ever, the bytes are copied for the engine thread that sends.
+            let (owned, bytes) = match event {
+                TransportEvent::Message(kind, data) => (Owned::Message(kind), data.to_vec()),
+                TransportEvent::Control(kind, data) => (Owned::Control(kind), data.to_vec()),
+                TransportEvent::Closed(why) => (Owned::Closed(why), Vec::new()),
+            };
+            send(&self.pid, move |env| transport_message(env, &owned.lend(&bytes)));
+            return;
+        }
+        // The bytes go straight from the read buffer into the message: one copy.
+        ENV.with(|env| {
+            let _ = env.borrow_mut().send_and_clear(&self.pid, |env| transport_message(env, &event));
+        });
+    }
+}
+
+/// A transport event without its bytes, for a send handed to an engine thread.
+enum Owned {
+    Message(DataKind),
+    Control(ControlKind),
+    Closed(TransportClosed),
+}
+
+impl Owned {
+    fn lend(self, bytes: &[u8]) -> TransportEvent<'_> {
+        match self {
+            Owned::Message(kind) => TransportEvent::Message(kind, bytes),
+            Owned::Control(kind) => TransportEvent::Control(kind, bytes),
+            Owned::Closed(why) => TransportEvent::Closed(why),
+        }
+    }
+}
+
+/// The message a transport process gets for `event`: `{:fenix_frame, :text | :binary,
+/// data}`, `{:fenix_control, :ping | :pong, payload | nil}` or `{:fenix_closed, reason}`
+/// with reason `:closed`, `:timeout`, `:shutdown` or `{:error, close_code}`.
+fn transport_message<'a>(env: Env<'a>, event: &TransportEvent<'_>) -> Term<'a> {
+    match *event {
+        TransportEvent::Message(kind, data) => {
+            let kind = match kind {
+                DataKind::Text => atoms::text(),
+                DataKind::Binary => atoms::binary(),
+            };
+            (atoms::fenix_frame(), kind, binary(env, data)).encode(env)
+        }
+        TransportEvent::Control(kind, payload) => {
+            let kind = match kind {
+                ControlKind::Ping => atoms::ping(),
+                ControlKind::Pong => atoms::pong(),
+            };
+            // As Phoenix says of handle_control/2: nil for a frame without payload.
+            let payload = if payload.is_empty() { atoms::nil().encode(env) } else { binary(env, payload) };
+            (atoms::fenix_control(), kind, payload).encode(env)
+        }
+        TransportEvent::Closed(why) => {
+            let reason = match why {
+                TransportClosed::Closed => atoms::closed().encode(env),
+                TransportClosed::Timeout => atoms::timeout().encode(env),
+                TransportClosed::Shutdown => atoms::shutdown().encode(env),
+                TransportClosed::Error(code) => (atoms::error(), code.as_u16()).encode(env),
+            };
+            (atoms::fenix_closed(), reason).encode(env)
+        }
     }
 }

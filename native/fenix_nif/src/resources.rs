@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fenix_core::server::{Channel, Conn, Server};
+use fenix_core::server::{Channel, Conn, Server, Transport};
 use rustler::{Env, LocalPid, Monitor, Resource};
 
 /// A running endpoint server. Its dispatcher process is monitored: the server lives
@@ -42,6 +42,22 @@ impl Resource for ChannelResource {
     fn down<'a>(&'a self, env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
         // A no-op when the channel closed itself first (phx_close already sent). The
         // phx_error goes after whatever the dead process still had waiting.
+        crate::sender::with_pid(env, pid, |sender| self.0.crashed(sender));
+    }
+}
+
+/// A raw connection's transport: the handle its process pushes through. The process is
+/// monitored: if it dies without closing the connection, the client gets 1011.
+#[derive(Debug)]
+pub(crate) struct TransportResource(pub(crate) Arc<Transport>);
+
+#[rustler::resource_impl]
+impl Resource for TransportResource {
+    const IMPLEMENTS_DOWN: bool = true;
+
+    fn down<'a>(&'a self, env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
+        // A no-op when the process closed the connection first (its close is queued);
+        // the 1011 goes after whatever the dead process still had waiting.
         crate::sender::with_pid(env, pid, |sender| self.0.crashed(sender));
     }
 }

@@ -6,10 +6,10 @@
 //! of the connection's inbound credit, so that what a channel still holds when it ends
 //! (a crash with a full mailbox) is given back to the connection at once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::conn::Conn;
+use super::credit::Share;
 use super::outbound::{Pace, Sender};
 use crate::error::Result;
 use crate::protocol::{Body, Event, Outgoing, Status};
@@ -20,22 +20,13 @@ pub struct Channel {
     conn: Arc<Conn>,
     topic: String,
     join_ref: Option<String>,
-    /// Client messages handed to the channel and not handled yet, in one word (every
-    /// joined channel has one): [`ENDED`], then the count ([`MESSAGE`] each), then the
-    /// bytes ([`BYTES`]). The connection's credit bounds both far below their fields.
-    unhandled: AtomicU64,
+    /// Client messages handed to the channel and not handled yet.
+    unhandled: Share,
 }
-
-/// The channel left the connection: its credit went back already.
-const ENDED: u64 = 1 << 63;
-/// One message in the count.
-const MESSAGE: u64 = 1 << 40;
-/// The bytes' field.
-const BYTES: u64 = MESSAGE - 1;
 
 impl Channel {
     pub(crate) fn new(conn: Arc<Conn>, topic: String, join_ref: Option<String>) -> Channel {
-        Channel { conn, topic, join_ref, unhandled: AtomicU64::new(0) }
+        Channel { conn, topic, join_ref, unhandled: Share::default() }
     }
 
     /// The id of the channel's connection (to leave it out of a broadcast).
@@ -78,35 +69,17 @@ impl Channel {
     /// The channel has handled a client message of `bytes`: its credit goes back to the
     /// connection, whose reader may go on.
     pub fn handled(&self, bytes: usize) {
-        let mut current = self.unhandled.load(Ordering::SeqCst);
-        loop {
-            if current & ENDED != 0 || current < MESSAGE {
-                return; // ended (credit already back), or nothing handed
-            }
-            let bytes = (bytes as u64).min(current & BYTES);
-            match self.unhandled.compare_exchange_weak(current, current - MESSAGE - bytes, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => {
-                    self.conn.credit.give_back(1, bytes as usize, self.conn.credit_limits());
-                    return;
-                }
-                Err(now) => current = now,
-            }
-        }
+        self.unhandled.handled(bytes, &self.conn.credit, self.conn.credit_limits());
     }
 
     /// The reader handed the channel a message of `bytes`. Called under the
     /// connection's lock, so never after [`Channel::ended`].
     pub(crate) fn delivered(&self, bytes: usize) {
-        self.unhandled.fetch_add(MESSAGE + (bytes as u64).min(BYTES), Ordering::SeqCst);
-        self.conn.credit.take(bytes);
+        self.unhandled.delivered(bytes, &self.conn.credit);
     }
 
     /// The channel left the connection: whatever it still holds is given back.
     pub(crate) fn ended(&self) {
-        let before = self.unhandled.fetch_or(ENDED, Ordering::SeqCst);
-        if before & ENDED == 0 {
-            let messages = ((before & !ENDED) / MESSAGE) as usize;
-            self.conn.credit.give_back(messages, (before & BYTES) as usize, self.conn.credit_limits());
-        }
+        self.unhandled.ended(&self.conn.credit, self.conn.credit_limits());
     }
 }

@@ -48,6 +48,8 @@ impl Default for Config {
 pub struct SocketConfig {
     /// The mount path, e.g. `/socket`; the WebSocket is at `<path>/websocket`.
     pub path: String,
+    /// What its connections speak. Default [`SocketKind::Channels`].
+    pub kind: SocketKind,
     /// A connection with no inbound frame for this long is closed. Default 60 s.
     pub timeout: Duration,
     /// The largest inbound message, in bytes. Default 1 MiB.
@@ -101,6 +103,7 @@ impl SocketConfig {
     pub fn new(path: impl Into<String>) -> Self {
         SocketConfig {
             path: path.into(),
+            kind: SocketKind::Channels,
             timeout: Duration::from_secs(60),
             max_frame_size: 1 << 20,
             max_channels: 100,
@@ -114,4 +117,18 @@ impl SocketConfig {
             max_joins_per_second: 1_000,
         }
     }
+}
+
+/// What a socket's connections speak, fixed when the socket is configured: the
+/// connection's session is picked by it once, at the upgrade, so that neither kind
+/// pays for the other per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// The Phoenix channel protocol (`use Fenix.Socket`): joins, channels, heartbeats.
+    Channels,
+    /// Raw WebSocket messages (a `Fenix.Socket.Transport`): each whole text or binary
+    /// message goes to the connection's one transport process, as it came. The
+    /// connect parameters' `vsn` means nothing here, and `max_channels` and
+    /// `max_joins_per_second` do not apply.
+    Raw,
 }

@@ -1,4 +1,5 @@
-//! One WebSocket connection: its channels and the rules of the channel protocol.
+//! One WebSocket connection: its channels and the rules of the channel protocol, or,
+//! on a raw socket, its transport (see `transport.rs`).
 //!
 //! A [`Conn`] is shared between its session task (which reads frames and calls
 //! [`Conn::handle_message`]), the application (which answers joins and pushes, replies
@@ -27,11 +28,12 @@ use super::credit::{self, Credit};
 use super::outbound::{Op, Pace, Sender, Submitted};
 use super::outbox::{Bounds, Outbox, PushError};
 use super::slots::{self, Action, Answered, JoinedChannel, Reply, Slots};
+use super::transport::{Peer, Transport};
 use super::{Shared, SocketConfig};
 use crate::error::{CapacityError, Error, Result};
 use super::handler::JoinRequest;
 use crate::registry::Subscriber;
-use crate::sink::{ChannelEvent, ClosedReason, Sink};
+use crate::sink::{ChannelEvent, ClosedReason, Sink, TransportClosed, TransportEvent, TransportSinkRef};
 use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status};
 use crate::websocket::{frame, CloseCode};
 
@@ -61,6 +63,8 @@ struct State {
     socket_id: Option<Box<str>>,
     socket_data: Bytes,
     channels: Slots<Member>,
+    /// A raw connection's transport, once accepted.
+    transport: Option<Peer>,
     finalized: bool,
 }
 
@@ -104,7 +108,7 @@ impl Conn {
         decision: oneshot::Sender<Decision>,
     ) -> Conn {
         let (outbox, credit, channels) = (Outbox::new(), Credit::default(), Slots::new());
-        let state = State { decision: Some(decision), socket_id: None, socket_data: Bytes::new(), channels, finalized: false };
+        let state = State { decision: Some(decision), socket_id: None, socket_data: Bytes::new(), channels, transport: None, finalized: false };
         Conn { id, serializer, config, shared, outbox, credit, state: Mutex::new(state) }
     }
 
@@ -136,6 +140,31 @@ impl Conn {
         state.socket_data = socket_data;
         drop(state);
         decision.send(Decision::Accept).map_err(|_| Error::Closed)
+    }
+
+    /// Accepts a raw connection: the upgrade is answered with 101, and from then on
+    /// every message of the client goes to the sink that `make_sink` builds around the
+    /// returned [`Transport`] handle (pings and pongs too with `wants_control`). The
+    /// sink is in place before the session reads anything.
+    pub fn accept_transport(
+        self: &Arc<Self>,
+        make_sink: impl FnOnce(&Arc<Transport>) -> TransportSinkRef,
+        wants_control: bool,
+    ) -> Result<Arc<Transport>> {
+        let mut state = self.lock();
+        let decision = state.decision.take().ok_or(Error::Closed)?;
+        let transport = Arc::new(Transport::new(Arc::clone(self)));
+        let sink = make_sink(&transport);
+        // Under the lock: the session, which takes the peer under it, cannot start
+        // before the peer is in place.
+        decision.send(Decision::Accept).map_err(|_| Error::Closed)?;
+        state.transport = Some(Peer { transport: Arc::clone(&transport), sink, wants_control });
+        Ok(transport)
+    }
+
+    /// The transport of an accepted raw connection, for its session's reader.
+    pub(crate) fn transport_peer(&self) -> Option<Peer> {
+        self.lock().transport.clone()
     }
 
     /// Refuses the connection: the upgrade is answered with 403.
@@ -345,12 +374,31 @@ impl Conn {
             return Err(Error::Closed);
         }
         let frame = self.encode(message)?;
-        match self.shared.outbound.submit(sender, Op::Send { conn: Arc::clone(self), frame }, true) {
+        Ok(self.submit(sender, Op::Send { conn: Arc::clone(self), frame }))
+    }
+
+    /// Sends a pre-framed `frame` for the application, after what `sender` sent before.
+    pub(crate) fn send_frame_app(self: &Arc<Self>, sender: Sender<'_>, frame: Bytes) -> Result<Pace> {
+        if self.outbox.is_closing() {
+            return Err(Error::Closed);
+        }
+        Ok(self.submit(sender, Op::Send { conn: Arc::clone(self), frame }))
+    }
+
+    /// Closes the connection for the application with `code` and `reason`, after what
+    /// `sender` sent before.
+    pub(crate) fn close_app(self: &Arc<Self>, sender: Sender<'_>, code: CloseCode, reason: &str) -> Pace {
+        self.submit(sender, Op::Close { conn: Arc::clone(self), frame: frame::close(code, reason) })
+    }
+
+    /// Carries `op` out now if `sender` has nothing waiting, else queues it behind.
+    fn submit(&self, sender: Sender<'_>, op: Op) -> Pace {
+        match self.shared.outbound.submit(sender, op, true) {
             Submitted::RunNow(op) => {
                 super::outbound::carry_out_one(op, &self.shared);
-                Ok(Pace::Go)
+                Pace::Go
             }
-            Submitted::Queued(pace) => Ok(pace),
+            Submitted::Queued(pace) => pace,
         }
     }
 
@@ -417,9 +465,15 @@ impl Conn {
         }
     }
 
-    /// Called once by the session when the connection is gone: every channel is told,
-    /// and every subscription removed.
+    /// Called once when the connection is gone before or at the start of its session
+    /// (the client went away): see [`Conn::finalize_as`].
     pub(crate) fn finalize(&self) {
+        self.finalize_as(TransportClosed::Closed);
+    }
+
+    /// Called once by the session when the connection is gone: every channel is told,
+    /// and every subscription removed; a raw connection's transport is told `why`.
+    pub(crate) fn finalize_as(&self, why: TransportClosed) {
         let mut state = self.lock();
         if state.finalized {
             return;
@@ -428,8 +482,13 @@ impl Conn {
         state.decision = None;
         let channels = state.channels.take_joined();
         let socket_id = state.socket_id.take();
+        let transport = state.transport.take();
         drop(state);
         self.outbox.abort();
+        if let Some(Peer { transport, sink, .. }) = transport {
+            transport.ended();
+            sink.deliver(TransportEvent::Closed(why));
+        }
         if let Some(id) = socket_id {
             self.shared.socket_ids.unregister(&id, self.id);
         }

@@ -11,9 +11,13 @@
 //!
 //! The reader resumes once the channels are down to half of either limit, so that a
 //! flooding client wakes it once per half-window, not once per message.
+//!
+//! Each consumer (a joined channel, or the transport process of a raw connection) keeps
+//! its [`Share`]: what it was handed and has not handled, so that what it still holds
+//! when it ends goes back at once, and a consumer cannot give back more than it took.
 
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Poll, Waker};
 
@@ -91,6 +95,58 @@ impl Credit {
     }
 }
 
+/// One consumer's share of its connection's credit: the messages it was handed and has
+/// not handled yet, in one word (every joined channel has one): [`ENDED`], then the
+/// count ([`MESSAGE`] each), then the bytes ([`BYTES`]). The connection's credit bounds
+/// both far below their fields.
+#[derive(Debug, Default)]
+pub(crate) struct Share(AtomicU64);
+
+/// The consumer left the connection: its credit went back already.
+const ENDED: u64 = 1 << 63;
+/// One message in the count.
+const MESSAGE: u64 = 1 << 40;
+/// The bytes' field.
+const BYTES: u64 = MESSAGE - 1;
+
+impl Share {
+    /// The consumer was handed a message of `bytes`, taken from `credit`. Never called
+    /// after [`Share::ended`] (the caller holds what orders them).
+    pub(crate) fn delivered(&self, bytes: usize, credit: &Credit) {
+        self.0.fetch_add(MESSAGE + (bytes as u64).min(BYTES), Ordering::SeqCst);
+        credit.take(bytes);
+    }
+
+    /// The consumer has handled a message of `bytes`: its credit goes back to `credit`,
+    /// whose reader may go on. Nothing goes back once the consumer ended, nor for a
+    /// message it was never handed.
+    pub(crate) fn handled(&self, bytes: usize, credit: &Credit, limits: Limits) {
+        let mut current = self.0.load(Ordering::SeqCst);
+        loop {
+            if current & ENDED != 0 || current < MESSAGE {
+                return; // ended (credit already back), or nothing handed
+            }
+            let bytes = (bytes as u64).min(current & BYTES);
+            match self.0.compare_exchange_weak(current, current - MESSAGE - bytes, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    credit.give_back(1, bytes as usize, limits);
+                    return;
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// The consumer left the connection: whatever it still holds goes back to `credit`.
+    pub(crate) fn ended(&self, credit: &Credit, limits: Limits) {
+        let before = self.0.fetch_or(ENDED, Ordering::SeqCst);
+        if before & ENDED == 0 {
+            let messages = ((before & !ENDED) / MESSAGE) as usize;
+            credit.give_back(messages, (before & BYTES) as usize, limits);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -128,6 +184,21 @@ mod tests {
         assert!(!waiter.is_finished(), "3 of 4 still held");
         credit.give_back(1, 1, limits);
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("resumed").unwrap();
+    }
+
+    #[test]
+    fn a_share_gives_back_what_it_took_and_no_more() {
+        let (credit, limits, share) = (Credit::default(), limits(4, 1 << 20), Share::default());
+        share.delivered(10, &credit);
+        share.delivered(20, &credit);
+        share.handled(10, &credit, limits);
+        share.handled(10, &credit, limits);
+        share.handled(10, &credit, limits);
+        assert_eq!((credit.messages.load(Ordering::SeqCst), credit.bytes.load(Ordering::SeqCst)), (0, 10), "two handed, two back");
+        share.delivered(5, &credit);
+        share.ended(&credit, limits);
+        share.handled(5, &credit, limits);
+        assert_eq!((credit.messages.load(Ordering::SeqCst), credit.bytes.load(Ordering::SeqCst)), (0, 0), "what it held went back once");
     }
 
     #[tokio::test]

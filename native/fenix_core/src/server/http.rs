@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::conn::{Conn, Decision};
 use super::connections::Connections;
-use super::{session, Shared};
+use super::{session, Shared, SocketKind};
 use super::handler::ConnectRequest;
 use crate::protocol::Serializer;
 use crate::websocket::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
@@ -114,7 +114,12 @@ async fn upgrade(
     };
     let params = parse_query(&request.query);
     let vsn = params.iter().find(|(k, _)| k == "vsn").map(|(_, v)| v.as_str());
-    let Some(serializer) = Serializer::from_vsn(vsn) else {
+    let serializer = match shared.sockets[socket].kind {
+        SocketKind::Channels => Serializer::from_vsn(vsn),
+        // A raw connection carries no channel messages: its serializer is never used.
+        SocketKind::Raw => Serializer::from_vsn(None),
+    };
+    let Some(serializer) = serializer else {
         // As Phoenix: a version no serializer speaks (or no version at all that parses)
         // is refused, 403.
         tracing::debug!(%peer, ?vsn, "upgrade refused: no serializer for this vsn");

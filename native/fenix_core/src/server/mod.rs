@@ -8,7 +8,9 @@
 //! [`Conn`] state machine (while the connection has inbound credit, see [`credit`]), the
 //! writer drains the [`Conn`]'s outbox with vectored writes. What the application sends
 //! goes through [`outbound`]: straight to the outbox, or into the sender's lane behind
-//! its broadcasts, which one engine task fans out, lane by lane.
+//! its broadcasts, which one engine task fans out, lane by lane. A raw socket's
+//! connections (see `transport.rs`) skip the channel protocol: their messages go to
+//! one transport each.
 //! [`connections`] tracks every live connection, so that [`Server::stop`] closes them all.
 //!
 //! Tested in `tests/server.rs` with a real WebSocket client against a plain-Rust handler.
@@ -27,16 +29,18 @@ mod presence;
 mod rate;
 mod session;
 mod slots;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub use channel::Channel;
-pub use config::{Config, SocketConfig};
+pub use config::{Config, SocketConfig, SocketKind};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
+pub use transport::Transport;
 pub use presence::{DiffHandler, DiffRoute, InterceptHandler, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
 use crate::fanout::Broadcast;

@@ -89,6 +89,8 @@ pub enum Pace {
 pub(crate) enum Op {
     /// Queue a frame to one connection.
     Send { conn: Arc<Conn>, frame: Bytes },
+    /// Queue a close frame to one connection, as its last frame.
+    Close { conn: Arc<Conn>, frame: Bytes },
     /// Make a channel that just joined a fan-out target, unless it has ended meanwhile.
     Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String> },
     /// Fan a broadcast out to a topic's subscribers.
@@ -99,7 +101,7 @@ impl Op {
     /// What the operation holds, for the lane's byte bound.
     fn size(&self) -> usize {
         match self {
-            Op::Send { frame, .. } => frame.len(),
+            Op::Send { frame, .. } | Op::Close { frame, .. } => frame.len(),
             Op::Subscribe { topic, .. } => topic.len(),
             Op::Broadcast { topic, event, body, .. } => topic.len() + event.len() + body.len(),
         }
@@ -282,6 +284,7 @@ pub(crate) fn carry_out_one(op: Op, shared: &Shared) -> usize {
     match op {
         // A closed or full outbox was already dealt with by Conn::send.
         Op::Send { conn, frame } => usize::from(conn.send(frame).is_ok()),
+        Op::Close { conn, frame } => usize::from(conn.outbox.push_close(frame)),
         Op::Subscribe { conn, topic, join_ref } => {
             conn.subscribe_if_joined(&topic, join_ref.as_deref());
             0
@@ -298,7 +301,7 @@ fn carry_out(batch: &mut Vec<Op>, targets: &mut Vec<Target<Conn>>, shared: &Shar
     let mut ops = batch.drain(..).peekable();
     while let Some(op) = ops.next() {
         match op {
-            Op::Send { .. } | Op::Subscribe { .. } => frames += carry_out_one(op, shared),
+            Op::Send { .. } | Op::Close { .. } | Op::Subscribe { .. } => frames += carry_out_one(op, shared),
             Op::Broadcast { topic, event, body, binary, exclude } => {
                 // The broadcasts to the same topic that follow go over the subscribers once.
                 let mut group = vec![(event, body, binary, exclude)];

@@ -13,10 +13,15 @@
 //! buffer open by trickling bytes. Messages and joins a second are limited
 //! (`rate.rs`): beyond either, 1008.
 //!
+//! What the reader does with a whole message is picked once, when the session starts
+//! ([`Inbound`]): a channel connection decodes it and runs it through the channel rules
+//! (`conn.rs`); a raw one (`transport.rs`) checks that text is UTF-8 and hands it to its
+//! transport. Frames, credit, limits and timers are the same code for both.
+//!
 //! The writer takes every frame queued in the outbox and writes them with one
 //! vectored write.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +34,9 @@ use tokio::time::Instant;
 use super::conn::Conn;
 use super::outbox::Next;
 use super::rate::RateLimit;
+use super::transport::Peer;
 use crate::error::{CapacityError, Error, ProtocolError};
+use crate::sink::{ControlKind, DataKind, TransportClosed, TransportEvent};
 use crate::websocket::frame::{self, Opcode};
 use crate::websocket::{CloseCode, Frame, Reader};
 
@@ -55,42 +62,91 @@ thread_local! {
 /// How the reader ended.
 #[derive(Debug)]
 enum ReadEnd {
-    /// Close the connection with this code and reason.
-    Close(CloseCode, String),
+    /// Close the connection with this code and reason; the transport of a raw
+    /// connection is told why.
+    Close(CloseCode, String, TransportClosed),
     /// The peer is gone (EOF, reset): nothing to say.
     Gone,
 }
 
-pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
-    // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
-    let finalize = Finalize(&conn);
-    {
-        let writer = write_loop(&stream, &conn);
-        tokio::pin!(writer);
-        tokio::select! {
-            () = &mut writer => {}
-            end = read_loop(&stream, &conn, leftover) => {
-                match end {
-                    ReadEnd::Close(code, reason) => conn.close(code, &reason),
-                    ReadEnd::Gone => conn.outbox.abort(),
-                }
-                let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
-            }
+impl ReadEnd {
+    /// The server closes the connection because of an error: the transport is told the code.
+    fn error(code: CloseCode, reason: String) -> ReadEnd {
+        ReadEnd::Close(code, reason, TransportClosed::Error(code))
+    }
+}
+
+/// How the writer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteEnd {
+    /// Everything up to the close frame was written.
+    Finished,
+    /// Dropped without writing: the client did not read (its outbox filled).
+    Aborted,
+    /// A write failed: the client is gone.
+    Failed,
+}
+
+pub(super) async fn run(stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
+    let now = Instant::now();
+    let config = conn.config();
+    let messages = config.max_messages_per_second.map(|rate| RateLimit::new(rate, now));
+    // Picked once: neither kind tests for the other per message.
+    match conn.transport_peer() {
+        None => {
+            let joins = RateLimit::new(config.max_joins_per_second, now);
+            serve(stream, &conn, leftover, Channels { messages, joins }).await;
         }
+        Some(peer) => serve(stream, &conn, leftover, Raw { peer, messages }).await,
+    }
+}
+
+async fn serve(mut stream: TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) {
+    // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
+    let finalize = Finalize { conn, why: Cell::new(TransportClosed::Closed) };
+    {
+        let writer = write_loop(&stream, conn);
+        tokio::pin!(writer);
+        let why = tokio::select! {
+            end = &mut writer => match end {
+                // The close frame was the server's: the transport's, or a stop's.
+                WriteEnd::Finished => TransportClosed::Shutdown,
+                WriteEnd::Aborted => TransportClosed::Error(CloseCode::Policy),
+                WriteEnd::Failed => TransportClosed::Closed,
+            },
+            end = read_loop(&stream, conn, leftover, inbound) => {
+                let why = match end {
+                    ReadEnd::Close(code, reason, why) => {
+                        conn.close(code, &reason);
+                        why
+                    }
+                    ReadEnd::Gone => {
+                        conn.outbox.abort();
+                        TransportClosed::Closed
+                    }
+                };
+                let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
+                why
+            }
+        };
+        finalize.why.set(why);
     }
     drop(finalize);
     let _ = stream.shutdown().await;
 }
 
-struct Finalize<'a>(&'a Conn);
+struct Finalize<'a> {
+    conn: &'a Conn,
+    why: Cell<TransportClosed>,
+}
 
 impl Drop for Finalize<'_> {
     fn drop(&mut self) {
-        self.0.finalize();
+        self.conn.finalize_as(self.why.get());
     }
 }
 
-async fn write_loop(stream: &TcpStream, conn: &Conn) {
+async fn write_loop(stream: &TcpStream, conn: &Conn) -> WriteEnd {
     let mut batch = Vec::new();
     loop {
         match conn.outbox.next(&mut batch).await {
@@ -98,11 +154,12 @@ async fn write_loop(stream: &TcpStream, conn: &Conn) {
                 if let Err(error) = write_all(stream, &batch, conn).await {
                     tracing::debug!(conn = conn.id(), %error, "write failed");
                     conn.outbox.abort();
-                    return;
+                    return WriteEnd::Failed;
                 }
                 batch.clear();
             }
-            Next::Finished | Next::Abort => return,
+            Next::Finished => return WriteEnd::Finished,
+            Next::Abort => return WriteEnd::Aborted,
         }
     }
 }
@@ -167,19 +224,15 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
     Ok(())
 }
 
-async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
+async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) -> ReadEnd {
     let config = conn.config();
     let (timeout, frame_timeout) = (config.timeout, config.frame_timeout);
     // One timer per connection, moved only when it fires: a read just notes the time,
     // so a busy connection costs no timer work per message. That time is also the
     // clock of the rate limits and the frame timeout: one clock read per read.
     let mut last_read = Instant::now();
-    let limits = Limits {
-        messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, last_read)),
-        joins: RateLimit::new(config.max_joins_per_second, last_read),
-    };
     let reader = Reader::new(config.max_frame_size);
-    let mut input = Input { reader, unparsed: leftover, partial_since: None, limits };
+    let mut input = Input { reader, unparsed: leftover, partial_since: None, inbound };
     let idle = tokio::time::sleep_until(last_read + timeout);
     tokio::pin!(idle);
     // The frame timer is polled only while a frame is partly in, and moved only when
@@ -198,7 +251,7 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
             // unable even to see that its client has gone.
             if tokio::time::timeout(timeout, conn.credit.restored(conn.credit_limits())).await.is_err() {
                 tracing::warn!(conn = conn.id(), ?timeout, "closing a connection whose channels stopped handling its messages");
-                return ReadEnd::Close(CloseCode::Internal, STUCK_REASON.to_owned());
+                return ReadEnd::error(CloseCode::Internal, STUCK_REASON.to_owned());
             }
             // Not reading was our doing, not the client's silence or slowness.
             last_read = Instant::now();
@@ -221,14 +274,14 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
             () = &mut idle => {
                 let deadline = last_read + timeout;
                 if Instant::now() >= deadline {
-                    return ReadEnd::Close(CloseCode::Protocol, String::new());
+                    return ReadEnd::Close(CloseCode::Protocol, String::new(), TransportClosed::Timeout);
                 }
                 idle.as_mut().reset(deadline);
                 continue;
             }
             () = &mut frame_deadline, if partial_deadline.is_some() => {
                 tracing::debug!(conn = conn.id(), ?frame_timeout, "closing a connection whose frame stalled");
-                return ReadEnd::Close(CloseCode::Policy, SLOW_FRAME_REASON.to_owned());
+                return ReadEnd::error(CloseCode::Policy, SLOW_FRAME_REASON.to_owned());
             }
         }
         let end = SCRATCH.with(|scratch| {
@@ -249,32 +302,54 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
     }
 }
 
-/// The reader's side of a connection: the frame reader and the bytes not parsed yet.
-struct Input {
+/// The reader's side of a connection: the frame reader, the bytes not parsed yet, and
+/// what takes the messages.
+struct Input<I> {
     reader: Reader,
     /// Bytes read but not parsed: the start of a frame whose end has not arrived, or
     /// the frames that follow the message that used up the connection's credit.
     unparsed: Vec<u8>,
     /// Since when the frame at the start of `unparsed` has been coming in.
     partial_since: Option<Instant>,
-    limits: Limits,
+    inbound: I,
 }
 
-/// The connection's inbound rate limits.
-struct Limits {
+/// What the reader does with each whole message and control frame of a connection.
+trait Inbound {
+    /// A whole message of `kind`, arrived at `now`.
+    fn message(&mut self, conn: &Arc<Conn>, kind: DataKind, data: &[u8], now: Instant) -> Result<(), ReadEnd>;
+
+    /// A ping (the reader answers it) or a pong.
+    fn control(&mut self, kind: ControlKind, payload: &[u8]);
+}
+
+/// A channel connection's messages: decoded and run through the channel rules, within
+/// the connection's inbound rate limits.
+struct Channels {
     /// None: no limit (the default).
     messages: Option<RateLimit>,
     joins: RateLimit,
 }
 
-impl Limits {
+impl Inbound for Channels {
+    fn message(&mut self, conn: &Arc<Conn>, kind: DataKind, data: &[u8], now: Instant) -> Result<(), ReadEnd> {
+        let decoded = match kind {
+            DataKind::Text => conn.serializer().decode_text(data),
+            DataKind::Binary => conn.serializer().decode_binary(data),
+        };
+        let message = decoded.map_err(|error| close_for(conn, error.into()))?;
+        self.check(&message, now).map_err(|error| close_for(conn, error.into()))?;
+        conn.handle_message(message, data.len()).map_err(|error| close_for(conn, error.into()))
+    }
+
+    /// Heartbeats are channel messages: control frames need nothing more than the pong.
+    fn control(&mut self, _kind: ControlKind, _payload: &[u8]) {}
+}
+
+impl Channels {
     /// Counts `message` at `now`; the error when it breaks a limit.
     fn check(&mut self, message: &crate::protocol::Message, now: Instant) -> Result<(), CapacityError> {
-        if let Some(messages) = &mut self.messages {
-            if !messages.take(now) {
-                return Err(CapacityError::TooManyMessages(messages.per_second()));
-            }
-        }
+        take(self.messages.as_mut(), now)?;
         if message.event == crate::protocol::Event::Join && !self.joins.take(now) {
             return Err(CapacityError::TooManyJoins(self.joins.per_second()));
         }
@@ -282,14 +357,52 @@ impl Limits {
     }
 }
 
-impl Input {
+/// A raw connection's messages: handed as they are to its transport, which gives the
+/// credit of each back once handled.
+struct Raw {
+    peer: Peer,
+    /// None: no limit (the default).
+    messages: Option<RateLimit>,
+}
+
+impl Inbound for Raw {
+    fn message(&mut self, conn: &Arc<Conn>, kind: DataKind, data: &[u8], now: Instant) -> Result<(), ReadEnd> {
+        take(self.messages.as_mut(), now).map_err(|error| close_for(conn, error.into()))?;
+        if kind == DataKind::Text && std::str::from_utf8(data).is_err() {
+            return Err(close_for(conn, ProtocolError::InvalidUtf8.into()));
+        }
+        self.peer.transport.delivered(data.len());
+        self.peer.sink.deliver(TransportEvent::Message(kind, data));
+        Ok(())
+    }
+
+    fn control(&mut self, kind: ControlKind, payload: &[u8]) {
+        if self.peer.wants_control {
+            self.peer.transport.delivered(payload.len());
+            self.peer.sink.deliver(TransportEvent::Control(kind, payload));
+        }
+    }
+}
+
+/// Counts a message against the messages-a-second limit, if there is one.
+fn take(limit: Option<&mut RateLimit>, now: Instant) -> Result<(), CapacityError> {
+    match limit {
+        Some(limit) => match limit.take(now) {
+            true => Ok(()),
+            false => Err(CapacityError::TooManyMessages(limit.per_second())),
+        },
+        None => Ok(()),
+    }
+}
+
+impl<I: Inbound> Input<I> {
     /// Handles freshly read bytes: parsed in place, and only what is left is kept.
     fn feed(&mut self, data: &mut [u8], now: Instant, conn: &Arc<Conn>) -> Option<ReadEnd> {
         if !self.unparsed.is_empty() {
             self.unparsed.extend_from_slice(data);
             return self.parse_unparsed(now, conn);
         }
-        match parse(&mut self.reader, &mut self.limits, data, now, conn) {
+        match parse(&mut self.reader, &mut self.inbound, data, now, conn) {
             Ok(consumed) => {
                 self.unparsed.extend_from_slice(&data[consumed..]);
                 self.note_progress(consumed, now);
@@ -314,7 +427,7 @@ impl Input {
             return None;
         }
         let mut buf = std::mem::take(&mut self.unparsed);
-        match parse(&mut self.reader, &mut self.limits, &mut buf, now, conn) {
+        match parse(&mut self.reader, &mut self.inbound, &mut buf, now, conn) {
             Ok(consumed) => {
                 buf.drain(..consumed);
                 self.unparsed = buf;
@@ -326,11 +439,10 @@ impl Input {
     }
 }
 
-/// Handles the complete frames at the start of `buf`, up to the message that uses up
-/// the connection's credit; returns the bytes consumed.
-/// Parses and dispatches the whole frames of `buf`, which arrived at `now` (the
-/// messages of one read arrived together); returns how many bytes they took.
-fn parse(reader: &mut Reader, limits: &mut Limits, buf: &mut [u8], now: Instant, conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
+/// Parses and dispatches the whole frames at the start of `buf`, which arrived at `now`
+/// (the messages of one read arrived together), up to the message that uses up the
+/// connection's credit; returns how many bytes they took.
+fn parse(reader: &mut Reader, inbound: &mut impl Inbound, buf: &mut [u8], now: Instant, conn: &Arc<Conn>) -> Result<usize, ReadEnd> {
     let mut pos = 0;
     while !conn.is_out_of_credit() {
         let read = match reader.read(&mut buf[pos..]) {
@@ -340,28 +452,20 @@ fn parse(reader: &mut Reader, limits: &mut Limits, buf: &mut [u8], now: Instant,
         };
         pos += read.consumed;
         match read.frame {
-            None | Some(Frame::Pong) => {}
+            None => {}
+            Some(Frame::Pong(payload)) => inbound.control(ControlKind::Pong, payload),
             Some(Frame::Ping(payload)) => {
                 let _ = conn.send(frame::control(Opcode::Pong, payload));
+                inbound.control(ControlKind::Ping, payload);
             }
-            Some(Frame::Close(payload)) => return Err(ReadEnd::Close(CloseCode::echo(payload), String::new())),
-            Some(Frame::Text(text)) => dispatch(conn.serializer().decode_text(text), text.len(), limits, now, conn)?,
-            Some(Frame::Binary(data)) => dispatch(conn.serializer().decode_binary(data), data.len(), limits, now, conn)?,
+            Some(Frame::Close(payload)) => {
+                return Err(ReadEnd::Close(CloseCode::echo(payload), String::new(), TransportClosed::Closed))
+            }
+            Some(Frame::Text(text)) => inbound.message(conn, DataKind::Text, text, now)?,
+            Some(Frame::Binary(data)) => inbound.message(conn, DataKind::Binary, data, now)?,
         }
     }
     Ok(pos)
-}
-
-fn dispatch(
-    decoded: Result<crate::protocol::Message, ProtocolError>,
-    size: usize,
-    limits: &mut Limits,
-    now: Instant,
-    conn: &Arc<Conn>,
-) -> Result<(), ReadEnd> {
-    let message = decoded.map_err(|error| close_for(conn, error.into()))?;
-    limits.check(&message, now).map_err(|error| close_for(conn, error.into()))?;
-    conn.handle_message(message, size).map_err(|error| close_for(conn, error.into()))
 }
 
 /// The close frame for an error of the peer, logged once here.
@@ -370,13 +474,13 @@ fn close_for(conn: &Conn, error: Error) -> ReadEnd {
     let code = match &error {
         Error::Capacity(CapacityError::MessageTooLarge { .. }) => CloseCode::TooBig,
         Error::Capacity(_) => CloseCode::Policy,
-        Error::Protocol(ProtocolError::MalformedMessage(_) | ProtocolError::MalformedBinary(_)) => {
-            CloseCode::InvalidPayload
-        }
+        Error::Protocol(
+            ProtocolError::MalformedMessage(_) | ProtocolError::MalformedBinary(_) | ProtocolError::InvalidUtf8,
+        ) => CloseCode::InvalidPayload,
         Error::Protocol(ProtocolError::BinaryNotSupported) => CloseCode::InvalidPayload,
         Error::Protocol(_) => CloseCode::Protocol,
         Error::Closed | Error::Io(_) => CloseCode::Internal,
         Error::Encode(_) => CloseCode::Internal,
     };
-    ReadEnd::Close(code, error.to_string())
+    ReadEnd::error(code, error.to_string())
 }

@@ -29,8 +29,8 @@ pub enum Frame<'a> {
     Binary(&'a [u8]),
     /// A ping, with its payload (to be echoed in the pong).
     Ping(&'a [u8]),
-    /// A pong.
-    Pong,
+    /// A pong, with its payload.
+    Pong(&'a [u8]),
     /// A close frame, with its payload (code and reason).
     Close(&'a [u8]),
 }
@@ -107,7 +107,7 @@ impl Reader {
         };
         match opcode {
             Opcode::Ping => Ok(Some(Frame::Ping(payload))),
-            Opcode::Pong => Ok(Some(Frame::Pong)),
+            Opcode::Pong => Ok(Some(Frame::Pong(payload))),
             Opcode::Close => Ok(Some(Frame::Close(payload))),
             Opcode::Text | Opcode::Binary if matches!(self.fragments, Fragments::Assembling(..)) => {
                 Err(ProtocolError::UnexpectedContinuation.into())
@@ -217,9 +217,9 @@ mod tests {
 
     #[test]
     fn passes_close_and_pong_frames_up() {
-        let mut input = client_frame(true, 0xA, b"");
+        let mut input = client_frame(true, 0xA, b"p");
         input.extend(client_frame(true, 0x8, &[0x03, 0xe8]));
         let got = frames(&mut Reader::new(100), input).unwrap();
-        assert_eq!(got, ["Some(Pong)", "Some(Close([3, 232]))"]);
+        assert_eq!(got, ["Some(Pong([112]))", "Some(Close([3, 232]))"]);
     }
 }

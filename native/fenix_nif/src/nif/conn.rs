@@ -9,9 +9,9 @@ use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
 use super::error;
 use crate::atoms;
-use crate::beam::{client_message, ChannelProcess};
+use crate::beam::{client_message, ChannelProcess, TransportProcess};
 use crate::error::{JoinErrorTerm, NifError};
-use crate::resources::{ChannelResource, ConnResource};
+use crate::resources::{ChannelResource, ConnResource, TransportResource};
 use crate::sender::{pace_atom, with_caller};
 use crate::term::{encode_payload, EncodedPayload};
 
@@ -19,6 +19,28 @@ use crate::term::{encode_payload, EncodedPayload};
 #[rustler::nif]
 fn conn_accept<'a>(env: Env<'a>, conn: ResourceArc<ConnResource>, socket_id: Option<String>, socket: Binary<'a>) -> Term<'a> {
     ok_or_error(env, conn.0.accept(socket_id, Bytes::copy_from_slice(socket.as_slice())))
+}
+
+/// Accepts a raw connection with the calling process as its transport (monitored: its
+/// death closes the connection with 1011), told of pings and pongs with
+/// `wants_control`. Returns `{:ok, transport}` or `{:error, :closed}`.
+#[rustler::nif]
+fn conn_accept_transport(env: Env<'_>, conn: ResourceArc<ConnResource>, wants_control: bool) -> Term<'_> {
+    let pid = env.pid();
+    let mut resource = None;
+    let make_sink = |transport: &Arc<_>| -> fenix_core::TransportSinkRef {
+        let transport_resource = ResourceArc::new(TransportResource(Arc::clone(transport)));
+        resource = Some(transport_resource.clone());
+        Arc::new(TransportProcess { pid, _resource: transport_resource })
+    };
+    match (conn.0.accept_transport(make_sink, wants_control), resource) {
+        (Ok(_), Some(resource)) => {
+            env.monitor(&resource, &pid);
+            (atoms::ok(), resource).encode(env)
+        }
+        (Err(e), _) => NifError(e).encode(env),
+        (Ok(_), None) => error(env, atoms::closed()),
+    }
 }
 
 /// Refuses a connection (HTTP 403).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fenix_core::server::{Config, Server, SocketConfig};
+use fenix_core::server::{Config, Server, SocketConfig, SocketKind};
 use rustler::{Encoder, Env, LocalPid, NifMap, ResourceArc, Term};
 
 use super::error;
@@ -35,6 +35,8 @@ struct EndpointOptions {
 #[derive(NifMap)]
 struct SocketOptions {
     path: String,
+    /// A `Fenix.Socket.Transport` (raw messages) rather than a `Fenix.Socket`.
+    raw: bool,
     timeout: Option<u64>,
     max_frame_size: Option<usize>,
     max_channels: Option<usize>,
@@ -52,6 +54,7 @@ impl From<SocketOptions> for SocketConfig {
     fn from(o: SocketOptions) -> Self {
         let defaults = SocketConfig::new(o.path);
         SocketConfig {
+            kind: if o.raw { SocketKind::Raw } else { SocketKind::Channels },
             timeout: o.timeout.map_or(defaults.timeout, Duration::from_millis),
             max_frame_size: o.max_frame_size.unwrap_or(defaults.max_frame_size),
             max_channels: o.max_channels.unwrap_or(defaults.max_channels),

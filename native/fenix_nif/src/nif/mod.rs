@@ -8,6 +8,7 @@ mod conn;
 mod endpoint;
 mod presence;
 mod pubsub;
+mod transport;
 
 use fenix_core::server::Pace;
 use rustler::{Atom, Encoder, Env, Term};
