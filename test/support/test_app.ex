@@ -11,6 +11,12 @@ defmodule Fenix.TestEndpoint do
   socket "/same-host", Fenix.TestSocket, websocket: [check_origin: :conn]
   socket "/any-origin", Fenix.TestSocket, websocket: [check_origin: false]
   socket "/mfa-origin", Fenix.TestSocket, websocket: [check_origin: {Fenix.TestSocket, :origin_allowed?, ["ok.io"]}]
+  # Custom transports (test/support/test_transport.ex).
+  socket "/transport", Fenix.TestTransport,
+    websocket: [max_frame_size: 4096, max_unhandled_messages: 4, connect_info: [:peer_data, region: "test"]]
+
+  socket "/transport-short", Fenix.TestTransport, websocket: [timeout: 200]
+  socket "/transport-plain", Fenix.TestPlainTransport, websocket: true
 end
 
 defmodule Fenix.TestPresence do
