@@ -44,10 +44,13 @@ impl TransportSink for Forward {
     }
 }
 
+/// An accepted connection's transport and what it is told.
+type Accepted = (Arc<Transport>, mpsc::UnboundedReceiver<Told>);
+
 /// Accepts every connection as raw, handing the test each transport and its events.
 #[derive(Default)]
 struct Accept {
-    accepted: Mutex<Option<mpsc::UnboundedSender<(Arc<Transport>, mpsc::UnboundedReceiver<Told>)>>>,
+    accepted: Mutex<Option<mpsc::UnboundedSender<Accepted>>>,
 }
 
 impl Handler for Accept {
@@ -66,7 +69,7 @@ impl Handler for Accept {
 
 struct Raw {
     server: Server,
-    accepted: mpsc::UnboundedReceiver<(Arc<Transport>, mpsc::UnboundedReceiver<Told>)>,
+    accepted: mpsc::UnboundedReceiver<Accepted>,
 }
 
 impl Raw {
