@@ -63,8 +63,10 @@ defmodule Fenix.Endpoint do
   ## Supervision
 
   The endpoint is a supervisor. Among its processes are the supervisor of its channel
-  processes and a dispatcher that owns the engine's server and turns its connect and
-  join requests into work. The server lives exactly as long as its dispatcher: when the
+  processes (and of the connection processes of its `Fenix.Socket.Transport` sockets),
+  the child specs of those transport modules (`child_spec/1`, under a supervisor of
+  their own, so that one that crashes restarts alone), and a dispatcher that owns the
+  engine's server and turns its connect and join requests into work. The server lives exactly as long as its dispatcher: when the
   dispatcher exits for any reason (a crash, a kill, the endpoint stopping or being
   killed), the server stops accepting, releases its port, answers pending upgrades
   with 503, and closes every connection with code 1012 (Service Restart); each of their

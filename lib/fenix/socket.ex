@@ -115,7 +115,10 @@ defmodule Fenix.Socket do
       Default `#{@defaults.max_joins_per_second}`, well above a page that joins all its
       channels at once.
 
-  Each is a positive integer; an option left out gets its default.
+  Each is a positive integer; an option left out gets its default. The same options
+  (but `:max_channels` and `:max_joins_per_second`) bound the connections of a
+  `Fenix.Socket.Transport`, whose messages count against the inbound bounds as a
+  channel's do.
 
   ## Fields
 
