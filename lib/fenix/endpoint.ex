@@ -210,7 +210,7 @@ defmodule Fenix.Endpoint do
   anything else makes the endpoint fail to start, naming the module.
 
       socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
-      socket "/echo", MyAppWeb.EchoSocket, websocket: true
+      socket "/counter", MyAppWeb.CounterSocket, websocket: true
   """
   defmacro socket(path, socket_module, opts \\ []) do
     socket_module = Macro.expand(socket_module, %{__CALLER__ | function: {:socket, 3}})

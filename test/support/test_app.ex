@@ -16,7 +16,8 @@ defmodule Fenix.TestEndpoint do
     websocket: [max_frame_size: 4096, max_unhandled_messages: 4, connect_info: [:peer_data, region: "test"]]
 
   socket "/transport-short", Fenix.TestTransport, websocket: [timeout: 200]
-  socket "/transport-plain", Fenix.TestPlainTransport, websocket: true
+  # Without handle_control/2.
+  socket "/transport-plain", Fenix.Conformance.EchoSocket, websocket: true
 end
 
 defmodule Fenix.TestPresence do

@@ -74,27 +74,3 @@ defmodule Fenix.TestTransport do
 
   defp handled(state), do: %{state | handled: state.handled + 1}
 end
-
-defmodule Fenix.TestPlainTransport do
-  @moduledoc false
-  # A transport without handle_control/2: control frames must not reach it.
-  @behaviour Fenix.Socket.Transport
-
-  @impl true
-  def child_spec(_opts), do: :ignore
-
-  @impl true
-  def connect(_info), do: {:ok, nil}
-
-  @impl true
-  def init(state), do: {:ok, state}
-
-  @impl true
-  def handle_in({message, opcode: opcode}, state), do: {:reply, :ok, {opcode, message}, state}
-
-  @impl true
-  def handle_info(_message, state), do: {:ok, state}
-
-  @impl true
-  def terminate(_reason, _state), do: :ok
-end

@@ -230,8 +230,10 @@ defmodule Fenix.Channel.Server do
     {:stop, reason, socket}
   end
 
-  defp graceful?(:normal), do: true
-  defp graceful?(:shutdown), do: true
-  defp graceful?({:shutdown, _}), do: true
-  defp graceful?(_), do: false
+  # Also the transport processes' rule (Fenix.Socket.Transport.Server): 1000 or 1011.
+  @doc false
+  def graceful?(:normal), do: true
+  def graceful?(:shutdown), do: true
+  def graceful?({:shutdown, _}), do: true
+  def graceful?(_), do: false
 end

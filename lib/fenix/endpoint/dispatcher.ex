@@ -167,12 +167,23 @@ defmodule Fenix.Endpoint.Dispatcher do
   @impl true
   def terminate(_reason, state), do: Native.endpoint_stop(state.engine)
 
-  # Every join gets an answer: a channel process that cannot be started (a bad child
-  # spec, a start_link that fails, the channel supervisor gone) is a join that crashed.
+  # Every join gets an answer: a channel process that cannot be started is a join
+  # that crashed.
   defp start_channel(channels, %Socket{channel: channel} = socket, conn, {topic, _, _} = join, payload) do
+    spec = {channel, {socket, conn, join, payload}}
+
+    with :error <- start_child(channels, spec, "#{inspect(channel)} for topic #{inspect(topic)}") do
+      Native.conn_join_failed(conn, join, @join_crashed)
+    end
+  end
+
+  # Starts `spec` under `supervisor`: :ok, or :error (logged, naming `what`) for a
+  # process that cannot be started: a bad child spec, a start_link that fails, the
+  # supervisor gone.
+  defp start_child(supervisor, spec, what) do
     result =
       try do
-        DynamicSupervisor.start_child(channels, {channel, {socket, conn, join, payload}})
+        DynamicSupervisor.start_child(supervisor, spec)
       catch
         kind, reason -> {kind, reason}
       end
@@ -185,8 +196,8 @@ defmodule Fenix.Endpoint.Dispatcher do
         :ok
 
       failed ->
-        Logger.error("Could not start #{inspect(channel)} for topic #{inspect(topic)}: #{inspect(failed)}")
-        Native.conn_join_failed(conn, join, @join_crashed)
+        Logger.error("Could not start #{what}: #{inspect(failed)}")
+        :error
     end
   end
 
@@ -274,20 +285,10 @@ defmodule Fenix.Endpoint.Dispatcher do
   end
 
   defp start_transport(supervisor, handler, transport_state, conn) do
-    result =
-      try do
-        DynamicSupervisor.start_child(supervisor, {Fenix.Socket.Transport.Server, {handler, transport_state, conn}})
-      catch
-        kind, reason -> {kind, reason}
-      end
+    spec = {Fenix.Socket.Transport.Server, {handler, transport_state, conn}}
 
-    case result do
-      {:ok, _pid} ->
-        :ok
-
-      failed ->
-        Logger.error("Could not start the transport process of #{inspect(handler)}: #{inspect(failed)}")
-        Native.conn_refuse(conn)
+    with :error <- start_child(supervisor, spec, "the transport process of #{inspect(handler)}") do
+      Native.conn_refuse(conn)
     end
   end
 

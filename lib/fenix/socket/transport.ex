@@ -4,23 +4,31 @@ defmodule Fenix.Socket.Transport do
   channel protocol. It mirrors `Phoenix.Socket.Transport`'s callbacks and return
   values, so a Phoenix transport module moves to Fenix by renaming its `@behaviour`.
 
-      defmodule MyAppWeb.EchoSocket do
+      defmodule MyAppWeb.CounterSocket do
         @behaviour Fenix.Socket.Transport
 
         @impl true
         def child_spec(_opts), do: :ignore
 
         @impl true
-        def connect(%{params: params}), do: {:ok, %{user: params["user"]}}
+        def connect(%{params: %{"token" => "secret"}}), do: {:ok, %{count: 0}}
+        def connect(_transport_info), do: :error
 
         @impl true
-        def init(state), do: {:ok, state}
+        def init(state) do
+          :timer.send_interval(1_000, :tick)
+          {:ok, state}
+        end
 
         @impl true
-        def handle_in({message, opcode: opcode}, state), do: {:reply, :ok, {opcode, message}, state}
+        def handle_in({text, opcode: :text}, state) do
+          {:reply, :ok, {:text, "got \#{byte_size(text)} bytes"}, %{state | count: state.count + 1}}
+        end
+
+        def handle_in({_data, opcode: :binary}, state), do: {:stop, :normal, state}
 
         @impl true
-        def handle_info(_message, state), do: {:ok, state}
+        def handle_info(:tick, state), do: {:push, {:text, "\#{state.count} so far"}, state}
 
         @impl true
         def terminate(_reason, _state), do: :ok
@@ -28,7 +36,7 @@ defmodule Fenix.Socket.Transport do
 
   Mount it like any socket; the WebSocket is served at `<path>/websocket`:
 
-      socket "/echo", MyAppWeb.EchoSocket, websocket: true
+      socket "/counter", MyAppWeb.CounterSocket, websocket: true
 
   The socket's `websocket:` options are those of `Fenix.Socket` (`:timeout`,
   `:max_frame_size`, the outbox and inbound bounds, `:connect_info`, `:check_origin`,

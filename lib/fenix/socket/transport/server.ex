@@ -96,7 +96,7 @@ defmodule Fenix.Socket.Transport.Server do
   end
 
   defp handle_result({:stop, reason, state}, _callback, server) do
-    server.transport |> Native.transport_close(graceful?(reason)) |> Native.await_pace()
+    server.transport |> Native.transport_close(Fenix.Channel.Server.graceful?(reason)) |> Native.await_pace()
     {:stop, reason, %{server | state: state}}
   end
 
@@ -123,9 +123,4 @@ defmodule Fenix.Socket.Transport.Server do
     end
     |> Native.await_pace()
   end
-
-  defp graceful?(:normal), do: true
-  defp graceful?(:shutdown), do: true
-  defp graceful?({:shutdown, _}), do: true
-  defp graceful?(_), do: false
 end

@@ -486,7 +486,7 @@ impl Conn {
         drop(state);
         self.outbox.abort();
         if let Some(Peer { transport, sink, .. }) = transport {
-            transport.ended();
+            transport.unhandled.ended(&self.credit, self.credit_limits());
             sink.deliver(TransportEvent::Closed(why));
         }
         if let Some(id) = socket_id {

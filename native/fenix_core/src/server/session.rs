@@ -320,7 +320,7 @@ trait Inbound {
     fn message(&mut self, conn: &Arc<Conn>, kind: DataKind, data: &[u8], now: Instant) -> Result<(), ReadEnd>;
 
     /// A ping (the reader answers it) or a pong.
-    fn control(&mut self, kind: ControlKind, payload: &[u8]);
+    fn control(&mut self, conn: &Conn, kind: ControlKind, payload: &[u8]);
 }
 
 /// A channel connection's messages: decoded and run through the channel rules, within
@@ -343,7 +343,7 @@ impl Inbound for Channels {
     }
 
     /// Heartbeats are channel messages: control frames need nothing more than the pong.
-    fn control(&mut self, _kind: ControlKind, _payload: &[u8]) {}
+    fn control(&mut self, _conn: &Conn, _kind: ControlKind, _payload: &[u8]) {}
 }
 
 impl Channels {
@@ -371,14 +371,14 @@ impl Inbound for Raw {
         if kind == DataKind::Text && std::str::from_utf8(data).is_err() {
             return Err(close_for(conn, ProtocolError::InvalidUtf8.into()));
         }
-        self.peer.transport.delivered(data.len());
+        self.peer.transport.unhandled.delivered(data.len(), &conn.credit);
         self.peer.sink.deliver(TransportEvent::Message(kind, data));
         Ok(())
     }
 
-    fn control(&mut self, kind: ControlKind, payload: &[u8]) {
+    fn control(&mut self, conn: &Conn, kind: ControlKind, payload: &[u8]) {
         if self.peer.wants_control {
-            self.peer.transport.delivered(payload.len());
+            self.peer.transport.unhandled.delivered(payload.len(), &conn.credit);
             self.peer.sink.deliver(TransportEvent::Control(kind, payload));
         }
     }
@@ -453,10 +453,10 @@ fn parse(reader: &mut Reader, inbound: &mut impl Inbound, buf: &mut [u8], now: I
         pos += read.consumed;
         match read.frame {
             None => {}
-            Some(Frame::Pong(payload)) => inbound.control(ControlKind::Pong, payload),
+            Some(Frame::Pong(payload)) => inbound.control(conn, ControlKind::Pong, payload),
             Some(Frame::Ping(payload)) => {
                 let _ = conn.send(frame::control(Opcode::Pong, payload));
-                inbound.control(ControlKind::Ping, payload);
+                inbound.control(conn, ControlKind::Ping, payload);
             }
             Some(Frame::Close(payload)) => {
                 return Err(ReadEnd::Close(CloseCode::echo(payload), String::new(), TransportClosed::Closed))

@@ -42,8 +42,9 @@ const CRASH_REASON: &str = "transport process exited";
 #[derive(Debug)]
 pub struct Transport {
     conn: Arc<Conn>,
-    /// Messages handed to the transport and not handled yet.
-    unhandled: Share,
+    /// Messages handed to the transport and not handled yet: taken by the reader,
+    /// given back here, and all at once when the connection ends (`Conn::finalize_as`).
+    pub(crate) unhandled: Share,
 }
 
 /// What the reader of a raw connection hands messages to: the transport's handle (for
@@ -95,16 +96,5 @@ impl Transport {
     /// goes back to the connection, whose reader may go on.
     pub fn handled(&self, bytes: usize) {
         self.unhandled.handled(bytes, &self.conn.credit, self.conn.credit_limits());
-    }
-
-    /// The reader handed the transport a message of `bytes`. Only the reader calls it,
-    /// and before the connection's end calls [`Transport::ended`].
-    pub(crate) fn delivered(&self, bytes: usize) {
-        self.unhandled.delivered(bytes, &self.conn.credit);
-    }
-
-    /// The connection ended: whatever the transport still holds is given back.
-    pub(crate) fn ended(&self) {
-        self.unhandled.ended(&self.conn.credit, self.conn.credit_limits());
     }
 }
