@@ -1,4 +1,5 @@
-{:ok, _} = Fenix.TestEndpoint.start_link(http: [port: 0], static: [from: "test/fixtures/static"])
+{:ok, _} = Fenix.PubSub.start_link(name: Fenix.TestPubSub)
+{:ok, _} = Fenix.TestEndpoint.start_link(http: [port: 0], static: [from: "test/fixtures/static"], pubsub_server: Fenix.TestPubSub)
 {:ok, _} = Fenix.TestPresence.start_link(tick: 30)
 {:ok, _} = Fenix.TestFetchPresence.start_link(tick: 30, greeting: "hi")
 ExUnit.start(capture_log: true)

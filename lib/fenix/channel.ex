@@ -194,12 +194,12 @@ defmodule Fenix.Channel do
 
   @doc """
   Broadcasts `event` to every subscriber of the socket's topic except this socket's
-  own connection.
+  own connection (and this channel process, if it subscribed to its topic itself).
   """
   @spec broadcast_from(Socket.t(), String.t(), term()) :: :ok | {:error, term()}
   def broadcast_from(%Socket{} = socket, event, payload) do
     assert_joined!(socket)
-    Fenix.Endpoint.__broadcast__(socket.endpoint, socket.topic, event, payload, socket.conn_id)
+    Fenix.Endpoint.__broadcast__(socket.endpoint, socket.topic, event, payload, socket.conn_id, socket.channel_pid)
   end
 
   @doc """

@@ -131,6 +131,23 @@ defmodule Fenix.Endpoint do
   @doc "Broadcasts to the subscribers on this node only."
   @callback local_broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
               :ok | {:error, term()}
+  @doc "Broadcasts to the subscribers on this node only, except the process `from`."
+  @callback local_broadcast_from(from :: pid(), topic :: String.t(), event :: String.t(), payload :: term()) ::
+              :ok | {:error, term()}
+  @doc """
+  Subscribes the caller to `topic` on the endpoint's `:pubsub_server`: it receives a
+  `%Fenix.Socket.Broadcast{}` for each broadcast to the topic. Options as
+  `Fenix.PubSub.subscribe/3`.
+  """
+  @callback subscribe(topic :: String.t(), opts :: keyword()) :: :ok | {:error, term()}
+  @doc "Unsubscribes the caller from `topic`."
+  @callback unsubscribe(topic :: String.t()) :: :ok
+  @doc """
+  Called by the application's `config_change/3` on a release upgrade, as
+  `mix phx.new` generates it. The endpoint reads its config when it starts, so this
+  does nothing: restart the endpoint to apply a change.
+  """
+  @callback config_change(changed :: keyword(), removed :: [atom()]) :: :ok
 
   @doc false
   defmacro __using__(opts) do
@@ -170,6 +187,19 @@ defmodule Fenix.Endpoint do
 
       @impl Fenix.Endpoint
       def local_broadcast(topic, event, payload), do: Fenix.Endpoint.broadcast(__MODULE__, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def local_broadcast_from(from, topic, event, payload),
+        do: Fenix.Endpoint.broadcast_from(__MODULE__, from, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def subscribe(topic, opts \\ []), do: Fenix.PubSub.subscribe(Fenix.Endpoint.pubsub_server!(__MODULE__), topic, opts)
+
+      @impl Fenix.Endpoint
+      def unsubscribe(topic), do: Fenix.PubSub.unsubscribe(Fenix.Endpoint.pubsub_server!(__MODULE__), topic)
+
+      @impl Fenix.Endpoint
+      def config_change(_changed, _removed), do: :ok
     end
   end
 
@@ -278,7 +308,7 @@ defmodule Fenix.Endpoint do
   end
 
   @doc false
-  def broadcast(endpoint, topic, event, payload), do: __broadcast__(endpoint, topic, event, payload, nil)
+  def broadcast(endpoint, topic, event, payload), do: __broadcast__(endpoint, topic, event, payload, nil, nil)
 
   @doc false
   def broadcast!(endpoint, topic, event, payload) do
@@ -287,7 +317,15 @@ defmodule Fenix.Endpoint do
 
   @doc false
   def broadcast_from(endpoint, from, topic, event, payload) when is_pid(from) do
-    __broadcast__(endpoint, topic, event, payload, conn_id_of(from))
+    __broadcast__(endpoint, topic, event, payload, conn_id_of(from), from)
+  end
+
+  @doc false
+  def pubsub_server!(endpoint) do
+    case endpoint.config(:pubsub_server) do
+      nil -> raise ArgumentError, "#{inspect(endpoint)} has no :pubsub_server in its config; see Fenix.PubSub"
+      pubsub -> pubsub
+    end
   end
 
   # Channel processes keep their connection id in the process dictionary, so that
@@ -304,13 +342,13 @@ defmodule Fenix.Endpoint do
   end
 
   @doc false
-  def __broadcast__(endpoint, topic, event, payload, exclude)
+  def __broadcast__(endpoint, topic, event, payload, exclude, from)
       when is_binary(topic) and is_binary(event) do
     engine = engine!(endpoint)
 
     result =
-      case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
-        :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
+      case Native.endpoint_broadcast(engine, topic, event, payload, exclude, from) do
+        :dirty -> Native.endpoint_broadcast_dirty(engine, topic, event, payload, exclude, from)
         result -> result
       end
 

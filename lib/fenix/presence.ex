@@ -382,7 +382,7 @@ defmodule Fenix.Presence.Server do
       leaves: Fenix.Presence.fetched(state.module, topic, leaves)
     }
 
-    if state.fetch?, do: Fenix.Endpoint.__broadcast__(state.options.endpoint, topic, "presence_diff", diff, nil)
+    if state.fetch?, do: Fenix.Endpoint.broadcast(state.options.endpoint, topic, "presence_diff", diff)
 
     if state.handle_metas? do
       current = Fenix.Presence.list(state.module, topic)

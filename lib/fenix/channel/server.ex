@@ -10,6 +10,9 @@ defmodule Fenix.Channel.Server do
   #   {:fenix_out, event, payload}       intercepted broadcast   -> handle_out/3
   #   {:fenix_closed, reason}            connection closed or
   #                                      topic joined again      -> stop {:shutdown, reason}
+  #
+  # and, from Fenix.PubSub.broadcast/3 to the channel's topic, any term (handle_info/2)
+  # or a %Fenix.Socket.Broadcast{} of the topic (handle_out/3, as Phoenix).
   #   :fenix_resume                      late wake-up of a wait  -> ignored
   #
   # Credit: the engine stops reading a connection while its channels hold too many
@@ -23,6 +26,7 @@ defmodule Fenix.Channel.Server do
   require Logger
 
   alias Fenix.{Channel, Native, Socket}
+  alias Fenix.Socket.Broadcast
 
   @hibernate_after 15_000
 
@@ -126,6 +130,18 @@ defmodule Fenix.Channel.Server do
     event
     |> channel.handle_out(payload, socket)
     |> handle_result(:handle_out, socket)
+  end
+
+  # A broadcast for this topic sent to the process itself (Fenix.PubSub.broadcast/3 of
+  # a %Broadcast{}), as Phoenix's channel server takes it: handle_out/3, or pushed as
+  # the engine's fan-out would have when the channel has none.
+  def handle_info(%Broadcast{topic: topic, event: event, payload: payload}, %Socket{topic: topic, channel: channel} = socket) do
+    if function_exported?(channel, :handle_out, 3) do
+      event |> channel.handle_out(payload, socket) |> handle_result(:handle_out, socket)
+    else
+      Channel.push(socket, event, payload)
+      {:noreply, socket}
+    end
   end
 
   def handle_info({:fenix_closed, reason}, socket) do

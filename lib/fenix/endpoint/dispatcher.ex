@@ -52,7 +52,8 @@ defmodule Fenix.Endpoint.Dispatcher do
       head_timeout: config.head_timeout,
       max_connections: config.max_connections,
       max_connections_per_address: config.max_connections_per_address,
-      sockets: for({path, _module, websocket, _transport} <- sockets, do: Map.put(websocket, :path, path))
+      sockets: for({path, _module, websocket, _transport} <- sockets, do: Map.put(websocket, :path, path)),
+      pubsub: config.pubsub_server && Fenix.PubSub.__state__(config.pubsub_server)
     }
 
     case start_engine(options, config.port) do

@@ -55,6 +55,7 @@ defmodule Fenix.Endpoint.Supervisor do
       engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
       tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean"),
       check_origin: config |> Keyword.get(:check_origin, true) |> Fenix.Endpoint.Origin.parse!(),
+      pubsub_server: check!(config, :pubsub_server, &is_atom/1, "the name of a Fenix.PubSub"),
       # Phoenix's default host, which check_origin: true compares origins with.
       url_host: config |> Keyword.get(:url, []) |> Keyword.get(:host, "localhost")
     }
