@@ -37,6 +37,10 @@ defmodule Fenix.Endpoint do
       #{@defaults.max_connections_per_address}): an upgrade beyond either is answered 503
       before `connect/3` runs. Behind a proxy that connects from one address, raise the
       latter.
+    * `:server` - `false` keeps the endpoint from serving its `:http` address, as
+      Phoenix's `server: false` in a generated `config/test.exs`: the engine still runs
+      (broadcasts, presence, `Fenix.ChannelTest`), listening on a free loopback port
+      only. Default `true`.
     * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
@@ -51,6 +55,12 @@ defmodule Fenix.Endpoint do
       driver of the VM (the BEAM's own allocators are not affected), is applied when the
       first endpoint that asks for it starts, and stays until the VM exits. Give `false`
       to every endpoint to keep glibc's defaults.
+    * `:pubsub_server` - the name of a `Fenix.PubSub` server, started before the
+      endpoint (`{Fenix.PubSub, name: MyApp.PubSub}`), as Phoenix's endpoint takes it:
+      the endpoint's broadcasts and presence diffs then reach the processes subscribed
+      to the topic there (`c:subscribe/2`), and `Fenix.PubSub.broadcast/3` to a topic
+      reaches the endpoint's channel processes on it. Default: none (broadcasts reach
+      the sockets only, and `c:subscribe/2` raises).
     * `:secret_key_base` - the secret that `Fenix.Token` derives its keys from when
       given this endpoint or one of its sockets. Default: none. Use at least 64 random
       bytes, kept out of the source, for example
@@ -78,6 +88,9 @@ defmodule Fenix.Endpoint do
 
   A broadcast is encoded once per wire format and the same bytes are queued to every
   subscriber; channels that `intercept` the event get it in `handle_out/3` instead.
+  Processes subscribed to the topic on the endpoint's `:pubsub_server`
+  (`MyAppWeb.Endpoint.subscribe("room:lobby")`) get each broadcast as a
+  `%Fenix.Socket.Broadcast{}`, sent once to each, in the call.
   Broadcasts to one topic reach every subscriber in the order they were made, and
   what one process sends (broadcasts, pushes, replies) reaches each client in the
   order it was sent. The call itself only encodes and queues: the fan-out runs in the
@@ -94,7 +107,8 @@ defmodule Fenix.Endpoint do
           static: [from: Path.t()],
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
-          secret_key_base: String.t()
+          secret_key_base: String.t(),
+          pubsub_server: atom()
         ]
 
   alias Fenix.Native

@@ -45,9 +45,16 @@ defmodule Fenix.Endpoint.Supervisor do
     # Read by Fenix.Token through config/2, not by the engine.
     check!(config, :secret_key_base, &is_binary/1, "a string")
 
+    ip = check!(http, :ip, &ip?/1, "an IP address tuple or string")
+    port = check!(http, :port, &(&1 in 0..65_535), "a port number")
+    # server: false (a generated config/test.exs has it): the configured address is
+    # not served; the engine runs for broadcasts, presence and channel tests on a free
+    # loopback port.
+    {ip, port} = if check!(config, :server, &is_boolean/1, "a boolean") == false, do: {{127, 0, 0, 1}, 0}, else: {ip, port}
+
     %{
-      ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
-      port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
+      ip: ip,
+      port: port,
       head_timeout: check!(http, :head_timeout, &positive_integer?/1, "a positive integer (ms)"),
       max_connections: check!(http, :max_connections, &positive_integer?/1, "a positive integer"),
       max_connections_per_address: check!(http, :max_connections_per_address, &positive_integer?/1, "a positive integer"),
