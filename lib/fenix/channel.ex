@@ -46,6 +46,7 @@ defmodule Fenix.Channel do
   Idle channel processes hibernate after 15 s, as Phoenix's do.
   """
 
+  alias Fenix.Channel.Client
   alias Fenix.Socket
 
   @type reply :: status :: atom() | {status :: atom(), response :: map() | {:binary, binary()}}
@@ -194,12 +195,12 @@ defmodule Fenix.Channel do
 
   @doc """
   Broadcasts `event` to every subscriber of the socket's topic except this socket's
-  own connection.
+  own connection (and this channel process, if it subscribed to its topic itself).
   """
   @spec broadcast_from(Socket.t(), String.t(), term()) :: :ok | {:error, term()}
   def broadcast_from(%Socket{} = socket, event, payload) do
     assert_joined!(socket)
-    Fenix.Endpoint.__broadcast__(socket.endpoint, socket.topic, event, payload, socket.conn_id)
+    Fenix.Endpoint.__broadcast__(socket.endpoint, socket.topic, event, payload, socket.conn_id, socket.channel_pid)
   end
 
   @doc """
@@ -218,16 +219,15 @@ defmodule Fenix.Channel do
   @spec push(Socket.t(), String.t(), term()) :: :ok
   def push(%Socket{} = socket, event, payload) when is_binary(event) do
     __push__(socket, payload, fn ref ->
-      with :changed <- push_listed(ref, event, payload),
-           :dirty <- Fenix.Native.channel_push(ref, event, payload) do
-        Fenix.Native.channel_push_dirty(ref, event, payload)
+      with :changed <- push_listed(ref, event, payload) do
+        Client.push(ref, event, payload)
       end
     end)
   end
 
   @doc false
-  # A push made by `send` (given the channel's ref), with push/3's check and pacing:
-  # also Fenix.Presence.push_state/2's, which sends the engine's own payload.
+  # A push made by `send` (given the channel's client handle), with push/3's check and
+  # pacing: also Fenix.Presence.push_state/2's, which sends the engine's own payload.
   def __push__(%Socket{} = socket, payload, send) do
     assert_joined!(socket)
     :ok = socket.channel_ref |> send.() |> Fenix.Native.await_pace() |> ok!(payload)
@@ -237,7 +237,7 @@ defmodule Fenix.Channel do
   # (see Fenix.Presence); `:changed` when it is not one, or the topic changed since.
   defp push_listed(ref, event, payload) do
     case Fenix.Presence.Listed.take(payload) do
-      {hub, topic, listed} -> Fenix.Native.presence_push_listed(hub, ref, topic, listed, event)
+      {hub, topic, listed} -> Client.push_presence_state(ref, hub, topic, listed, event)
       nil -> :changed
     end
   end
@@ -255,13 +255,7 @@ defmodule Fenix.Channel do
   @spec reply(socket_ref(), reply()) :: :ok
   def reply({:fenix_ref, channel_ref, ref}, reply) do
     {status, response} = normalize_reply(reply)
-    result =
-      case Fenix.Native.channel_reply(channel_ref, ref, status, response) do
-        :dirty -> Fenix.Native.channel_reply_dirty(channel_ref, ref, status, response)
-        result -> result
-      end
-
-    :ok = result |> Fenix.Native.await_pace() |> ok!(response)
+    :ok = channel_ref |> Client.reply(ref, status, response) |> Fenix.Native.await_pace() |> ok!(response)
   end
 
   @doc """

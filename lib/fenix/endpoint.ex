@@ -37,6 +37,10 @@ defmodule Fenix.Endpoint do
       #{@defaults.max_connections_per_address}): an upgrade beyond either is answered 503
       before `connect/3` runs. Behind a proxy that connects from one address, raise the
       latter.
+    * `:server` - `false` keeps the endpoint from serving its `:http` address, as
+      Phoenix's `server: false` in a generated `config/test.exs`: the engine still runs
+      (broadcasts, presence, `Fenix.ChannelTest`), listening on a free loopback port
+      only. Default `true`.
     * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
@@ -51,6 +55,12 @@ defmodule Fenix.Endpoint do
       driver of the VM (the BEAM's own allocators are not affected), is applied when the
       first endpoint that asks for it starts, and stays until the VM exits. Give `false`
       to every endpoint to keep glibc's defaults.
+    * `:pubsub_server` - the name of a `Fenix.PubSub` server, started before the
+      endpoint (`{Fenix.PubSub, name: MyApp.PubSub}`), as Phoenix's endpoint takes it:
+      the endpoint's broadcasts and presence diffs then reach the processes subscribed
+      to the topic there (`c:subscribe/2`), and `Fenix.PubSub.broadcast/3` to a topic
+      reaches the endpoint's channel processes on it. Default: none (broadcasts reach
+      the sockets only, and `c:subscribe/2` raises).
     * `:secret_key_base` - the secret that `Fenix.Token` derives its keys from when
       given this endpoint or one of its sockets. Default: none. Use at least 64 random
       bytes, kept out of the source, for example
@@ -80,6 +90,9 @@ defmodule Fenix.Endpoint do
 
   A broadcast is encoded once per wire format and the same bytes are queued to every
   subscriber; channels that `intercept` the event get it in `handle_out/3` instead.
+  Processes subscribed to the topic on the endpoint's `:pubsub_server`
+  (`MyAppWeb.Endpoint.subscribe("room:lobby")`) get each broadcast as a
+  `%Fenix.Socket.Broadcast{}`, sent once to each, in the call.
   Broadcasts to one topic reach every subscriber in the order they were made, and
   what one process sends (broadcasts, pushes, replies) reaches each client in the
   order it was sent. The call itself only encodes and queues: the fan-out runs in the
@@ -96,7 +109,8 @@ defmodule Fenix.Endpoint do
           static: [from: Path.t()],
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
-          secret_key_base: String.t()
+          secret_key_base: String.t(),
+          pubsub_server: atom()
         ]
 
   alias Fenix.Native
@@ -133,6 +147,23 @@ defmodule Fenix.Endpoint do
   @doc "Broadcasts to the subscribers on this node only."
   @callback local_broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
               :ok | {:error, term()}
+  @doc "Broadcasts to the subscribers on this node only, except the process `from`."
+  @callback local_broadcast_from(from :: pid(), topic :: String.t(), event :: String.t(), payload :: term()) ::
+              :ok | {:error, term()}
+  @doc """
+  Subscribes the caller to `topic` on the endpoint's `:pubsub_server`: it receives a
+  `%Fenix.Socket.Broadcast{}` for each broadcast to the topic. Options as
+  `Fenix.PubSub.subscribe/3`.
+  """
+  @callback subscribe(topic :: String.t(), opts :: keyword()) :: :ok | {:error, term()}
+  @doc "Unsubscribes the caller from `topic`."
+  @callback unsubscribe(topic :: String.t()) :: :ok
+  @doc """
+  Called by the application's `config_change/3` on a release upgrade, as
+  `mix phx.new` generates it. The endpoint reads its config when it starts, so this
+  does nothing: restart the endpoint to apply a change.
+  """
+  @callback config_change(changed :: keyword(), removed :: [atom()]) :: :ok
 
   @doc false
   defmacro __using__(opts) do
@@ -172,6 +203,19 @@ defmodule Fenix.Endpoint do
 
       @impl Fenix.Endpoint
       def local_broadcast(topic, event, payload), do: Fenix.Endpoint.broadcast(__MODULE__, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def local_broadcast_from(from, topic, event, payload),
+        do: Fenix.Endpoint.broadcast_from(__MODULE__, from, topic, event, payload)
+
+      @impl Fenix.Endpoint
+      def subscribe(topic, opts \\ []), do: Fenix.PubSub.subscribe(Fenix.Endpoint.pubsub_server!(__MODULE__), topic, opts)
+
+      @impl Fenix.Endpoint
+      def unsubscribe(topic), do: Fenix.PubSub.unsubscribe(Fenix.Endpoint.pubsub_server!(__MODULE__), topic)
+
+      @impl Fenix.Endpoint
+      def config_change(_changed, _removed), do: :ok
     end
   end
 
@@ -288,7 +332,7 @@ defmodule Fenix.Endpoint do
   end
 
   @doc false
-  def broadcast(endpoint, topic, event, payload), do: __broadcast__(endpoint, topic, event, payload, nil)
+  def broadcast(endpoint, topic, event, payload), do: __broadcast__(endpoint, topic, event, payload, nil, nil)
 
   @doc false
   def broadcast!(endpoint, topic, event, payload) do
@@ -297,7 +341,15 @@ defmodule Fenix.Endpoint do
 
   @doc false
   def broadcast_from(endpoint, from, topic, event, payload) when is_pid(from) do
-    __broadcast__(endpoint, topic, event, payload, conn_id_of(from))
+    __broadcast__(endpoint, topic, event, payload, conn_id_of(from), from)
+  end
+
+  @doc false
+  def pubsub_server!(endpoint) do
+    case endpoint.config(:pubsub_server) do
+      nil -> raise ArgumentError, "#{inspect(endpoint)} has no :pubsub_server in its config; see Fenix.PubSub"
+      pubsub -> pubsub
+    end
   end
 
   # Channel processes keep their connection id in the process dictionary, so that
@@ -314,13 +366,13 @@ defmodule Fenix.Endpoint do
   end
 
   @doc false
-  def __broadcast__(endpoint, topic, event, payload, exclude)
+  def __broadcast__(endpoint, topic, event, payload, exclude, from)
       when is_binary(topic) and is_binary(event) do
     engine = engine!(endpoint)
 
     result =
-      case Native.pubsub_broadcast(engine, topic, event, payload, exclude) do
-        :dirty -> Native.pubsub_broadcast_dirty(engine, topic, event, payload, exclude)
+      case Native.endpoint_broadcast(engine, topic, event, payload, exclude, from) do
+        :dirty -> Native.endpoint_broadcast_dirty(engine, topic, event, payload, exclude, from)
         result -> result
       end
 

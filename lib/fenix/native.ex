@@ -125,15 +125,35 @@ defmodule Fenix.Native do
   @spec transport_handled(transport(), non_neg_integer()) :: :ok
   def transport_handled(_transport, _size), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec pubsub_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
+  @spec endpoint_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil, pid() | nil) ::
           pace() | :dirty | {:error, :unsupported_term}
-  def pubsub_broadcast(_endpoint, _topic, _event, _payload, _exclude),
+  def endpoint_broadcast(_endpoint, _topic, _event, _payload, _exclude, _from),
     do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec pubsub_broadcast_dirty(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil) ::
+  @spec endpoint_broadcast_dirty(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil, pid() | nil) ::
           pace() | {:error, :unsupported_term}
-  def pubsub_broadcast_dirty(_endpoint, _topic, _event, _payload, _exclude),
+  def endpoint_broadcast_dirty(_endpoint, _topic, _event, _payload, _exclude, _from),
     do: :erlang.nif_error(:nif_not_loaded)
+
+  @type pubsub :: reference()
+
+  @spec pubsub_new() :: pubsub()
+  def pubsub_new, do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec pubsub_subscribe(pubsub(), String.t(), term()) :: :ok
+  def pubsub_subscribe(_pubsub, _topic, _metadata), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec pubsub_unsubscribe(pubsub(), String.t()) :: :ok
+  def pubsub_unsubscribe(_pubsub, _topic), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec pubsub_dispatch(pubsub(), String.t(), term(), pid() | nil) :: :ok | :dirty
+  def pubsub_dispatch(_pubsub, _topic, _message, _from), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec pubsub_dispatch_dirty(pubsub(), String.t(), term(), pid() | nil) :: :ok
+  def pubsub_dispatch_dirty(_pubsub, _topic, _message, _from), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec pubsub_entries(pubsub(), String.t()) :: [{pid(), term()}]
+  def pubsub_entries(_pubsub, _topic), do: :erlang.nif_error(:nif_not_loaded)
 
   @type presence :: reference()
 

@@ -259,7 +259,7 @@ defmodule Fenix.Presence do
       Fenix.Channel.push(socket, "presence_state", list(module, socket))
     else
       hub = hub!(module)
-      Fenix.Channel.__push__(socket, nil, &Native.presence_push_state(hub, &1, topic, "presence_state"))
+      Fenix.Channel.__push__(socket, nil, &Fenix.Channel.Client.push_presence_state(&1, hub, topic, :now, "presence_state"))
     end
   end
 
@@ -382,7 +382,7 @@ defmodule Fenix.Presence.Server do
       leaves: Fenix.Presence.fetched(state.module, topic, leaves)
     }
 
-    if state.fetch?, do: Fenix.Endpoint.__broadcast__(state.options.endpoint, topic, "presence_diff", diff, nil)
+    if state.fetch?, do: Fenix.Endpoint.broadcast(state.options.endpoint, topic, "presence_diff", diff)
 
     if state.handle_metas? do
       current = Fenix.Presence.list(state.module, topic)

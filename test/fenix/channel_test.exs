@@ -1,247 +1,172 @@
-defmodule Fenix.ChannelTest do
+defmodule Fenix.ChannelTestTest do
+  # Fenix.ChannelTest itself, on the test app's channels (test/support/test_app.ex).
   use ExUnit.Case, async: true
 
-  import Fenix.Test.{Client, Frames}
+  import Fenix.ChannelTest
 
-  alias Fenix.Test.WSClient
+  alias Fenix.Socket.Broadcast
 
-  for vsn <- [:v1, :v2] do
-    describe "join (#{vsn})" do
-      @vsn vsn
+  @endpoint Fenix.TestEndpoint
 
-      test "replies ok with the join reply and passes the payload" do
-        c = connect!(%{"vsn" => vsn(@vsn)})
-        push(c, client(@vsn, "1", "1", "test:a", "phx_join", ~s({"k":"v"})))
-        assert_receive {:joined, "test:a", %{"k" => "v"}, _pid}
-        assert_frame(c, reply(@vsn, "1", "1", "test:a", "ok", ~s({"topic":"test:a"})))
-      end
+  defp unique(prefix), do: "#{prefix}:#{System.unique_integer([:positive])}"
 
-      test "replies error when join/3 refuses" do
-        c = connect!(%{"vsn" => vsn(@vsn)})
-        push(c, client(@vsn, "1", "1", "test:refuse", "phx_join", "{}"))
-        assert_frame(c, reply(@vsn, "1", "1", "test:refuse", "error", ~s({"reason":"nope"})))
-      end
+  defp test_socket, do: socket(Fenix.TestSocket, "user:ann", %{test_pid: self(), user_id: "ann"})
 
-      test "an invalid join/3 return is a crash: join crashed" do
-        c = connect!(%{"vsn" => vsn(@vsn)})
-        push(c, client(@vsn, "1", "1", "test:bad_return", "phx_join", "{}"))
-        assert_frame(c, reply(@vsn, "1", "1", "test:bad_return", "error", ~s({"reason":"join crashed"})))
-      end
-
-      test "a topic no channel matches: unmatched topic" do
-        c = connect!(%{"vsn" => vsn(@vsn)})
-        push(c, client(@vsn, "1", "1", "nowhere", "phx_join", "{}"))
-        # As Phoenix's socket answers it: no join_ref.
-        assert_frame(c, reply(@vsn, nil, "1", "nowhere", "error", ~s({"reason":"unmatched topic"})))
-      end
-
-      test "channel/3's assigns: are merged into the socket's for its joins" do
-        c = connect!(%{"vsn" => vsn(@vsn), "user_id" => "u1"})
-        push(c, client(@vsn, "1", "1", "assigned:x", "phx_join", "{}"))
-        assert_receive {:joined, "assigned:x", _, pid}
-        assert %{route: "assigned", user_id: "from route", test_pid: _} = GenServer.call(pid, :assigns)
-        push(c, client(@vsn, "2", "2", "test:plain", "phx_join", "{}"))
-        assert_receive {:joined, "test:plain", _, plain}
-        assert %{user_id: "u1"} = assigns = GenServer.call(plain, :assigns)
-        refute Map.has_key?(assigns, :route)
-      end
-
-      test "an exact channel route matches only its topic" do
-        c = connect!(%{"vsn" => vsn(@vsn)})
-        push(c, client(@vsn, "1", "1", "exact", "phx_join", "{}"))
-        assert_frame(c, reply(@vsn, "1", "1", "exact", "ok", ~s({"topic":"exact"})))
-      end
-
-      test "the channel cap refuses further joins" do
-        c = connect!(%{"vsn" => vsn(@vsn)})
-
-        c =
-          Enum.reduce(1..5, c, fn i, c ->
-            push(c, client(@vsn, "#{i}", "#{i}", "test:#{i}", "phx_join", "{}"))
-            assert_frame(c, reply(@vsn, "#{i}", "#{i}", "test:#{i}", "ok", ~s({"topic":"test:#{i}"})))
-          end)
-
-        push(c, client(@vsn, "6", "6", "test:6", "phx_join", "{}"))
-        assert_frame(c, reply(@vsn, "6", "6", "test:6", "error", ~s({"reason":"too many channels joined"})))
-      end
+  describe "socket/1,3,4 and connect/2,3" do
+    test "socket/3 builds what connect/3 would have, on @endpoint" do
+      socket = socket(Fenix.TestSocket, "user:1", %{a: 1})
+      assert %Fenix.Socket{endpoint: Fenix.TestEndpoint, handler: Fenix.TestSocket, id: "user:1", assigns: %{a: 1}} = socket
+      assert socket(Fenix.TestSocket).assigns == %{}
+      assert socket(Fenix.TestSocket, nil, [a: 2], endpoint: GenAppWeb.Endpoint).endpoint == GenAppWeb.Endpoint
     end
 
-    describe "handle_in and replies (#{vsn})" do
-      @vsn vsn
+    test "connect/3 runs the socket's connect/3 and id/1 with string keys" do
+      params = %{test_pid: :erlang.pid_to_list(self()) |> to_string(), user_id: "bob"}
+      assert {:ok, socket} = connect(Fenix.TestSocket, params)
+      assert socket.id == "user:bob"
+      assert socket.assigns.user_id == "bob"
+      assert_receive {:connect_info, %{}}
 
-      setup do
-        c = connect!(%{"vsn" => vsn(@vsn), "user_id" => "u1"})
-        push(c, client(@vsn, "1", "1", "test:r", "phx_join", ~s({"n":1})))
-        assert_receive {:joined, "test:r", _, pid}
-        %{c: assert_frame(c, reply(@vsn, "1", "1", "test:r", "ok", ~s({"topic":"test:r"}))), pid: pid}
-      end
+      assert {:ok, _} = connect(Fenix.TestSocket, params, connect_info: %{peer_data: :here})
+      assert_receive {:connect_info, %{peer_data: :here}}
+      assert {:ok, _} = connect(Fenix.TestSocket, params, %{x_headers: []})
+      assert_receive {:connect_info, %{x_headers: []}}
 
-      test "{:reply, {:ok, payload}, socket}", %{c: c} do
-        push(c, client(@vsn, "1", "2", "test:r", "ping", ~s({"a":[1,2.5,null,true,"x"]})))
-        assert_frame(c, reply(@vsn, "1", "2", "test:r", "ok", ~s({"a":[1,2.5,null,true,"x"]})))
-      end
-
-      test "{:reply, :ok, socket} replies with an empty response", %{c: c} do
-        push(c, client(@vsn, "1", "2", "test:r", "status_only", "{}"))
-        assert_frame(c, reply(@vsn, "1", "2", "test:r", "ok", "{}"))
-      end
-
-      test "{:reply, {status, payload}, socket} with a status of the application's own", %{c: c} do
-        push(c, client(@vsn, "1", "2", "test:r", "custom_status", ~s({"why":"no"})))
-        assert_frame(c, reply(@vsn, "1", "2", "test:r", "unauthorized", ~s({"why":"no"})))
-      end
-
-      test "assigns made in join/3 are kept", %{c: c} do
-        push(c, client(@vsn, "1", "2", "test:r", "assigns", "{}"))
-        assert_frame(c, reply(@vsn, "1", "2", "test:r", "ok", ~s({"joined_with":{"n":1}})))
-      end
-
-      test "reply/2 with a socket_ref, from another process", %{c: c} do
-        push(c, client(@vsn, "1", "7", "test:r", "reply_later", "{}"))
-        assert_receive {:socket_ref, ref}
-        Task.await(Task.async(fn -> Fenix.Channel.reply(ref, {:error, %{later: true}}) end))
-        assert_frame(c, reply(@vsn, "1", "7", "test:r", "error", ~s({"later":true})))
-      end
-
-      test "handle_call/3: a reply now, a reply later, a stop", %{c: c, pid: pid} do
-        assert %{joined_with: %{"n" => 1}, user_id: "u1"} = GenServer.call(pid, :assigns)
-        later = Task.async(fn -> GenServer.call(pid, :later) end)
-        assert eventually(fn -> Map.has_key?(GenServer.call(pid, :assigns), :caller) end)
-        assert GenServer.call(pid, :answer) == :ok
-        assert Task.await(later) == :answered_later
-        ref = Process.monitor(pid)
-        catch_exit(GenServer.call(pid, :stop))
-        assert_receive {:DOWN, ^ref, _, _, {:shutdown, :called}}
-        assert_receive {:terminate, "test:r", {:shutdown, :called}}
-        assert_frame(c, server(@vsn, "1", "1", "test:r", "phx_close", "{}"))
-      end
-
-      test "handle_cast/2", %{c: c, pid: pid} do
-        GenServer.cast(pid, {:push, "cast", %{"x" => 2}})
-        assert_frame(c, server(@vsn, "1", nil, "test:r", "cast", ~s({"x":2})))
-      end
-
-      test "push/3 from handle_info/2", %{c: c, pid: pid} do
-        send(pid, {:push, "news", %{"x" => 1}})
-        assert_frame(c, server(@vsn, "1", nil, "test:r", "news", ~s({"x":1})))
-      end
-
-      test "a push to a topic not joined: unmatched topic", %{c: c} do
-        push(c, client(@vsn, nil, "5", "test:never", "ping", "{}"))
-        assert_frame(c, reply(@vsn, nil, "5", "test:never", "error", ~s({"reason":"unmatched topic"})))
-      end
-
-      test "a message with a stale join_ref is dropped; a null join_ref is accepted", %{c: c} do
-        push(c, client(@vsn, "0", "5", "test:r", "ping", "{}"))
-        c = refute_frame(c)
-        push(c, client(@vsn, nil, "6", "test:r", "ping", "{}"))
-        assert_frame(c, reply(@vsn, "1", "6", "test:r", "ok", "{}"))
-      end
-
-      test "phx_leave: reply ok, phx_close, terminate {:shutdown, :left}", %{c: c} do
-        push(c, client(@vsn, "1", "3", "test:r", "phx_leave", "{}"))
-        c = assert_frame(c, reply(@vsn, "1", "3", "test:r", "ok", "{}"))
-        assert_frame(c, server(@vsn, "1", "1", "test:r", "phx_close", "{}"))
-        assert_receive {:terminate, "test:r", {:shutdown, :left}}
-      end
-
-      test "{:stop, reason, socket}: phx_close and terminate", %{c: c} do
-        push(c, client(@vsn, "1", "3", "test:r", "stop_shutdown", "{}"))
-        assert_frame(c, server(@vsn, "1", "1", "test:r", "phx_close", "{}"))
-        assert_receive {:terminate, "test:r", {:shutdown, :bye}}
-      end
-
-      test "{:stop, reason, reply, socket}: the reply, then phx_close", %{c: c} do
-        push(c, client(@vsn, "1", "3", "test:r", "stop_reply", "{}"))
-        c = assert_frame(c, reply(@vsn, "1", "3", "test:r", "ok", ~s({"bye":true})))
-        assert_frame(c, server(@vsn, "1", "1", "test:r", "phx_close", "{}"))
-      end
-
-      test "a crash sends phx_error; the connection's other channels carry on", %{c: c} do
-        push(c, client(@vsn, "2", "2", "test:other", "phx_join", "{}"))
-        c = assert_frame(c, reply(@vsn, "2", "2", "test:other", "ok", ~s({"topic":"test:other"})))
-
-        for event <- ["raise", "bad_return", "bad_payload", "stop_abnormal"] do
-          ExUnit.CaptureLog.capture_log(fn ->
-            push(c, client(@vsn, "2", "3", "test:other", "phx_join", "{}"))
-            push(c, client(@vsn, "1", "4", "test:r", event, "{}"))
-            Process.sleep(50)
-          end)
-        end
-
-        # Each crash ended the channel; its rejoin keeps working afterwards.
-        {frames, _c} = drain(c)
-        assert server(@vsn, "1", "1", "test:r", "phx_error", ~s({"reason":"channel_crash"})) in frames
-        assert reply(@vsn, "2", "3", "test:other", "ok", ~s({"topic":"test:other"})) in frames
-      end
-
-      test "connection close: terminate {:shutdown, :closed}", %{c: c} do
-        WSClient.close(c)
-        assert_receive {:terminate, "test:r", {:shutdown, :closed}}
-      end
-
-      test "duplicate join: new reply, phx_close of the old join_ref, terminate", %{c: c} do
-        push(c, client(@vsn, "9", "9", "test:r", "phx_join", "{}"))
-        c = assert_frame(c, reply(@vsn, "9", "9", "test:r", "ok", ~s({"topic":"test:r"})))
-        assert_frame(c, server(@vsn, "1", "1", "test:r", "phx_close", "{}"))
-        assert_receive {:terminate, "test:r", {:shutdown, :duplicate_join}}
-      end
-    end
-
-    describe "broadcasts (#{vsn})" do
-      @vsn vsn
-
-      setup do
-        [a, b] =
-          for user <- ["a", "b"] do
-            c = connect!(%{"vsn" => vsn(@vsn), "user_id" => user})
-            push(c, client(@vsn, "1", "1", "test:room", "phx_join", "{}"))
-            assert_frame(c, reply(@vsn, "1", "1", "test:room", "ok", ~s({"topic":"test:room"})))
-          end
-
-        %{a: a, b: b}
-      end
-
-      test "broadcast!/3 reaches every subscriber, sender included", %{a: a, b: b} do
-        push(a, client(@vsn, "1", "2", "test:room", "broadcast", ~s({"m":1})))
-        assert_frame(a, server(@vsn, nil, nil, "test:room", "b", ~s({"m":1})))
-        assert_frame(b, server(@vsn, nil, nil, "test:room", "b", ~s({"m":1})))
-      end
-
-      test "broadcast_from!/3 skips the sender", %{a: a, b: b} do
-        push(a, client(@vsn, "1", "2", "test:room", "broadcast_from", ~s({"m":2})))
-        assert_frame(b, server(@vsn, nil, nil, "test:room", "b", ~s({"m":2})))
-        refute_frame(a)
-      end
-
-      test "Endpoint.broadcast/3, in order", %{a: a} do
-        for i <- 1..50, do: :ok = Fenix.TestEndpoint.broadcast("test:room", "n", %{i: i})
-        Enum.reduce(1..50, a, fn i, a -> assert_frame(a, server(@vsn, nil, nil, "test:room", "n", ~s({"i":#{i}}))) end)
-      end
-
-      test "an intercepted event goes through handle_out/3 of each subscriber", %{a: a, b: b} do
-        :ok = Fenix.TestEndpoint.broadcast("test:room", "out", %{"x" => 1})
-        assert_receive {:handle_out, %{"x" => 1}}
-        assert_receive {:handle_out, %{"x" => 1}}
-        assert_frame(a, server(@vsn, "1", nil, "test:room", "out", ~s({"by":"a","x":1})))
-        assert_frame(b, server(@vsn, "1", nil, "test:room", "out", ~s({"by":"b","x":1})))
-      end
+      assert connect(Fenix.TestSocket, %{"deny" => "error"}) == {:error, :denied}
     end
   end
 
-  test "binary payloads: {:binary, data} is pushed as a binary frame (vsn 2.0.0)" do
-    c = connect!(%{"vsn" => "2.0.0"})
-    push(c, client(:v2, "1", "1", "test:bin", "phx_join", "{}"))
-    assert_receive {:joined, "test:bin", _, pid}
-    c = assert_frame(c, reply(:v2, "1", "1", "test:bin", "ok", ~s({"topic":"test:bin"})))
-    send(pid, {:push, "data", {:binary, <<1, 2, 3>>}})
-    assert_frame(c, {:binary, <<0, 1, 8, 4, "1", "test:bin", "data", 1, 2, 3>>})
+  describe "join" do
+    test "join/3 answers the channel's reply and socket; the channel runs as in production" do
+      topic = unique("test:join")
+      assert {:ok, %{topic: ^topic}, socket} = join(test_socket(), topic, %{"n" => 1, atom: :key})
+      assert_receive {:joined, ^topic, %{"n" => 1, "atom" => :key}, pid}
+      assert socket.channel_pid == pid and socket.joined and socket.topic == topic
+      assert {:links, links} = Process.info(self(), :links)
+      assert pid in links
+    end
+
+    test "refused, crashed and unrouted joins" do
+      assert join(test_socket(), "test:refuse") == {:error, %{reason: "nope"}}
+      assert join(test_socket(), "test:bad_return") == {:error, %{reason: "join crashed"}}
+      assert_raise RuntimeError, ~r/no channel found for topic "nowhere"/, fn -> join(test_socket(), "nowhere") end
+      assert_raise RuntimeError, ~r/could not join channel, got error: %{reason: "nope"}/, fn ->
+        subscribe_and_join!(test_socket(), "test:refuse")
+      end
+    end
+
+    test "join/4 takes the channel; routes add their assigns" do
+      assert {:ok, _, socket} = join(test_socket(), Fenix.TestChannel, unique("anything"), %{})
+      assert socket.channel == Fenix.TestChannel
+      assert {:ok, _, socket} = join(test_socket(), unique("assigned:x"))
+      assert %{route: "assigned", user_id: "from route"} = socket.assigns
+    end
   end
 
-  defp drain(c, acc \\ []) do
-    case WSClient.recv(c, 300) do
-      {:timeout, c} -> {Enum.reverse(acc), c}
-      {frame, c} -> drain(c, [frame | acc])
+  describe "push, replies and pushes" do
+    setup do
+      %{socket: subscribe_and_join!(test_socket(), unique("test:push"))}
     end
+
+    test "assert_reply/2,3,4 and refute_reply", %{socket: socket} do
+      ref = push(socket, "ping", %{hello: "there"})
+      assert_reply ref, :ok, %{"hello" => "there"}
+      ref = push(socket, "status_only")
+      assert_reply ref, :ok
+      ref = push(socket, "custom_status", %{"why" => 1})
+      assert_reply ref, :unauthorized, %{"why" => n} when n > 0
+      refute_reply ref, :ok
+
+      ref = push(socket, "reply_later")
+      assert_receive {:socket_ref, socket_ref}
+      :ok = Fenix.Channel.reply(socket_ref, {:ok, %{later: true}})
+      assert_reply ref, :ok, %{later: true}, 500
+    end
+
+    test "assert_push/3 matches pushes as the channel made them, with guards; refute_push", %{socket: socket} do
+      send(socket.channel_pid, {:push, "atoms", %{key: :value, n: 3}})
+      assert_push "atoms", %{key: :value, n: n} when n > 2
+      send(socket.channel_pid, {:push, "bin", {:binary, <<1, 2>>}})
+      assert_push "bin", {:binary, <<1, 2>>}
+      refute_push "atoms", _
+    end
+
+    test "broadcasts: the channel's reach the test's subscription; broadcast_from reaches the channel", %{socket: socket} do
+      push(socket, "broadcast", %{"x" => 1})
+      assert_broadcast "b", %{"x" => 1}
+      # The channel's own broadcast comes back to its client too, as over a socket.
+      assert_push "b", %{"x" => 1}
+
+      push(socket, "broadcast_from", %{"y" => 2})
+      assert_broadcast "b", %{"y" => 2}
+      refute_push "b", %{"y" => 2}
+
+      broadcast_from!(socket, "news", %{"z" => 3})
+      assert_push "news", %{"z" => 3}
+      refute_broadcast "news", _
+
+      # An intercepted event goes through handle_out/3.
+      :ok = broadcast_from(socket, "out", %{"o" => 4})
+      assert_receive {:handle_out, %{"o" => 4}}
+      assert_push "out", %{"o" => 4, "by" => "ann"}
+    end
+
+    test "presence: the channel's push_state/1 and list pushes come as terms", %{socket: socket} do
+      {:ok, ref} = Fenix.TestPresence.track(self(), socket.topic, "ann", %{name: "Ann"})
+      push(socket, "push_state", %{"fetch" => false})
+      assert_push "presence_state", %{"ann" => %{metas: [%{name: "Ann", phx_ref: ^ref}]}}
+      push(socket, "presence_state", %{"then" => "nothing"})
+      assert_push "presence_state", %{"ann" => %{metas: [%{phx_ref: ^ref}]}}
+      assert_push "presence_diff", %{joins: %{"ann" => _}}, 1_000
+    end
+  end
+
+  describe "leave and close" do
+    test "leave/1 is replied :ok and the channel stops {:shutdown, :left}" do
+      socket = subscribe_and_join!(test_socket(), unique("test:leave"))
+      Process.unlink(socket.channel_pid)
+      ref = leave(socket)
+      assert_reply ref, :ok
+      pid = socket.channel_pid
+      assert_receive {:socket_close, ^pid, {:shutdown, :left}}
+      assert_receive {:terminate, _, {:shutdown, :left}}
+    end
+
+    test "close/1 returns once the channel has terminated" do
+      socket = subscribe_and_join!(test_socket(), unique("test:close"))
+      assert close(socket) == :ok
+      refute Process.alive?(socket.channel_pid)
+      assert_received {:terminate, _, {:shutdown, :closed}}
+    end
+
+    test "a channel that crashes takes the linked test process down, as in Phoenix" do
+      Process.flag(:trap_exit, true)
+      socket = subscribe_and_join!(test_socket(), unique("test:crash"))
+      push(socket, "raise")
+      pid = socket.channel_pid
+      assert_receive {:EXIT, ^pid, {%RuntimeError{message: "handle_in crashed on purpose"}, _}}
+    end
+
+    test "the channel stops when the test process is gone" do
+      test = self()
+
+      spawn(fn ->
+        socket = subscribe_and_join!(test_socket(), unique("test:orphan"))
+        send(test, {:channel, socket.channel_pid})
+      end)
+
+      assert_receive {:channel, pid}
+      ref = Process.monitor(pid)
+      assert_receive {:DOWN, ^ref, _, _, _}
+    end
+  end
+
+  test "assert_broadcast/3 sees what any broadcast to a subscribed topic carries" do
+    topic = unique("test:any")
+    _socket = subscribe_and_join!(test_socket(), topic)
+    :ok = Fenix.TestEndpoint.broadcast(topic, "from_elsewhere", %{a: 1})
+    assert_broadcast "from_elsewhere", %{a: 1}
+    assert_push "from_elsewhere", %{a: 1}
+    refute_received %Broadcast{}
   end
 end

@@ -115,6 +115,12 @@ defmodule Fenix.TestChannel do
     {:noreply, socket}
   end
 
+  # Subscribes the channel process to another topic: its broadcasts are relayed.
+  def handle_in("subscribe", %{"topic" => topic}, socket) do
+    :ok = Fenix.TestEndpoint.subscribe(topic)
+    {:reply, :ok, socket}
+  end
+
   def handle_in("stop_shutdown", _payload, socket), do: {:stop, {:shutdown, :bye}, socket}
   def handle_in("stop_reply", _payload, socket), do: {:stop, :normal, {:ok, %{bye: true}}, socket}
   def handle_in("stop_abnormal", _payload, socket), do: {:stop, :oops, socket}
@@ -174,6 +180,11 @@ defmodule Fenix.TestChannel do
   @impl true
   def handle_info({:push, event, payload}, socket) do
     push(socket, event, payload)
+    {:noreply, socket}
+  end
+
+  def handle_info(%Fenix.Socket.Broadcast{topic: topic, event: event, payload: payload}, socket) do
+    push(socket, "relayed", %{topic: topic, event: event, payload: payload})
     {:noreply, socket}
   end
 

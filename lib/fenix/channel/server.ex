@@ -10,6 +10,9 @@ defmodule Fenix.Channel.Server do
   #   {:fenix_out, event, payload}       intercepted broadcast   -> handle_out/3
   #   {:fenix_closed, reason}            connection closed or
   #                                      topic joined again      -> stop {:shutdown, reason}
+  #
+  # and, from Fenix.PubSub.broadcast/3 to the channel's topic, any term (handle_info/2)
+  # or a %Fenix.Socket.Broadcast{} of the topic (handle_out/3, as Phoenix).
   #   :fenix_resume                      late wake-up of a wait  -> ignored
   #
   # Credit: the engine stops reading a connection while its channels hold too many
@@ -23,6 +26,8 @@ defmodule Fenix.Channel.Server do
   require Logger
 
   alias Fenix.{Channel, Native, Socket}
+  alias Fenix.Channel.Client
+  alias Fenix.Socket.Broadcast
 
   @hibernate_after 15_000
 
@@ -47,11 +52,11 @@ defmodule Fenix.Channel.Server do
         joined(conn, join, reply, socket)
 
       {:error, reply} ->
-        conn |> Native.conn_join_failed(join, reply) |> Native.await_pace()
+        Client.join_failed(conn, join, reply)
         {:stop, :normal, socket}
 
       :crashed ->
-        conn |> Native.conn_join_failed(join, %{reason: "join crashed"}) |> Native.await_pace()
+        Client.join_failed(conn, join, %{reason: "join crashed"})
         {:stop, :normal, socket}
     end
   end
@@ -88,14 +93,13 @@ defmodule Fenix.Channel.Server do
       :crashed
   end
 
-  defp joined(conn, join, reply, %Socket{channel: channel} = socket) do
-    case Native.conn_joined(conn, join, reply, channel.__intercepts__()) do
-      {pace, channel_ref, conn_id} when pace in [:ok, :wait] ->
-        Native.await_pace(pace)
-        Process.put(:fenix_conn_id, conn_id)
+  defp joined(conn, join, reply, socket) do
+    case Client.joined(conn, join, reply, socket) do
+      {:ok, socket} ->
+        Process.put(:fenix_conn_id, socket.conn_id)
         # Most channels then wait for messages: hibernating now gives the join's
         # garbage back at once, which is what an idle connection costs.
-        {:noreply, %{socket | joined: true, channel_ref: channel_ref, conn_id: conn_id, ref: nil}, :hibernate}
+        {:noreply, socket, :hibernate}
 
       {:error, :unsupported_term} ->
         raise ArgumentError, "join reply cannot be encoded as JSON: #{inspect(reply)}"
@@ -110,15 +114,15 @@ defmodule Fenix.Channel.Server do
   def handle_info({:fenix_in, event, payload, ref, size}, %Socket{channel: channel} = socket) do
     socket = %{socket | ref: ref}
     result = event |> channel.handle_in(payload, socket) |> handle_result(:handle_in, socket)
-    Native.channel_handled(socket.channel_ref, size)
+    Client.handled(socket.channel_ref, size)
     result
   end
 
   def handle_info(:fenix_resume, socket), do: {:noreply, socket}
 
   def handle_info({:fenix_leave, ref}, socket) do
-    socket.channel_ref |> Native.channel_reply(ref, :ok, %{}) |> Native.await_pace()
-    Native.channel_close(socket.channel_ref)
+    socket.channel_ref |> Client.reply(ref, :ok, %{}) |> Native.await_pace()
+    Client.close(socket.channel_ref, {:shutdown, :left})
     {:stop, {:shutdown, :left}, socket}
   end
 
@@ -128,8 +132,25 @@ defmodule Fenix.Channel.Server do
     |> handle_result(:handle_out, socket)
   end
 
+  # A broadcast for this topic sent to the process itself (Fenix.PubSub.broadcast/3 of
+  # a %Broadcast{}; under Fenix.ChannelTest every broadcast to the topic): handle_out/3
+  # if the channel intercepts the event, else pushed, as the engine's fan-out does.
+  def handle_info(%Broadcast{topic: topic, event: event, payload: payload}, %Socket{topic: topic, channel: channel} = socket) do
+    if event in channel.__intercepts__() do
+      event |> channel.handle_out(payload, socket) |> handle_result(:handle_out, socket)
+    else
+      Channel.push(socket, event, payload)
+      {:noreply, socket}
+    end
+  end
+
   def handle_info({:fenix_closed, reason}, socket) do
     {:stop, {:shutdown, reason}, socket}
+  end
+
+  # The test process of a Fenix.ChannelTest join is gone: its "connection" closed.
+  def handle_info({:DOWN, _, :process, pid, _reason}, %Socket{transport_pid: pid} = socket) when is_pid(pid) do
+    {:stop, {:shutdown, :closed}, socket}
   end
 
   def handle_info(message, %Socket{channel: channel} = socket) do
@@ -226,7 +247,7 @@ defmodule Fenix.Channel.Server do
   # A graceful stop tells the client phx_close; any other reason is a crash, which the
   # engine reports as phx_error when this process exits.
   defp stop(reason, socket) do
-    if graceful?(reason), do: Native.channel_close(socket.channel_ref)
+    if graceful?(reason), do: Client.close(socket.channel_ref, reason)
     {:stop, reason, socket}
   end
 

@@ -57,7 +57,8 @@ defmodule Fenix.Endpoint.Dispatcher do
       sockets:
         for {path, _module, websocket, transport} <- sockets do
           Map.merge(websocket, %{path: path, raw: transport.kind == :raw})
-        end
+        end,
+      pubsub: config.pubsub_server && Fenix.PubSub.__state__(config.pubsub_server)
     }
 
     case start_engine(options, config.port) do

@@ -33,8 +33,6 @@ defmodule Fenix.Endpoint.Supervisor do
     Supervisor.start_link(__MODULE__, {endpoint, config, validated}, name: endpoint)
   end
 
-  defp behaviours(module), do: module.module_info(:attributes) |> Keyword.get_values(:behaviour) |> List.flatten()
-
   # The endpoint's sockets, each told what it speaks: :channels (a Fenix.Socket) or
   # :raw (a Fenix.Socket.Transport). Known only now: at the endpoint's compile time
   # the socket modules may not be compiled yet.
@@ -54,6 +52,8 @@ defmodule Fenix.Endpoint.Supervisor do
     end
   end
 
+  defp behaviours(module), do: module.module_info(:attributes) |> Keyword.get_values(:behaviour) |> List.flatten()
+
   defp config(endpoint, otp_app, opts) do
     otp_app |> Application.get_env(endpoint, []) |> Keyword.merge(opts)
   end
@@ -72,9 +72,16 @@ defmodule Fenix.Endpoint.Supervisor do
     # Read by Fenix.Token through config/2, not by the engine.
     check!(config, :secret_key_base, &is_binary/1, "a string")
 
+    ip = check!(http, :ip, &ip?/1, "an IP address tuple or string")
+    port = check!(http, :port, &(&1 in 0..65_535), "a port number")
+    # server: false (a generated config/test.exs has it): the configured address is
+    # not served; the engine runs for broadcasts, presence and channel tests on a free
+    # loopback port.
+    {ip, port} = if check!(config, :server, &is_boolean/1, "a boolean") == false, do: {{127, 0, 0, 1}, 0}, else: {ip, port}
+
     %{
-      ip: check!(http, :ip, &ip?/1, "an IP address tuple or string"),
-      port: check!(http, :port, &(&1 in 0..65_535), "a port number"),
+      ip: ip,
+      port: port,
       head_timeout: check!(http, :head_timeout, &positive_integer?/1, "a positive integer (ms)"),
       max_connections: check!(http, :max_connections, &positive_integer?/1, "a positive integer"),
       max_connections_per_address: check!(http, :max_connections_per_address, &positive_integer?/1, "a positive integer"),
@@ -82,6 +89,7 @@ defmodule Fenix.Endpoint.Supervisor do
       engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
       tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean"),
       check_origin: config |> Keyword.get(:check_origin, true) |> Fenix.Endpoint.Origin.parse!(),
+      pubsub_server: check!(config, :pubsub_server, &is_atom/1, "the name of a Fenix.PubSub"),
       # Phoenix's default host, which check_origin: true compares origins with.
       url_host: config |> Keyword.get(:url, []) |> Keyword.get(:host, "localhost")
     }

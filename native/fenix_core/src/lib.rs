@@ -8,6 +8,8 @@
 //!   structures, generic over the [`registry::Subscriber`] they queue to.
 //! - [`presence`]: a topic's presence state and its diffs, coalesced per tick and
 //!   encoded as the `presence_state` and `presence_diff` payloads. Pure data.
+//! - [`pubsub`]: topic -> subscribed processes, for a PubSub server's broadcasts. Pure
+//!   data.
 //! - [`server`]: the tokio HTTP/WebSocket server: sessions, the per-connection channel
 //!   rules, inbound credit, and the per-sender lanes that carry out what the
 //!   application sends.
@@ -25,6 +27,7 @@ mod error;
 pub mod fanout;
 pub mod presence;
 pub mod protocol;
+pub mod pubsub;
 pub mod registry;
 pub mod server;
 mod sink;

@@ -175,6 +175,18 @@ impl<S: Subscriber> Registry<S> {
         (self.topic_count(), self.subscriber_count(topic))
     }
 
+    /// How many channels are joined to `topic` (fan-out targets or not yet).
+    pub fn member_count(&self, topic: &str) -> usize {
+        self.topics.get(topic).map_or(0, |entry| entry.members.len())
+    }
+
+    /// Appends to `out` the sink of every channel joined to `topic`: a message for the
+    /// topic's channel processes themselves (not their clients) goes to each.
+    pub fn members(&self, topic: &str, out: &mut Vec<Sink>) {
+        let Some(entry) = self.topics.get(topic) else { return };
+        out.extend(entry.members.values().map(|member| Arc::clone(&member.sink)));
+    }
+
     /// Appends to `out` the sink of every member of `topic` (but `exclude`) that
     /// intercepts `event`: the broadcaster hands them the payload itself.
     pub fn interceptors(&self, topic: &str, event: &str, exclude: Option<u64>, out: &mut Vec<Sink>) {
@@ -257,6 +269,20 @@ mod tests {
         assert_eq!((registry.subscriber_count("t"), registry.topic_count()), (0, 0));
         registry.activate("t", &a);
         assert_eq!(registry.topic_count(), 0, "activating a member that left adds nothing");
+    }
+
+    #[test]
+    fn members_are_every_joined_channel_activated_or_not() {
+        let registry = Registry::default();
+        let a = join(&registry, "t", 1, &[]);
+        join(&registry, "t", 2, &["e"]);
+        registry.activate("t", &a);
+        let mut sinks = Vec::new();
+        registry.members("t", &mut sinks);
+        assert_eq!((sinks.len(), registry.member_count("t")), (2, 2));
+        registry.leave("t", 2);
+        assert_eq!(registry.member_count("t"), 1);
+        assert_eq!(registry.member_count("none"), 0);
     }
 
     #[test]

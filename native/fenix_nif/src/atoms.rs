@@ -71,6 +71,12 @@ rustler::atoms! {
     bind_failed,
     eaddrinuse,
     noproc,
+    // %Fenix.Socket.Broadcast{}, to PubSub subscribers
+    struct_key = "__struct__",
+    broadcast_struct = "Elixir.Fenix.Socket.Broadcast",
+    topic,
+    event,
+    payload,
     // serializers
     v1,
     v2,

@@ -13,13 +13,14 @@
 //! Only the few tags needed here are written; everything inside a meta is the VM's
 //! own encoding, copied. Tested from ExUnit against the VM (`test/fenix/presence_test.exs`:
 //! what is listed is what was tracked). Atoms are decoded in safe mode: they all exist already
-//! (the metas' own, and `metas`, `joins`, `leaves`, `phx_ref`, `phx_ref_prev`, made with all of
-//! `crate::atoms` at its first use, before any hub starts).
+//! (the metas' own, and `metas`, `joins`, `leaves`, `phx_ref`, `phx_ref_prev`, `topic`, `event`,
+//! `payload`, made with all of `crate::atoms` at its first use, before any hub starts;
+//! `Fenix.Socket.Broadcast` is loaded with Fenix).
 
 use std::ops::Range;
 
 use fenix_core::presence::{Diff, Meta};
-use rustler::{Env, Term};
+use rustler::{Encoder, Env, Term};
 
 const VERSION: u8 = 131;
 const MAP_EXT: u8 = 116;
@@ -111,6 +112,14 @@ impl Etf {
         self
     }
 
+    /// `%Fenix.Socket.Broadcast{topic: topic, event: event, payload: ...}`: the payload
+    /// is written next.
+    pub(crate) fn broadcast(&mut self, topic: &str, event: &str) -> &mut Self {
+        self.map(4).atom("__struct__").atom("Elixir.Fenix.Socket.Broadcast");
+        self.atom("topic").binary(topic.as_bytes()).atom("event").binary(event.as_bytes());
+        self.atom("payload")
+    }
+
     /// `%{metas: [meta, ...]}`.
     pub(crate) fn metas<'m>(&mut self, metas: impl ExactSizeIterator<Item = &'m Meta>) -> &mut Self {
         self.map(1).atom("metas");
@@ -123,9 +132,10 @@ impl Etf {
         self.nil()
     }
 
-    /// The term, decoded by the VM; `None` if the bytes are not a term (a bug here).
-    pub(crate) fn decode<'a>(&self, env: Env<'a>) -> Option<Term<'a>> {
-        env.binary_to_term(&self.0).map(|(term, _)| term)
+    /// The term, decoded by the VM; nil if the bytes are not a term (a bug here, not
+    /// input).
+    pub(crate) fn decode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        env.binary_to_term(&self.0).map_or_else(|| crate::atoms::nil().encode(env), |(term, _)| term)
     }
 
     /// A length or arity: 32 bits big-endian. Presences never come near 4 G entries

@@ -3,13 +3,22 @@
 use std::sync::Arc;
 
 use fenix_core::server::{Channel, Conn, Server, Transport};
-use rustler::{Env, LocalPid, Monitor, Resource};
+use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
+
+use crate::pubsub::PubSubResource;
 
 /// A running endpoint server. Its dispatcher process is monitored: the server lives
 /// only as long as the process that answers its connects and joins.
-#[derive(Debug)]
 pub(crate) struct EndpointResource {
     pub(crate) server: Server,
+    /// The PubSub server of the endpoint's `pubsub_server` config, if it has one.
+    pub(crate) pubsub: Option<ResourceArc<PubSubResource>>,
+}
+
+impl std::fmt::Debug for EndpointResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointResource").field("server", &self.server).field("pubsub", &self.pubsub.is_some()).finish()
+    }
 }
 
 #[rustler::resource_impl]

@@ -8,11 +8,12 @@ defmodule Chat.Application do
 
     endpoint_opts = [
       http: [ip: {127, 0, 0, 1}, port: port],
-      static: [from: Application.app_dir(:chat, "priv/static")]
+      static: [from: Application.app_dir(:chat, "priv/static")],
+      pubsub_server: Chat.PubSub
     ]
 
     # rest_for_one: the presence tracks on the endpoint's engine, so it restarts with it.
-    children = [{Chat.Endpoint, endpoint_opts}, Chat.Presence]
+    children = [{Fenix.PubSub, name: Chat.PubSub}, {Chat.Endpoint, endpoint_opts}, Chat.Presence]
 
     with {:ok, pid} <- Supervisor.start_link(children, strategy: :rest_for_one) do
       IO.puts("Chat demo listening on 127.0.0.1:#{Chat.Endpoint.port()} (open http://127.0.0.1:#{Chat.Endpoint.port()}/)")

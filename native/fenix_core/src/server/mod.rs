@@ -41,7 +41,7 @@ pub use conn::{Conn, JoinError, JoinRef};
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 pub use transport::Transport;
-pub use presence::{DiffHandler, DiffRoute, InterceptHandler, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
+pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
 use crate::fanout::Broadcast;
 use crate::registry::Registry;
@@ -102,6 +102,12 @@ impl Server {
     /// The topic registry (who is a member of which topic).
     pub fn registry(&self) -> &Registry<Conn> {
         &self.shared.registry
+    }
+
+    /// A handle on the server's registry that does not keep the server alive: what a
+    /// PubSub server that several endpoints share holds of each.
+    pub fn downgrade(&self) -> WeakServer {
+        WeakServer(Arc::downgrade(&self.shared))
     }
 
     /// Broadcasts `event` with `body` to every subscriber of `topic` but the
@@ -171,6 +177,22 @@ impl Server {
         if closed > 0 {
             tracing::info!(addr = %self.local_addr, connections = closed, "server stopped: connections closed with 1012");
         }
+    }
+}
+
+/// A server seen from outside, without keeping it alive (see [`Server::downgrade`]).
+#[derive(Debug, Clone)]
+pub struct WeakServer(std::sync::Weak<Shared>);
+
+impl WeakServer {
+    /// Runs `f` on the server's registry, unless the server is gone.
+    pub fn with_registry<R>(&self, f: impl FnOnce(&Registry<Conn>) -> R) -> Option<R> {
+        self.0.upgrade().map(|shared| f(&shared.registry))
+    }
+
+    /// Whether both name the same server.
+    pub fn same(&self, other: &WeakServer) -> bool {
+        self.0.ptr_eq(&other.0)
     }
 }
 

@@ -16,8 +16,10 @@
 //! - a hub may instead (or also) hand each diff to the application ([`DiffHandler`]):
 //!   Fenix does when the presence module defines `fetch/2` (it enriches the diff, then
 //!   broadcasts it) or `handle_metas/4` (server-side reactions to joins and leaves);
-//!   and channels that intercept `presence_diff` get the diff handed to them
-//!   ([`InterceptHandler`]) rather than a frame, as any intercepted broadcast.
+//!   and each broadcast diff is handed to the application too ([`BroadcastHandler`]),
+//!   with the channels that intercept `presence_diff`, which get it rather than a frame
+//!   (as any intercepted broadcast), and for the topic's other subscribers
+//!   (`Fenix.PubSub`'s, which get the diff as a term).
 //!
 //! - the hub's own lane is bounded like any sender's: when it is full, the hub sends
 //!   nothing until the worker has carried half of it out, and the changes meanwhile
@@ -51,10 +53,11 @@ const LOCAL: NodeId = NodeId(0);
 /// Called with each changed topic's diff once per tick, on an engine thread.
 pub type DiffHandler = Box<dyn Fn(&str, &Diff) + Send + Sync>;
 
-/// Called, on an engine thread, with a broadcast diff and the topic's channels that
-/// intercept `presence_diff` (Phoenix's `intercept ["presence_diff"]`): the broadcast
-/// gives them no frame, so the application hands them the diff (their `handle_out`).
-pub type InterceptHandler = Box<dyn Fn(&Diff, &[Sink]) + Send + Sync>;
+/// Called, on an engine thread, with each broadcast diff, its topic and the topic's
+/// channels that intercept `presence_diff` (Phoenix's `intercept ["presence_diff"]`,
+/// often none): the broadcast gives them no frame, so the application hands them the
+/// diff (their `handle_out`), and to its own subscribers of the topic if it has any.
+pub type BroadcastHandler = Box<dyn Fn(&str, &Diff, &[Sink]) + Send + Sync>;
 
 /// What a hub does with each diff.
 pub struct DiffRoute {
@@ -62,8 +65,8 @@ pub struct DiffRoute {
     pub broadcast: bool,
     /// Hand it to the application.
     pub handler: Option<DiffHandler>,
-    /// Hand a broadcast diff to the channels that intercept it.
-    pub intercept: Option<InterceptHandler>,
+    /// Hand each broadcast diff to the application, with the channels that intercept it.
+    pub on_broadcast: Option<BroadcastHandler>,
 }
 
 impl std::fmt::Debug for DiffRoute {
@@ -71,7 +74,7 @@ impl std::fmt::Debug for DiffRoute {
         f.debug_struct("DiffRoute")
             .field("broadcast", &self.broadcast)
             .field("handler", &self.handler.is_some())
-            .field("intercept", &self.intercept.is_some())
+            .field("on_broadcast", &self.on_broadcast.is_some())
             .finish()
     }
 }
@@ -254,12 +257,10 @@ impl PresenceHub {
             if !self.route.broadcast {
                 continue;
             }
-            if let Some(intercept) = &self.route.intercept {
+            if let Some(on_broadcast) = &self.route.on_broadcast {
                 let mut sinks = Vec::new();
                 self.shared.registry.interceptors(&topic, PRESENCE_DIFF, None, &mut sinks);
-                if !sinks.is_empty() {
-                    intercept(&diff, &sinks);
-                }
+                on_broadcast(&topic, &diff, &sinks);
             }
             let body = Bytes::from(diff.encode());
             let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body, binary: false, exclude: None };

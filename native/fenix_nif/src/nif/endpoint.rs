@@ -16,6 +16,7 @@ use rustler::{Encoder, Env, LocalPid, NifMap, ResourceArc, Term};
 use super::error;
 use crate::atoms;
 use crate::beam::Dispatcher;
+use crate::pubsub::PubSubResource;
 use crate::resources::EndpointResource;
 use crate::runtime;
 
@@ -30,6 +31,8 @@ struct EndpointOptions {
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     sockets: Vec<SocketOptions>,
+    /// The endpoint's PubSub server (`pubsub_server:`), or nil.
+    pubsub: Option<ResourceArc<PubSubResource>>,
 }
 
 #[derive(NifMap)]
@@ -101,7 +104,10 @@ fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) 
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return error(env, atoms::eaddrinuse()),
         Err(e) => return (atoms::error(), (atoms::bind_failed(), e.to_string())).encode(env),
     };
-    let endpoint = ResourceArc::new(EndpointResource { server });
+    if let Some(pubsub) = &options.pubsub {
+        pubsub.attach(&server);
+    }
+    let endpoint = ResourceArc::new(EndpointResource { server, pubsub: options.pubsub });
     if env.monitor(&endpoint, &dispatcher).is_none() {
         // The dispatcher is already gone: nobody would answer this server.
         endpoint.server.stop();

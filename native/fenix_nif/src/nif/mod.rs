@@ -3,6 +3,7 @@
 //! `:fenix_resume`, see `sender.rs`), `{:ok, value}`, or `{:error, reason}` through the
 //! one error mapping of `error.rs`.
 
+mod broadcast;
 mod channel;
 mod conn;
 mod endpoint;

@@ -7,22 +7,23 @@
 //! (its external format), from which `list` and `get_by_key` give it back as it was
 //! ([`crate::etf`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fenix_core::presence::{Diff, Limits, MetaFields, PresenceError};
 use fenix_core::protocol::Body;
-use fenix_core::server::{DiffHandler, DiffRoute, InterceptHandler, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
+use fenix_core::server::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 use fenix_core::Sink;
-use rustler::{Encoder, Env, LocalPid, Monitor, Resource, ResourceArc, Term};
+use rustler::{Encoder, Env, LocalPid, Resource, ResourceArc, Term};
 use serde_json::Value;
 
 use super::{error, paced};
 use crate::atoms;
 use crate::beam::{self, ChannelProcess};
 use crate::etf::Etf;
+use crate::monitors::Monitors;
+use crate::pubsub::PubSubResource;
 use crate::resources::{ChannelResource, EndpointResource};
 use crate::sender::{self, with_caller};
 use crate::term::{encode_payload, EncodedPayload};
@@ -31,41 +32,12 @@ use crate::term::{encode_payload, EncodedPayload};
 #[derive(Debug)]
 pub(crate) struct PresenceResource {
     hub: Arc<PresenceHub>,
-    tracked: Arc<TrackedProcesses>,
+    /// The processes that track: when one exits, its entries leave.
+    tracked: Arc<Monitors>,
 }
 
 #[rustler::resource_impl]
 impl Resource for PresenceResource {}
-
-/// Pid -> the monitor of a process that tracks something.
-#[derive(Default)]
-struct TrackedProcesses(Mutex<HashMap<u64, ResourceArc<TrackedProcess>>>);
-
-impl std::fmt::Debug for TrackedProcesses {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TrackedProcesses")
-    }
-}
-
-/// A process that tracks: when it goes down, its entries leave.
-#[derive(Debug)]
-pub(crate) struct TrackedProcess {
-    hub: Arc<PresenceHub>,
-    tracked: Weak<TrackedProcesses>,
-    pid: u64,
-}
-
-#[rustler::resource_impl]
-impl Resource for TrackedProcess {
-    const IMPLEMENTS_DOWN: bool = true;
-
-    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
-        self.hub.leave(self.pid);
-        if let Some(tracked) = self.tracked.upgrade() {
-            tracked.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.pid);
-        }
-    }
-}
 
 /// Starts a hub on `endpoint` whose diffs go out every `tick_ms`: `{:ok, presence}`.
 /// A nil option takes the engine's default. With `diffs_to` (a pid), each diff is also
@@ -96,28 +68,42 @@ fn presence_start(
             let topic = topic.to_owned();
             let mut etf = Etf::new();
             etf.diff(diff);
-            beam::send(&pid, move |env| (atoms::fenix_presence_diff(), topic.as_str(), decoded(env, &etf)).encode(env));
+            beam::send(&pid, move |env| (atoms::fenix_presence_diff(), topic.as_str(), etf.decode(env)).encode(env));
         })
     });
-    let intercept: InterceptHandler = Box::new(hand_out);
-    let route = DiffRoute { broadcast, handler, intercept: Some(intercept) };
+    let pubsub = endpoint.pubsub.clone();
+    let on_broadcast: BroadcastHandler = Box::new(move |topic, diff, interceptors| hand_out(topic, diff, interceptors, pubsub.as_deref()));
+    let route = DiffRoute { broadcast, handler, on_broadcast: Some(on_broadcast) };
     let hub = endpoint.server.start_presence(tick, limits, route);
-    (atoms::ok(), ResourceArc::new(PresenceResource { hub, tracked: Arc::default() })).encode(env)
+    let tracked = Monitors::new({
+        let hub = Arc::clone(&hub);
+        move |pid| hub.leave(pid)
+    });
+    (atoms::ok(), ResourceArc::new(PresenceResource { hub, tracked })).encode(env)
 }
 
 /// A broadcast diff, to the channels that intercept it: `{:fenix_out, "presence_diff",
-/// %{joins: presences, leaves: presences}}`, as a broadcast from the BEAM gives them.
-fn hand_out(diff: &Diff, sinks: &[Sink]) {
-    let diff = {
-        let mut etf = Etf::new();
-        etf.diff(diff);
-        Arc::new(etf)
-    };
-    for sink in sinks {
-        if let Some(process) = sink.as_any().downcast_ref::<ChannelProcess>() {
-            let diff = Arc::clone(&diff);
-            beam::send(&process.pid, move |env| (atoms::fenix_out(), PRESENCE_DIFF, decoded(env, &diff)).encode(env));
+/// %{joins: presences, leaves: presences}}`, as a broadcast from the BEAM gives them;
+/// and to the topic's subscribers on the endpoint's PubSub server, as
+/// `%Fenix.Socket.Broadcast{event: "presence_diff"}`.
+fn hand_out(topic: &str, diff: &Diff, interceptors: &[Sink], pubsub: Option<&PubSubResource>) {
+    if !interceptors.is_empty() {
+        let diff = {
+            let mut etf = Etf::new();
+            etf.diff(diff);
+            Arc::new(etf)
+        };
+        for sink in interceptors {
+            if let Some(process) = sink.as_any().downcast_ref::<ChannelProcess>() {
+                let diff = Arc::clone(&diff);
+                beam::send(&process.pid, move |env| (atoms::fenix_out(), PRESENCE_DIFF, diff.decode(env)).encode(env));
+            }
         }
+    }
+    if let Some(pubsub) = pubsub.filter(|pubsub| pubsub.reach(topic, false) > 0) {
+        let mut etf = Etf::new();
+        etf.broadcast(topic, PRESENCE_DIFF).diff(diff);
+        pubsub.send_written(topic, &Arc::new(etf));
     }
 }
 
@@ -128,7 +114,7 @@ fn presence_track<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, pid
     let id = sender::id(env, pid);
     match presence.hub.track(id, topic, key, meta) {
         Ok(r#ref) => {
-            monitor(env, &presence, pid, id);
+            presence.tracked.watch(env, pid);
             (atoms::ok(), r#ref.as_str()).encode(env)
         }
         Err(PresenceError::AlreadyTracked { .. }) => (atoms::error(), (atoms::already_tracked(), pid, topic, key)).encode(env),
@@ -176,7 +162,7 @@ fn presence_list<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>, topi
     // Written under the topic's lock: a copy of bytes per meta, nothing gathered first.
     let Listed(listed) = presence.hub.list(topic, |key, meta| presences.add(key, meta));
     presences.finish();
-    (decoded(env, &etf), listed).encode(env)
+    (etf.decode(env), listed).encode(env)
 }
 
 /// `%{metas: [meta, ...]}` of `key` on `topic`, or `[]` when nobody tracks it. Dirty, as
@@ -189,7 +175,7 @@ fn presence_get_by_key<'a>(env: Env<'a>, presence: ResourceArc<PresenceResource>
     }
     let mut etf = Etf::new();
     etf.metas(metas.iter());
-    decoded(env, &etf)
+    etf.decode(env)
 }
 
 /// Pushes `event` with the `presence_state` of `topic` as [`presence_list`] gave it
@@ -228,21 +214,6 @@ fn push_state<'a>(env: Env<'a>, channel: &ChannelResource, event: &str, state: &
     paced(env, with_caller(env, |sender| channel.0.push(sender, event, Body::Json(state))))
 }
 
-fn monitor(env: Env<'_>, presence: &PresenceResource, pid: LocalPid, id: u64) {
-    let mut tracked = presence.tracked.0.lock().unwrap_or_else(|e| e.into_inner());
-    if tracked.contains_key(&id) {
-        return;
-    }
-    let process = ResourceArc::new(TrackedProcess { hub: Arc::clone(&presence.hub), tracked: Arc::downgrade(&presence.tracked), pid: id });
-    if env.monitor(&process, &pid).is_some() {
-        tracked.insert(id, process);
-    } else {
-        // Already gone: what it just tracked leaves at once.
-        drop(tracked);
-        presence.hub.leave(id);
-    }
-}
-
 /// A meta term as a JSON object and its external format, or `None` when it is not a
 /// map JSON can carry.
 fn meta_map(term: Term<'_>) -> Option<MetaFields> {
@@ -254,11 +225,6 @@ fn meta_map(term: Term<'_>) -> Option<MetaFields> {
         _ => return None,
     };
     Some(MetaFields { json, native: Bytes::copy_from_slice(term.to_binary().as_slice()) })
-}
-
-/// The term written in `etf`; nil if it did not decode (a bug in [`Etf`], not input).
-fn decoded<'a>(env: Env<'a>, etf: &Etf) -> Term<'a> {
-    etf.decode(env).unwrap_or_else(|| atoms::nil().encode(env))
 }
 
 fn presence_error(env: Env<'_>, e: PresenceError) -> Term<'_> {

@@ -1,80 +1,69 @@
-//! Broadcasts. The fan-out itself runs on the engine (see `fenix_core`'s outbound
-//! lanes), so a broadcast call only encodes the payload once and queues it. Channels
-//! that intercept the event get the original term here, in the caller: when more
-//! than `DIRTY_THRESHOLD` subscribers intercept it, or when the payload is too large to
-//! encode within a NIF's time, the regular NIF answers `:dirty` and the caller repeats
-//! the call on the dirty-scheduler variant.
+//! `Fenix.PubSub`: subscriptions, and broadcasts of any term (Phoenix.PubSub's default
+//! dispatch). The state and the delivery are `crate::pubsub`'s.
 
-use fenix_core::fanout::Broadcast;
-use fenix_core::server::Broadcasted;
-use fenix_core::Sink;
-use rustler::{Encoder, Env, ResourceArc, Term};
+use bytes::Bytes;
+use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
 
-use super::error;
+use super::broadcast::DIRTY_THRESHOLD;
 use crate::atoms;
-use crate::beam::ChannelProcess;
-use crate::resources::EndpointResource;
-use crate::sender::{pace_atom, with_caller};
-use crate::term::{encode_payload, is_large};
+use crate::pubsub::PubSubResource;
+use crate::sender;
+use crate::term::is_large;
 
-/// About 0.2 ms of sends to intercepting channel processes.
-const DIRTY_THRESHOLD: usize = 500;
-
-/// Broadcasts `event` to `topic`, except to connection `exclude` (or nil).
-/// Returns `:ok`, `:wait`, `:dirty`, or `{:error, :unsupported_term}`.
+/// A new PubSub server's state.
 #[rustler::nif]
-fn pubsub_broadcast<'a>(
-    env: Env<'a>,
-    endpoint: ResourceArc<EndpointResource>,
-    topic: &str,
-    event: &str,
-    payload: Term<'a>,
-    exclude: Option<u64>,
-) -> Term<'a> {
-    if is_large(payload) {
-        return atoms::dirty().encode(env);
-    }
-    broadcast(env, &endpoint, topic, event, payload, exclude, DIRTY_THRESHOLD)
+fn pubsub_new(env: Env<'_>) -> Term<'_> {
+    ResourceArc::new(PubSubResource::new()).encode(env)
 }
 
-/// [`pubsub_broadcast`] on a dirty CPU scheduler, for events many channels intercept.
+/// The calling process subscribes to `topic`, with `metadata` (nil for none).
+#[rustler::nif]
+fn pubsub_subscribe<'a>(env: Env<'a>, pubsub: ResourceArc<PubSubResource>, topic: &str, metadata: Term<'a>) -> Atom {
+    let metadata = (metadata != atoms::nil().encode(env)).then(|| Bytes::copy_from_slice(metadata.to_binary().as_slice()));
+    pubsub.subscribe(env, topic, metadata);
+    atoms::ok()
+}
+
+/// The calling process unsubscribes from `topic` (every subscription it has to it).
+#[rustler::nif]
+fn pubsub_unsubscribe(env: Env<'_>, pubsub: ResourceArc<PubSubResource>, topic: &str) -> Atom {
+    pubsub.unsubscribe(env, topic);
+    atoms::ok()
+}
+
+/// Sends `message` to every subscriber of `topic` and every channel process joined to
+/// it, but `from` (nil for none): `:ok`, or `:dirty` when it is more than a NIF may do
+/// (many receivers, or a large message to copy to each).
+#[rustler::nif]
+fn pubsub_dispatch<'a>(env: Env<'a>, pubsub: ResourceArc<PubSubResource>, topic: &str, message: Term<'a>, from: Option<LocalPid>) -> Atom {
+    if is_large(message) || pubsub.reach(topic, true) > DIRTY_THRESHOLD {
+        return atoms::dirty();
+    }
+    dispatch(env, &pubsub, topic, message, from)
+}
+
+/// [`pubsub_dispatch`] on a dirty CPU scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn pubsub_broadcast_dirty<'a>(
-    env: Env<'a>,
-    endpoint: ResourceArc<EndpointResource>,
-    topic: &str,
-    event: &str,
-    payload: Term<'a>,
-    exclude: Option<u64>,
-) -> Term<'a> {
-    broadcast(env, &endpoint, topic, event, payload, exclude, usize::MAX)
+fn pubsub_dispatch_dirty<'a>(env: Env<'a>, pubsub: ResourceArc<PubSubResource>, topic: &str, message: Term<'a>, from: Option<LocalPid>) -> Atom {
+    dispatch(env, &pubsub, topic, message, from)
 }
 
-fn broadcast<'a>(
-    env: Env<'a>,
-    endpoint: &EndpointResource,
-    topic: &str,
-    event: &str,
-    payload: Term<'a>,
-    exclude: Option<u64>,
-    max_interceptors: usize,
-) -> Term<'a> {
-    let Ok(encoded) = encode_payload(payload) else {
-        return error(env, atoms::unsupported_term());
-    };
-    let message = Broadcast { event, body: encoded.body(), exclude };
-    // Intercepting channels get the original term: no JSON round trip for handle_out.
-    let mut out = None;
-    let intercept = |sink: &Sink| {
-        if let Some(process) = sink.as_any().downcast_ref::<ChannelProcess>() {
-            let out = *out.get_or_insert_with(|| (atoms::fenix_out(), event, payload).encode(env));
-            let _ = env.send(&process.pid, out);
-        }
-    };
-    let broadcasted =
-        with_caller(env, |sender| endpoint.server.broadcast(sender, &message, topic, max_interceptors, intercept));
-    match broadcasted {
-        Broadcasted::Queued(pace) => pace_atom(pace).encode(env),
-        Broadcasted::TooManyInterceptors(_) => atoms::dirty().encode(env),
+fn dispatch(env: Env<'_>, pubsub: &PubSubResource, topic: &str, message: Term<'_>, from: Option<LocalPid>) -> Atom {
+    let from_id = from.map(|pid| sender::id(env, pid));
+    pubsub.send_in(env, topic, from_id, message);
+    for pid in pubsub.channels(topic).into_iter().filter(|pid| Some(*pid) != from) {
+        let _ = env.send(&pid, message);
     }
+    atoms::ok()
+}
+
+/// `[{pid, metadata}]` of `topic`, for a custom dispatcher: the subscriptions in the
+/// order they were made, then the topic's channel processes (metadata nil).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn pubsub_entries<'a>(env: Env<'a>, pubsub: ResourceArc<PubSubResource>, topic: &str) -> Term<'a> {
+    let nil = atoms::nil().encode(env);
+    let metadata = |bytes: &Option<Bytes>| bytes.as_ref().and_then(|b| env.binary_to_term(b)).map_or(nil, |(term, _)| term);
+    let subscriptions = pubsub.subscriptions(topic, None).into_iter().map(|s| (s.process, metadata(&s.metadata)).encode(env));
+    let channels = pubsub.channels(topic).into_iter().map(|pid| (pid, nil).encode(env));
+    subscriptions.chain(channels).collect::<Vec<Term<'a>>>().encode(env)
 }

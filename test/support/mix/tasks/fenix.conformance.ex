@@ -32,14 +32,14 @@ defmodule Mix.Tasks.Fenix.Conformance do
     Mix.Task.run("app.start")
     port = String.to_integer(System.get_env("PORT", "4001"))
     threads = String.to_integer(System.get_env("FENIX_ENGINE_THREADS", "0"))
-    endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads]
+    endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads, pubsub_server: Fenix.Conformance.PubSub]
     # rest_for_one: a presence restarts with the endpoint it tracks on.
     presence_opts =
       if tick = System.get_env("FENIX_PRESENCE_TICK_MS"),
         do: [tick: String.to_integer(tick)],
         else: []
 
-    children = [{Endpoint, endpoint_opts}, {Presence, presence_opts}]
+    children = [{Fenix.PubSub, name: Fenix.Conformance.PubSub}, {Endpoint, endpoint_opts}, {Presence, presence_opts}]
     state_by = if System.get_env("FENIX_PRESENCE_STATE") == "list", do: :list, else: :push_state
     Application.put_env(:fenix, Fenix.Conformance.RoomChannel, presence_state_by: state_by)
 

@@ -1,0 +1,27 @@
+defmodule GenAppWeb.RoomChannelTest do
+  use GenAppWeb.ChannelCase
+
+  setup do
+    {:ok, _, socket} =
+      GenAppWeb.UserSocket
+      |> socket("user_id", %{some: :assign})
+      |> subscribe_and_join(GenAppWeb.RoomChannel, "room:lobby")
+
+    %{socket: socket}
+  end
+
+  test "ping replies with status ok", %{socket: socket} do
+    ref = push socket, "ping", %{"hello" => "there"}
+    assert_reply ref, :ok, %{"hello" => "there"}
+  end
+
+  test "shout broadcasts to room:lobby", %{socket: socket} do
+    push socket, "shout", %{"hello" => "all"}
+    assert_broadcast "shout", %{"hello" => "all"}
+  end
+
+  test "broadcasts are pushed to the client", %{socket: socket} do
+    broadcast_from! socket, "broadcast", %{"some" => "data"}
+    assert_push "broadcast", %{"some" => "data"}
+  end
+end
