@@ -23,8 +23,11 @@ defmodule Fenix.Socket.Transport.Server do
 
   alias Fenix.Native
 
+  # As a channel process: an idle connection gives its garbage back.
+  @hibernate_after 15_000
+
   @spec start_link({module(), term(), Native.conn()}) :: GenServer.on_start()
-  def start_link(init), do: GenServer.start_link(__MODULE__, init)
+  def start_link(init), do: GenServer.start_link(__MODULE__, init, hibernate_after: @hibernate_after)
 
   @impl true
   def init({module, state, conn}) do

@@ -63,8 +63,9 @@ struct State {
     socket_id: Option<Box<str>>,
     socket_data: Bytes,
     channels: Slots<Member>,
-    /// A raw connection's transport, once accepted.
-    transport: Option<Peer>,
+    /// A raw connection's transport, once accepted. Boxed: a channel connection pays
+    /// one word for it.
+    transport: Option<Box<Peer>>,
     finalized: bool,
 }
 
@@ -158,13 +159,13 @@ impl Conn {
         // Under the lock: the session, which takes the peer under it, cannot start
         // before the peer is in place.
         decision.send(Decision::Accept).map_err(|_| Error::Closed)?;
-        state.transport = Some(Peer { transport: Arc::clone(&transport), sink, wants_control });
+        state.transport = Some(Box::new(Peer { transport: Arc::clone(&transport), sink, wants_control }));
         Ok(transport)
     }
 
     /// The transport of an accepted raw connection, for its session's reader.
     pub(crate) fn transport_peer(&self) -> Option<Peer> {
-        self.lock().transport.clone()
+        self.lock().transport.as_deref().cloned()
     }
 
     /// Refuses the connection: the upgrade is answered with 403.
@@ -485,7 +486,7 @@ impl Conn {
         let transport = state.transport.take();
         drop(state);
         self.outbox.abort();
-        if let Some(Peer { transport, sink, .. }) = transport {
+        if let Some(Peer { transport, sink, .. }) = transport.map(|peer| *peer) {
             transport.unhandled.ended(&self.credit, self.credit_limits());
             sink.deliver(TransportEvent::Closed(why));
         }
