@@ -77,7 +77,9 @@ defmodule Fenix.Socket.Transport do
        `:closed` (the client closed it or went away), `:timeout` (idle),
        `:shutdown` (the server is stopping) or `{:error, close_code}` (the client
        broke the protocol or a limit, and was closed with that code: 1002, 1007,
-       1008, 1009, 1011).
+       1008, 1009; 1008 too for a client that does not read what is pushed to it,
+       and 1011 when this process holds its messages unhandled for a whole
+       `:timeout`).
 
   Every callback may return any of the shapes listed at `t:callback_result/0`; the
   `status` of `{:reply, status, frame, state}` is ignored, as Phoenix's WebSocket
