@@ -224,12 +224,13 @@ export function startConformance({ env = {} } = {}) {
  * (never FENIX_CONFORMANCE_URL's), whose `command("kill dispatcher", "killed dispatcher")`
  * and `command("kill endpoint", "killed endpoint")` kill parts of its supervision tree.
  */
-export function startControlledConformance() {
+export function startControlledConformance({ env = {} } = {}) {
   return startServer({
     name: "conformance (controlled)",
     command: "mix",
     args: ["fenix.conformance", "--control"],
     cwd: ROOT,
+    env,
     control: true,
   });
 }
