@@ -82,6 +82,11 @@ defmodule Fenix.Endpoint do
   themselves (the `phoenix` client does), to the dispatcher's successor, which binds
   the same port. No connection is left waiting for a process that is gone.
 
+  An orderly shutdown (the application stopping, `Supervisor.terminate_child/2`) first
+  drains: the endpoint stops accepting and closes each socket's connections in batches,
+  as its `drainer:` option says (see `socket/3`), so that clients move to another server
+  gradually; their channels get `terminate/2`.
+
   ## Broadcasting
 
       MyAppWeb.Endpoint.broadcast("room:lobby", "new_msg", %{body: "hi"})
