@@ -9,17 +9,16 @@
 import { describe, it, after } from "node:test";
 import assert from "node:assert/strict";
 import {
+  eventually,
   TIMEOUT_MS,
   VSNS,
   disconnectAll,
   makeSocket,
   pushAwait,
-  sleep,
   startControlledConformance,
   startServer,
   ROOT,
   uniqueTopic,
-  withTimeout,
 } from "./helpers.mjs";
 
 const T = { timeout: 120_000 };
@@ -34,16 +33,6 @@ after(async () => {
   await disconnectAll();
   for (const server of servers) await server.stop();
 });
-
-async function eventually(label, condition, timeout = 30_000) {
-  await withTimeout(
-    (async () => {
-      while (!condition()) await sleep(20);
-    })(),
-    timeout,
-    label,
-  );
-}
 
 describe("draining an endpoint under joined phoenix clients", () => {
   it("closes them 1012 in batches; they reconnect and rejoin to the next server on the port", T, async () => {

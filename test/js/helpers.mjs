@@ -401,6 +401,17 @@ export function join(channel, timeout = TIMEOUT_MS) {
   });
 }
 
+/** Polls `condition` until it holds (a guard against hangs, not a timing assertion). */
+export async function eventually(label, condition, timeout = 30_000) {
+  await withTimeout(
+    (async () => {
+      while (!condition()) await sleep(20);
+    })(),
+    timeout,
+    label,
+  );
+}
+
 /** `socket.channel(topic, params)` + `join`; resolves with `{channel, response}`. */
 export async function joinTopic(socket, topic, params = {}) {
   const channel = socket.channel(topic, params);
