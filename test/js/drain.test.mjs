@@ -53,6 +53,7 @@ describe("draining an endpoint under joined phoenix clients", () => {
 
     assert.equal(await first.command("stop endpoint", "stopped endpoint", 30_000), "stopped endpoint");
     // Closed in batches: 1012 for every client, spread over at least one interval.
+    await eventually("every client closed", () => clients.every((c) => c.closes.length > 0));
     for (const c of clients) assert.equal(c.closes[0]?.code, 1012, `client ${c.i}: ${JSON.stringify(c.closes)}`);
     const times = clients.map((c) => c.closes[0].at);
     assert.ok(Math.max(...times) - Math.min(...times) >= INTERVAL_MS * 0.9, `closes at ${times}`);
