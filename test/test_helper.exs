@@ -6,4 +6,5 @@
 Application.put_env(:fenix, GenAppWeb.Endpoint, server: false, pubsub_server: GenApp.PubSub, http: [port: 4002])
 {:ok, _} = Fenix.PubSub.start_link(name: GenApp.PubSub)
 {:ok, _} = GenAppWeb.Endpoint.start_link()
-ExUnit.start(capture_log: true)
+# A loaded machine delays messages more than the 100 ms default; failures only wait longer.
+ExUnit.start(capture_log: true, assert_receive_timeout: 1_000)

@@ -84,6 +84,11 @@ defmodule Fenix.Endpoint do
   themselves (the `phoenix` client does), to the dispatcher's successor, which binds
   the same port. No connection is left waiting for a process that is gone.
 
+  An orderly shutdown (the application stopping, `Supervisor.terminate_child/2`) first
+  drains: the endpoint stops accepting and closes each socket's connections in batches,
+  as its `drainer:` option says (see `socket/3`), so that clients move to another server
+  gradually; their channels get `terminate/2`.
+
   ## Broadcasting
 
       MyAppWeb.Endpoint.broadcast("room:lobby", "new_msg", %{body: "hi"})
@@ -255,6 +260,16 @@ defmodule Fenix.Endpoint do
 
       socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
       socket "/counter", MyAppWeb.CounterSocket, websocket: true
+
+  `drainer:` says how the socket's connections are closed when the endpoint shuts
+  down, as Phoenix's drainer: the endpoint stops accepting (its port is released), then
+  closes `batch_size` connections with 1012 (Service Restart) every `batch_interval` ms
+  for at most `shutdown` ms, so that clients reconnect to another server spread over
+  time instead of all at once; channels get `terminate/2` with `{:shutdown, :closed}`.
+  What is left after `shutdown` is closed at once. Default
+  `#{inspect(Fenix.Endpoint.Drainer.defaults())}`; `drainer: false` closes them all at
+  once; `{module, function, args}` is called when the endpoint starts and when it
+  stops, for options read at run time.
   """
   defmacro socket(path, socket_module, opts \\ []) do
     socket_module = Macro.expand(socket_module, %{__CALLER__ | function: {:socket, 3}})
@@ -270,7 +285,8 @@ defmodule Fenix.Endpoint do
       raise ArgumentError, "socket path must be a string starting with /, got: #{inspect(path)}"
     end
 
-    opts = Keyword.validate!(opts, [:websocket, :longpoll])
+    opts = Keyword.validate!(opts, [:websocket, :longpoll, :drainer])
+    drainer = drainer!(Keyword.get(opts, :drainer, []))
 
     websocket =
       case Keyword.get(opts, :websocket, true) do
@@ -294,9 +310,13 @@ defmodule Fenix.Endpoint do
 
     # Every option named, nil for those left out: the engine fills in its defaults.
     websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
-    transport = Map.merge(given, %{connect_info: connect_info, check_origin: check_origin})
+    transport = Map.merge(given, %{connect_info: connect_info, check_origin: check_origin, drainer: drainer})
     {String.trim_trailing(path, "/"), module, websocket, transport}
   end
+
+  # An MFA is called when the endpoint starts and stops, and checked then.
+  defp drainer!({module, function, args} = mfa) when is_atom(module) and is_atom(function) and is_list(args), do: mfa
+  defp drainer!(drainer), do: Fenix.Endpoint.Drainer.options!(drainer)
 
   # The connect info keys Phoenix knows, then any `key: value` of the application's own.
   @connect_info_keys [:peer_data, :trace_context_headers, :x_headers, :uri, :user_agent, :sec_websocket_headers, :auth_token]

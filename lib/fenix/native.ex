@@ -125,6 +125,9 @@ defmodule Fenix.Native do
   @spec transport_handled(transport(), non_neg_integer()) :: :ok
   def transport_handled(_transport, _size), do: :erlang.nif_error(:nif_not_loaded)
 
+  @spec endpoint_drain(endpoint(), String.t(), pos_integer()) :: {non_neg_integer(), non_neg_integer(), [pid()]}
+  def endpoint_drain(_endpoint, _path, _batch), do: :erlang.nif_error(:nif_not_loaded)
+
   @spec endpoint_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil, pid() | nil) ::
           pace() | :dirty | {:error, :unsupported_term}
   def endpoint_broadcast(_endpoint, _topic, _event, _payload, _exclude, _from),

@@ -192,39 +192,44 @@ defmodule Fenix.ChannelCallbacksTest do
       @vsn vsn
 
       setup do
+        # A topic of its own, and both channels fan-out targets before the test starts.
+        topic = "test:room#{System.unique_integer([:positive])}"
+
         [a, b] =
           for user <- ["a", "b"] do
             c = connect!(%{"vsn" => vsn(@vsn), "user_id" => user})
-            push(c, client(@vsn, "1", "1", "test:room", "phx_join", "{}"))
-            assert_frame(c, reply(@vsn, "1", "1", "test:room", "ok", ~s({"topic":"test:room"})))
+            push(c, client(@vsn, "1", "1", topic, "phx_join", "{}"))
+            assert_frame(c, reply(@vsn, "1", "1", topic, "ok", ~s({"topic":"#{topic}"})))
           end
 
-        %{a: a, b: b}
+        engine = Fenix.Endpoint.engine!(Fenix.TestEndpoint)
+        assert eventually(fn -> elem(Fenix.Native.endpoint_subscribers(engine, topic), 1) == 2 end)
+        %{a: a, b: b, topic: topic}
       end
 
-      test "broadcast!/3 reaches every subscriber, sender included", %{a: a, b: b} do
-        push(a, client(@vsn, "1", "2", "test:room", "broadcast", ~s({"m":1})))
-        assert_frame(a, server(@vsn, nil, nil, "test:room", "b", ~s({"m":1})))
-        assert_frame(b, server(@vsn, nil, nil, "test:room", "b", ~s({"m":1})))
+      test "broadcast!/3 reaches every subscriber, sender included", %{a: a, b: b, topic: topic} do
+        push(a, client(@vsn, "1", "2", topic, "broadcast", ~s({"m":1})))
+        assert_frame(a, server(@vsn, nil, nil, topic, "b", ~s({"m":1})))
+        assert_frame(b, server(@vsn, nil, nil, topic, "b", ~s({"m":1})))
       end
 
-      test "broadcast_from!/3 skips the sender", %{a: a, b: b} do
-        push(a, client(@vsn, "1", "2", "test:room", "broadcast_from", ~s({"m":2})))
-        assert_frame(b, server(@vsn, nil, nil, "test:room", "b", ~s({"m":2})))
+      test "broadcast_from!/3 skips the sender", %{a: a, b: b, topic: topic} do
+        push(a, client(@vsn, "1", "2", topic, "broadcast_from", ~s({"m":2})))
+        assert_frame(b, server(@vsn, nil, nil, topic, "b", ~s({"m":2})))
         refute_frame(a)
       end
 
-      test "Endpoint.broadcast/3, in order", %{a: a} do
-        for i <- 1..50, do: :ok = Fenix.TestEndpoint.broadcast("test:room", "n", %{i: i})
-        Enum.reduce(1..50, a, fn i, a -> assert_frame(a, server(@vsn, nil, nil, "test:room", "n", ~s({"i":#{i}}))) end)
+      test "Endpoint.broadcast/3, in order", %{a: a, topic: topic} do
+        for i <- 1..50, do: :ok = Fenix.TestEndpoint.broadcast(topic, "n", %{i: i})
+        Enum.reduce(1..50, a, fn i, a -> assert_frame(a, server(@vsn, nil, nil, topic, "n", ~s({"i":#{i}}))) end)
       end
 
-      test "an intercepted event goes through handle_out/3 of each subscriber", %{a: a, b: b} do
-        :ok = Fenix.TestEndpoint.broadcast("test:room", "out", %{"x" => 1})
+      test "an intercepted event goes through handle_out/3 of each subscriber", %{a: a, b: b, topic: topic} do
+        :ok = Fenix.TestEndpoint.broadcast(topic, "out", %{"x" => 1})
         assert_receive {:handle_out, %{"x" => 1}}
         assert_receive {:handle_out, %{"x" => 1}}
-        assert_frame(a, server(@vsn, "1", nil, "test:room", "out", ~s({"by":"a","x":1})))
-        assert_frame(b, server(@vsn, "1", nil, "test:room", "out", ~s({"by":"b","x":1})))
+        assert_frame(a, server(@vsn, "1", nil, topic, "out", ~s({"by":"a","x":1})))
+        assert_frame(b, server(@vsn, "1", nil, topic, "out", ~s({"by":"b","x":1})))
       end
     end
   end

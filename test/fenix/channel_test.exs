@@ -144,7 +144,7 @@ defmodule Fenix.ChannelTestTest do
       socket = subscribe_and_join!(test_socket(), unique("test:crash"))
       push(socket, "raise")
       pid = socket.channel_pid
-      assert_receive {:EXIT, ^pid, {%RuntimeError{message: "handle_in crashed on purpose"}, _}}
+      assert_receive {:EXIT, ^pid, {%RuntimeError{message: "handle_in crashed on purpose"}, _}}, 2_000
     end
 
     test "the channel stops when the test process is gone" do

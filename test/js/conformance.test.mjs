@@ -238,6 +238,20 @@ for (const vsn of VSNS) {
         assert.equal(w.replied, null, "shout must not be replied to");
       });
 
+      it("an Elixir process subscribed to the topic gets the broadcasts a client gets, in the same order", T, async () => {
+        const topic = uniqueTopic(`${tag}-pubsub`);
+        const a = await joinTopic(await connect(url(), as(`${tag}-pa`)), topic);
+        const b = await joinTopic(await connect(url(), as(`${tag}-pb`)), topic);
+        assert.equal((await pushAwait(a.channel, "pubsub_watch", { topic })).status, "ok");
+        const blasted = collect(a.channel, "blasted");
+        await pushAwait(b.channel, "blast", { n: 50, body: "x" });
+        await withTimeout(blasted.waitFor(50), TIMEOUT_MS, "50 blasted");
+        const { response } = await pushAwait(a.channel, "pubsub_seen");
+        const seen = response.seen.filter((s) => s.event === "blasted").map((s) => s.payload);
+        assert.deepEqual(seen, blasted.items);
+        blasted.stop();
+      });
+
       if (vsn === "2.0.0") {
         // The bytes 0..255 and a few more: every byte value, through the binary frame kinds.
         const bytes = () => Uint8Array.from({ length: 300 }, (_, i) => i % 256);

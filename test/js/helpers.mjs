@@ -224,12 +224,13 @@ export function startConformance({ env = {} } = {}) {
  * (never FENIX_CONFORMANCE_URL's), whose `command("kill dispatcher", "killed dispatcher")`
  * and `command("kill endpoint", "killed endpoint")` kill parts of its supervision tree.
  */
-export function startControlledConformance() {
+export function startControlledConformance({ env = {} } = {}) {
   return startServer({
     name: "conformance (controlled)",
     command: "mix",
     args: ["fenix.conformance", "--control"],
     cwd: ROOT,
+    env,
     control: true,
   });
 }
@@ -398,6 +399,17 @@ export function join(channel, timeout = TIMEOUT_MS) {
       .receive("error", (resp) => reject(new ReplyError(`join ${channel.topic}`, "error", resp)))
       .receive("timeout", (resp) => reject(new ReplyError(`join ${channel.topic}`, "timeout", resp)));
   });
+}
+
+/** Polls `condition` until it holds (a guard against hangs, not a timing assertion). */
+export async function eventually(label, condition, timeout = 30_000) {
+  await withTimeout(
+    (async () => {
+      while (!condition()) await sleep(20);
+    })(),
+    timeout,
+    label,
+  );
 }
 
 /** `socket.channel(topic, params)` + `join`; resolves with `{channel, response}`. */

@@ -9,16 +9,15 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
+  eventually,
   TIMEOUT_MS,
   VSNS,
   collect,
   disconnectAll,
   makeSocket,
   pushAwait,
-  sleep,
   startControlledConformance,
   uniqueTopic,
-  withTimeout,
 } from "./helpers.mjs";
 
 const T = { timeout: 60_000 };
@@ -36,17 +35,6 @@ after(async () => {
   await disconnectAll();
   await server?.stop();
 });
-
-/** Polls `condition` until it holds (a guard against hangs, not a timing assertion). */
-async function eventually(label, condition, timeout = 15_000) {
-  await withTimeout(
-    (async () => {
-      while (!condition()) await sleep(20);
-    })(),
-    timeout,
-    label,
-  );
-}
 
 /**
  * A client joined to its own topic and to the topic all clients share. Counts the

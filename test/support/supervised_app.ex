@@ -6,6 +6,10 @@ defmodule Fenix.Test.SupervisedEndpoint do
   use Fenix.Endpoint, otp_app: :fenix
 
   socket "/socket", Fenix.Test.SupervisedSocket
+  # Drained one connection at a time at shutdown.
+  socket "/drained", Fenix.Test.SupervisedSocket, drainer: [batch_size: 1, batch_interval: 30, shutdown: 5_000]
+  socket "/undrained", Fenix.Test.SupervisedSocket, drainer: false
+  socket "/transport", Fenix.TestTransport
 end
 
 defmodule Fenix.Test.SupervisedSocket do
@@ -43,17 +47,16 @@ defmodule Fenix.Test.Supervised do
   alias Fenix.Test.{SupervisedEndpoint, WSClient}
 
   @doc "The endpoint's child `id` (:registration, :channels or :dispatcher), or nil."
-  def child(id) do
-    case Process.whereis(SupervisedEndpoint) do
-      nil ->
-        nil
+  def child(id) when id in [:channels, :dispatcher], do: child_of(child(:engine), id)
+  def child(id), do: child_of(Process.whereis(SupervisedEndpoint), id)
 
-      supervisor ->
-        Enum.find_value(Supervisor.which_children(supervisor), fn
-          {^id, pid, _, _} when is_pid(pid) -> pid
-          _ -> nil
-        end)
-    end
+  defp child_of(nil, _id), do: nil
+
+  defp child_of(supervisor, id) do
+    Enum.find_value(Supervisor.which_children(supervisor), fn
+      {^id, pid, _, _} when is_pid(pid) -> pid
+      _ -> nil
+    end)
   end
 
   @doc "Kills `pid` and waits until it is gone."
@@ -70,9 +73,9 @@ defmodule Fenix.Test.Supervised do
   end
 
   @doc "Connects to `port` as the calling test process, with serializer 2.0.0."
-  def connect!(port) do
+  def connect!(port, path \\ "/socket") do
     query = URI.encode_query(%{"vsn" => "2.0.0", "test_pid" => to_string(:erlang.pid_to_list(self()))})
-    {:ok, client, _headers} = WSClient.connect(port, "/socket/websocket?#{query}")
+    {:ok, client, _headers} = WSClient.connect(port, "#{path}/websocket?#{query}")
     client
   end
 

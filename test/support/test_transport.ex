@@ -5,11 +5,14 @@ defmodule Fenix.TestTransport do
   # text commands with each return shape; binary messages are echoed.
   @behaviour Fenix.Socket.Transport
 
-  # Started once by the endpoint: it keeps the options child_spec/1 was given.
+  # Started once by each endpoint that mounts it: it keeps the options child_spec/1
+  # was given, under a name of that endpoint's (options_name/1).
   @impl true
   def child_spec(opts) do
-    %{id: __MODULE__, start: {Agent, :start_link, [fn -> opts end, [name: Fenix.TestTransport.ChildSpecOptions]]}}
+    %{id: __MODULE__, start: {Agent, :start_link, [fn -> opts end, [name: options_name(opts[:endpoint])]]}}
   end
+
+  def options_name(endpoint), do: Module.concat(__MODULE__, endpoint)
 
   @impl true
   def connect(%{params: %{"deny" => "error"}}), do: {:error, :denied}

@@ -3,20 +3,25 @@ defmodule Fenix.Endpoint.Supervisor do
   # The tree of one endpoint:
   #
   #   Endpoint (this supervisor, registered as the endpoint module, rest_for_one)
-  #   ├── :registration  holds the endpoint's config (for config/2) and erases it and
-  #   │                  the engine handle when the endpoint shuts down
-  #   ├── :sockets       (only if there are any) a one_for_one supervisor of the child
-  #   │                  specs of the endpoint's Fenix.Socket.Transport modules, as
-  #   │                  Phoenix starts each socket's child_spec/1: one that crashes is
-  #   │                  restarted alone, never the engine
-  #   ├── :channels      DynamicSupervisor of channel processes and of the transport
-  #   │                  processes of raw connections
-  #   └── :dispatcher    owns the engine server; turns connect/join requests into work
+  #   ├── :registration    holds the endpoint's config (for config/2) and erases it and
+  #   │                    the engine handle when the endpoint shuts down
+  #   ├── :sockets         (only if there are any) a one_for_one supervisor of the child
+  #   │                    specs of the endpoint's Fenix.Socket.Transport modules, as
+  #   │                    Phoenix starts each socket's child_spec/1: one that crashes
+  #   │                    is restarted alone, never the engine
+  #   ├── :engine          a supervisor (rest_for_one) of
+  #   │   ├── :channels    DynamicSupervisor of channel processes and of the transport
+  #   │   │                processes of raw connections
+  #   │   └── :dispatcher  owns the engine server; turns connect/join requests into work
+  #   └── :drainer         at shutdown (the first to stop), closes the connections in
+  #                        batches (see Fenix.Endpoint.Drainer)
   #
   # rest_for_one: if the dispatcher dies its engine server stops (closing every
   # connection with 1012) and a new dispatcher starts one on the same port; the
   # channels of those connections stop as the connections close. If the channel
-  # supervisor dies, the dispatcher restarts with it.
+  # supervisor dies, the dispatcher restarts with it. Those restarts happen inside
+  # :engine, so that the drainer, which drains whenever it is shut down, only is when
+  # the endpoint itself shuts down.
   #
   # The children are not registered: after a kill, the new incarnation starts while
   # the old children may still be exiting, and a registered name they still hold would
@@ -122,8 +127,8 @@ defmodule Fenix.Endpoint.Supervisor do
       [Supervisor.child_spec({Fenix.Endpoint.Registration, {endpoint, raw_config}}, id: :registration)] ++
         socket_children(endpoint, config.sockets) ++
         [
-          %{id: :channels, start: {__MODULE__, :start_channels, []}, type: :supervisor},
-          %{id: :dispatcher, start: {__MODULE__, :start_dispatcher, [endpoint, config]}}
+          %{id: :engine, start: {__MODULE__, :start_engine, [endpoint, config]}, type: :supervisor},
+          {Fenix.Endpoint.Drainer, endpoint}
         ]
 
     Supervisor.init(children, strategy: :rest_for_one)
@@ -144,9 +149,19 @@ defmodule Fenix.Endpoint.Supervisor do
     end
   end
 
-  # A supervisor runs its children's start functions in its own process, in the order
-  # of the children, and rest_for_one restarts a channel supervisor only together with
-  # the dispatcher after it. So the pid that start_channels/0 leaves in this process's
+  @doc false
+  def start_engine(endpoint, config) do
+    children = [
+      %{id: :channels, start: {__MODULE__, :start_channels, []}, type: :supervisor},
+      %{id: :dispatcher, start: {__MODULE__, :start_dispatcher, [endpoint, config]}}
+    ]
+
+    Supervisor.start_link(children, strategy: :rest_for_one)
+  end
+
+  # A supervisor (here :engine) runs its children's start functions in its own process,
+  # in the order of the children, and rest_for_one restarts a channel supervisor only
+  # together with the dispatcher after it. So the pid that start_channels/0 leaves in this process's
   # dictionary is the current one whenever start_dispatcher/2 runs.
   @doc false
   def start_channels do

@@ -49,9 +49,12 @@ pub enum ClosedReason {
 pub type Sink = Arc<dyn ChannelSink>;
 
 /// The receiving end of a raw connection (in Fenix, its transport process).
-pub trait TransportSink: Send + Sync + Debug {
+pub trait TransportSink: Send + Sync + Debug + Any {
     /// Delivers an event. Must not block. The bytes are lent: copy what is kept.
     fn deliver(&self, event: TransportEvent<'_>);
+
+    /// For callers that know the concrete sink (a drain waiting for the processes).
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// What a raw connection's transport is told.

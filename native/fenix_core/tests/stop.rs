@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{eventually, TestServer, FRAME_TIMEOUT};
 use fenix_core::protocol::Serializer;
-use fenix_core::server::{Config, Conn, Server, SocketConfig};
+use fenix_core::server::{Config, Conn, Drained, Server, SocketConfig};
 use fenix_core::{ClosedReason, ConnectRequest, Handler, JoinRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +95,49 @@ async fn stopping_twice_is_harmless() {
     t.server.stop();
     t.server.stop();
     assert_eq!(a.expect_close(1012).await, "server restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_closes_a_batch_at_a_time_and_stops_accepting() {
+    let t = TestServer::start();
+    let mut clients = t.connect_many(5, |_| Serializer::V2, "user_id=d").await;
+    for client in clients.iter_mut() {
+        client.join("1", "room:d").await;
+    }
+
+    let first = t.server.drain("/socket", 2);
+    assert_eq!((first.closed, first.left, first.channels.len()), (2, 3, 2), "two closed, with their channels");
+    assert_eq!(counts(t.server.drain("/other", 2)), (0, 0), "another socket has none");
+    // New connections are refused from the first step on.
+    assert!(t.try_connect("vsn=2.0.0&user_id=late", None).await.is_err(), "no upgrade during a drain");
+
+    eventually("the two drained connections' channels are told", || t.app.closed_channels().len() == 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(t.app.closed_channels().len(), 2, "and no other");
+    assert_eq!(counts(t.server.drain("/socket", 2)), (2, 1));
+    assert_eq!(counts(t.server.drain("/socket", 2)), (1, 0), "the last one");
+    assert_eq!(counts(t.server.drain("/socket", 2)), (0, 0));
+    for client in clients.iter_mut() {
+        assert_eq!(client.expect_close(1012).await, "server draining");
+    }
+    // The stop after a drain has nothing left to close.
+    t.server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_after_a_partial_drain_closes_the_rest() {
+    let t = TestServer::start();
+    let mut clients = t.connect_many(3, |_| Serializer::V2, "user_id=r").await;
+    assert_eq!(counts(t.server.drain("/socket", 1)), (1, 2));
+    t.server.stop();
+    let mut reasons = Vec::new();
+    for client in clients.iter_mut() {
+        reasons.push(client.expect_close(1012).await);
+    }
+    reasons.sort();
+    assert_eq!(reasons, ["server draining", "server restart", "server restart"]);
+}
+
+fn counts(drained: Drained) -> (usize, usize) {
+    (drained.closed, drained.left)
 }

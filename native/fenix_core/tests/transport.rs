@@ -42,6 +42,10 @@ impl TransportSink for Forward {
         };
         let _ = self.0.send(told);
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// An accepted connection's transport and what it is told.

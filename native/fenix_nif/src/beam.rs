@@ -203,6 +203,10 @@ impl TransportSink for TransportProcess {
             let _ = env.borrow_mut().send_and_clear(&self.pid, |env| transport_message(env, &event));
         });
     }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A transport event without its bytes, for a send handed to an engine thread.

@@ -44,9 +44,9 @@ defmodule Fenix.Endpoint.DispatcherTest do
     end
 
     test "with port 0, its successor takes another port if the old one was taken meanwhile", %{port: port} do
-      # The endpoint supervisor is held so that the port can be taken before the restart.
+      # The engine supervisor is held so that the port can be taken before the restart.
       old = child(:dispatcher)
-      supervisor = Process.whereis(SupervisedEndpoint)
+      supervisor = child(:engine)
       :sys.suspend(supervisor)
       capture_log(fn -> kill(old) end)
       assert eventually(fn -> match?({:ok, _taken}, :gen_tcp.listen(port, ip: {127, 0, 0, 1})) end)

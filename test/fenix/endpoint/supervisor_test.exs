@@ -75,7 +75,7 @@ defmodule Fenix.Endpoint.SupervisorTest do
       {:ok, port} = :inet.port(taken)
       Process.flag(:trap_exit, true)
 
-      assert {:error, {:shutdown, {:failed_to_start_child, :dispatcher, {:endpoint_start_failed, :eaddrinuse}}}} =
+      assert {:error, {:shutdown, {:failed_to_start_child, :engine, {:shutdown, {:failed_to_start_child, :dispatcher, {:endpoint_start_failed, :eaddrinuse}}}}}} =
                SupervisedEndpoint.start_link(http: [port: port])
     end
   end
@@ -86,7 +86,7 @@ defmodule Fenix.Endpoint.SupervisorTest do
       :ok
     end
 
-    test "closes every connection with 1012, stops their channels and releases the port" do
+    test "drains every connection with 1012, stops their channels and releases the port" do
       port = SupervisedEndpoint.port()
       c = connect!(port)
       push(c, client(:v2, "1", "1", "test:stop", "phx_join", "{}"))
@@ -95,10 +95,44 @@ defmodule Fenix.Endpoint.SupervisorTest do
 
       :ok = stop_supervised(SupervisedEndpoint)
 
-      assert {{:close, 1012, "server restart"}, _} = WSClient.recv(c)
+      assert {{:close, 1012, "server draining"}, _} = WSClient.recv(c)
+      assert_receive {:terminate, "test:stop", {:shutdown, :closed}}
       refute Process.alive?(channel)
       assert eventually(fn -> :gen_tcp.connect(~c"127.0.0.1", port, []) == {:error, :econnrefused} end)
       assert_raise ArgumentError, ~r/is not started/, fn -> SupervisedEndpoint.port() end
+    end
+  end
+
+  describe "the drain" do
+    setup do
+      start_supervised!({SupervisedEndpoint, http: [port: 0]})
+      :ok
+    end
+
+    test "closes a socket's connections a batch at a time, as its drainer: says; drainer: false closes at once" do
+      port = SupervisedEndpoint.port()
+      drained = for _ <- 1..3, do: connect!(port, "/drained")
+      undrained = connect!(port, "/undrained")
+
+      log = capture_log(fn -> :ok = stop_supervised(SupervisedEndpoint) end)
+
+      for c <- drained, do: assert({{:close, 1012, "server draining"}, _} = WSClient.recv(c))
+      assert {{:close, 1012, "server restart"}, _} = WSClient.recv(undrained)
+      for round <- 1..3, do: assert(log =~ "draining /drained: round #{round} closed 1 connections, #{3 - round} left")
+      refute log =~ "round 4"
+    end
+
+    test "closes a transport's connections with 1012 and waits for their terminate/2" do
+      c = connect!(SupervisedEndpoint.port(), "/transport")
+      assert_receive {:transport_init, transport}
+      ref = Process.monitor(transport)
+
+      :ok = stop_supervised(SupervisedEndpoint)
+
+      assert {{:close, 1012, "server draining"}, _} = WSClient.recv(c)
+      assert_receive {:transport_terminate, :shutdown}
+      # Waited for: gone by the time the endpoint is.
+      assert_received {:DOWN, ^ref, :process, ^transport, _}
     end
   end
 

@@ -57,7 +57,7 @@ defmodule Fenix.Socket.TransportTest do
 
   describe "child_spec/1" do
     test "is started under the endpoint's supervisor with the endpoint and the socket's options" do
-      options = Agent.get(Fenix.TestTransport.ChildSpecOptions, & &1)
+      options = Agent.get(Fenix.TestTransport.options_name(Fenix.TestEndpoint), & &1)
       assert options[:endpoint] == Fenix.TestEndpoint
       assert options[:websocket][:max_frame_size] == 4096
       {:sockets, sockets, :supervisor, _} = List.keyfind(Supervisor.which_children(Fenix.TestEndpoint), :sockets, 0)
@@ -68,7 +68,8 @@ defmodule Fenix.Socket.TransportTest do
   describe "the connection's process" do
     test "runs init/1, then the callbacks, under the endpoint's supervisor" do
       {client, pid} = open()
-      {:channels, channels, :supervisor, _} = List.keyfind(Supervisor.which_children(Fenix.TestEndpoint), :channels, 0)
+      {:engine, engine, :supervisor, _} = List.keyfind(Supervisor.which_children(Fenix.TestEndpoint), :engine, 0)
+      {:channels, channels, :supervisor, _} = List.keyfind(Supervisor.which_children(engine), :channels, 0)
       assert Enum.any?(DynamicSupervisor.which_children(channels), &match?({_, ^pid, :worker, _}, &1))
       WSClient.close(client)
     end

@@ -7,9 +7,11 @@ defmodule Fenix.Conformance.Control do
   #   kill dispatcher   kills the endpoint's dispatcher; the endpoint restarts it
   #   kill endpoint     kills the endpoint's supervisor; Control.Supervisor (the app's
   #                     tree) restarts it
+  #   stop endpoint     stops the endpoint as a shutdown does (its connections are
+  #                     drained, see the socket's drainer:); it stays stopped
   #
-  # Each answers `killed <what>` on standard output once the process is dead (its
-  # successor may still be starting), or `unknown command: <line>`. At the end of
+  # Each answers `killed <what>` (`stopped endpoint`) on standard output once the
+  # process is dead (its successor may still be starting), or `unknown command: <line>`. At the end of
   # standard input it returns, and the task with it: the test that drove it is gone.
 
   alias Fenix.Conformance.Endpoint
@@ -29,11 +31,17 @@ defmodule Fenix.Conformance.Control do
   end
 
   defp execute("kill dispatcher") do
-    {:dispatcher, pid, :worker, _} = List.keyfind(Supervisor.which_children(Endpoint), :dispatcher, 0)
+    {:engine, engine, :supervisor, _} = List.keyfind(Supervisor.which_children(Endpoint), :engine, 0)
+    {:dispatcher, pid, :worker, _} = List.keyfind(Supervisor.which_children(engine), :dispatcher, 0)
     kill(pid, "dispatcher")
   end
 
   defp execute("kill endpoint"), do: kill(Process.whereis(Endpoint), "endpoint")
+
+  defp execute("stop endpoint") do
+    :ok = Supervisor.terminate_child(Fenix.Conformance.Control.Supervisor, Endpoint)
+    "stopped endpoint"
+  end
   defp execute(line), do: "unknown command: #{line}"
 
   defp kill(pid, what) do

@@ -73,6 +73,28 @@ defmodule Fenix.Conformance.RoomChannel do
     {:reply, {:ok, %{n: n}}, socket}
   end
 
+  # An Elixir process subscribed to `topic` (the endpoint's PubSub): it records every
+  # broadcast it gets, for "pubsub_seen" to reply with.
+  def handle_in("pubsub_watch", %{"topic" => topic}, socket) do
+    channel = self()
+
+    watcher =
+      spawn_link(fn ->
+        :ok = Endpoint.subscribe(topic)
+        send(channel, :watching)
+        watch([])
+      end)
+
+    receive do: (:watching -> :ok)
+    {:reply, :ok, assign(socket, :watcher, watcher)}
+  end
+
+  def handle_in("pubsub_seen", _payload, socket) do
+    send(socket.assigns.watcher, {:seen, self()})
+    seen = receive do: ({:seen, seen} -> seen)
+    {:reply, {:ok, %{seen: seen}}, socket}
+  end
+
   def handle_in("presence_update", payload, socket) when is_map(payload) do
     meta = Map.put(payload, "name", socket.assigns[:presence_name])
     {:ok, _ref} = Presence.update(socket, presence_key(socket), meta)
@@ -93,6 +115,13 @@ defmodule Fenix.Conformance.RoomChannel do
   end
 
   defp presence_key(socket), do: to_string(socket.assigns.user_id)
+
+  defp watch(seen) do
+    receive do
+      %Fenix.Socket.Broadcast{event: event, payload: payload} -> watch([%{event: event, payload: payload} | seen])
+      {:seen, pid} -> send(pid, {:seen, Enum.reverse(seen)}) && watch(seen)
+    end
+  end
 
   @impl true
   def handle_out("intercepted", payload, socket) do

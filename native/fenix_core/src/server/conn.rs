@@ -458,6 +458,11 @@ impl Conn {
         self.outbox.push_close(frame::close(code, reason));
     }
 
+    /// The sinks of the connection's joined channels.
+    pub(crate) fn channel_sinks(&self) -> Vec<Sink> {
+        self.lock().channels.joined().map(|member| Arc::clone(&member.sink)).collect()
+    }
+
     /// Drops a client that does not read: nothing more is written.
     pub(crate) fn close_slow_reader(&self) {
         if !self.outbox.is_aborted() {

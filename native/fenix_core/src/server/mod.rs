@@ -38,6 +38,7 @@ use std::sync::Arc;
 pub use channel::Channel;
 pub use config::{Config, SocketConfig, SocketKind};
 pub use conn::{Conn, JoinError, JoinRef};
+pub use connections::Drained;
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 pub use transport::Transport;
@@ -159,6 +160,16 @@ impl Server {
         let n = NEXT_HUB.fetch_add(1, Ordering::Relaxed);
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(n, |d| d.as_nanos() as u64);
         PresenceHub::start(Arc::clone(&self.shared), (1 << 63) | (n << 4), seed, tick, limits, route)
+    }
+
+    /// One step of a graceful drain: the server stops accepting (its port is released,
+    /// upgrades get 503), and up to `batch` connections of the socket at `path` are
+    /// closed with 1012 (Service Restart) after what is queued to them, so that their
+    /// clients reconnect, to another server. Says what it closed and how many of the
+    /// socket's connections are left to close; [`Server::stop`] closes whatever
+    /// remains.
+    pub fn drain(&self, path: &str, batch: usize) -> Drained {
+        self.shared.connections.drain(path, batch)
     }
 
     /// How many senders have sends waiting or being carried out.

@@ -200,6 +200,14 @@ impl<C: JoinedChannel> Slots<C> {
         self.position(topic).is_some_and(|i| matches!(&self.slots[i].1, Slot::Joined(c) if c.join_ref() == join_ref))
     }
 
+    /// Every joined channel.
+    pub(crate) fn joined(&self) -> impl Iterator<Item = &C> {
+        self.slots.iter().filter_map(|(_, slot)| match slot {
+            Slot::Joined(channel) => Some(channel),
+            Slot::Joining(_) => None,
+        })
+    }
+
     /// The connection closed: every joined channel, by topic.
     pub(crate) fn take_joined(&mut self) -> Vec<(String, C)> {
         std::mem::take(&mut self.slots)

@@ -15,7 +15,7 @@ use rustler::{Encoder, Env, LocalPid, NifMap, ResourceArc, Term};
 
 use super::error;
 use crate::atoms;
-use crate::beam::Dispatcher;
+use crate::beam::{ChannelProcess, Dispatcher, TransportProcess};
 use crate::pubsub::PubSubResource;
 use crate::resources::EndpointResource;
 use crate::runtime;
@@ -127,6 +127,19 @@ fn endpoint_port(endpoint: ResourceArc<EndpointResource>) -> u16 {
 fn endpoint_stop(endpoint: ResourceArc<EndpointResource>) -> rustler::Atom {
     endpoint.server.stop();
     atoms::ok()
+}
+
+/// One step of a graceful drain (see `Server::drain`): stops accepting, closes up to
+/// `batch` connections of the socket at `path` with 1012: `{closed, left, pids}`, the
+/// pids of the closed connections' channel processes, or of their transport processes
+/// for a raw socket (which are told, and stop).
+#[rustler::nif]
+fn endpoint_drain(endpoint: ResourceArc<EndpointResource>, path: &str, batch: usize) -> (usize, usize, Vec<LocalPid>) {
+    let drained = endpoint.server.drain(path, batch);
+    let channels = drained.channels.iter().filter_map(|sink| sink.as_any().downcast_ref::<ChannelProcess>().map(|p| p.pid));
+    let transports = drained.transports.iter().filter_map(|sink| sink.as_any().downcast_ref::<TransportProcess>().map(|p| p.pid));
+    let pids = channels.chain(transports).collect();
+    (drained.closed, drained.left, pids)
 }
 
 /// Statistics: `{topics_with_subscribers, subscribers_of(topic)}`.
