@@ -62,7 +62,7 @@ pub trait TransportSink: Send + Sync + Debug + Any {
 pub enum TransportEvent<'a> {
     /// A whole message from the client (fragments already assembled; text is valid
     /// UTF-8). Its bytes are credit given back with
-    /// [`Transport::handled`](crate::server::Transport::handled) once handled.
+    /// [`RawTransport::handled`](crate::server::RawTransport::handled) once handled.
     Message(DataKind, &'a [u8]),
     /// A ping (already answered with a pong by the engine) or a pong, with its
     /// payload; only to a transport that asked for them, and credit like a message.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use fenix_core::server::{Channel, Conn, Server, Transport};
+use fenix_core::server::{Channel, Conn, RawTransport, Server};
 use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 
 use crate::pubsub::PubSubResource;
@@ -58,7 +58,7 @@ impl Resource for ChannelResource {
 /// A raw connection's transport: the handle its process pushes through. The process is
 /// monitored: if it dies without closing the connection, the client gets 1011.
 #[derive(Debug)]
-pub(crate) struct TransportResource(pub(crate) Arc<Transport>);
+pub(crate) struct TransportResource(pub(crate) Arc<RawTransport>);
 
 #[rustler::resource_impl]
 impl Resource for TransportResource {

@@ -1,5 +1,5 @@
 //! One WebSocket connection: its channels and the rules of the channel protocol, or,
-//! on a raw socket, its transport (see `transport.rs`).
+//! on a raw socket, its transport (see `raw.rs`).
 //!
 //! A [`Conn`] is shared between its session task (which reads frames and calls
 //! [`Conn::handle_message`]), the application (which answers joins and pushes, replies
@@ -28,7 +28,7 @@ use super::credit::{self, Credit};
 use super::outbound::{Op, Pace, Sender, Submitted};
 use super::outbox::{Bounds, Outbox, PushError};
 use super::slots::{self, Action, Answered, JoinedChannel, Reply, Slots};
-use super::transport::{Peer, Transport};
+use super::raw::{Peer, RawTransport};
 use super::{Shared, SocketConfig};
 use crate::error::{CapacityError, Error, Result};
 use super::handler::JoinRequest;
@@ -145,16 +145,16 @@ impl Conn {
 
     /// Accepts a raw connection: the upgrade is answered with 101, and from then on
     /// every message of the client goes to the sink that `make_sink` builds around the
-    /// returned [`Transport`] handle (pings and pongs too with `wants_control`). The
+    /// returned [`RawTransport`] handle (pings and pongs too with `wants_control`). The
     /// sink is in place before the session reads anything.
     pub fn accept_transport(
         self: &Arc<Self>,
-        make_sink: impl FnOnce(&Arc<Transport>) -> TransportSinkRef,
+        make_sink: impl FnOnce(&Arc<RawTransport>) -> TransportSinkRef,
         wants_control: bool,
-    ) -> Result<Arc<Transport>> {
+    ) -> Result<Arc<RawTransport>> {
         let mut state = self.lock();
         let decision = state.decision.take().ok_or(Error::Closed)?;
-        let transport = Arc::new(Transport::new(Arc::clone(self)));
+        let transport = Arc::new(RawTransport::new(Arc::clone(self)));
         let sink = make_sink(&transport);
         // Under the lock: the session, which takes the peer under it, cannot start
         // before the peer is in place.

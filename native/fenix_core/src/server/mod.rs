@@ -9,7 +9,7 @@
 //! writer drains the [`Conn`]'s outbox with vectored writes. What the application sends
 //! goes through [`outbound`]: straight to the outbox, or into the sender's lane behind
 //! its broadcasts, which one engine task fans out, lane by lane. A raw socket's
-//! connections (see `transport.rs`) skip the channel protocol: their messages go to
+//! connections (see `raw.rs`) skip the channel protocol: their messages go to
 //! one transport each.
 //! [`connections`] tracks every live connection, so that [`Server::stop`] closes them all.
 //!
@@ -29,7 +29,7 @@ mod presence;
 mod rate;
 mod session;
 mod slots;
-mod transport;
+mod raw;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -41,7 +41,7 @@ pub use conn::{Conn, JoinError, JoinRef};
 pub use connections::Drained;
 pub use handler::{ConnectRequest, Handler, JoinRequest};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
-pub use transport::Transport;
+pub use raw::RawTransport;
 pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
 use crate::fanout::Broadcast;

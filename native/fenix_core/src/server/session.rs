@@ -15,7 +15,7 @@
 //!
 //! What the reader does with a whole message is picked once, when the session starts
 //! ([`Inbound`]): a channel connection decodes it and runs it through the channel rules
-//! (`conn.rs`); a raw one (`transport.rs`) checks that text is UTF-8 and hands it to its
+//! (`conn.rs`); a raw one (`raw.rs`) checks that text is UTF-8 and hands it to its
 //! transport. Frames, credit, limits and timers are the same code for both.
 //!
 //! The writer takes every frame queued in the outbox and writes them with one
@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::conn::Conn;
 use super::outbox::Next;
 use super::rate::RateLimit;
-use super::transport::Peer;
+use super::raw::Peer;
 use crate::error::{CapacityError, Error, ProtocolError};
 use crate::sink::{ControlKind, DataKind, TransportClosed, TransportEvent};
 use crate::websocket::frame::{self, Opcode};

@@ -11,14 +11,14 @@
 //!
 //! Bounded both ways, as channel connections are:
 //! - every message handed over takes the connection's inbound credit (see `credit.rs`),
-//!   given back with [`Transport::handled`]: a client that sends faster than its
+//!   given back with [`RawTransport::handled`]: a client that sends faster than its
 //!   transport handles is not read (TCP slows it down) instead of filling a mailbox;
-//! - what the transport sends ([`Transport::push`]) goes through the connection's
+//! - what the transport sends ([`RawTransport::push`]) goes through the connection's
 //!   bounded outbox, in the sender's order (see `outbound.rs`), and a client that does
 //!   not read is dropped as a slow reader.
 //!
-//! The transport ends the connection with [`Transport::close`] (after what it sent),
-//! or by dying ([`Transport::crashed`], 1011); the connection ending tells the sink
+//! The transport ends the connection with [`RawTransport::close`] (after what it sent),
+//! or by dying ([`RawTransport::crashed`], 1011); the connection ending tells the sink
 //! [`TransportEvent::Closed`] with why, once.
 //!
 //! [`SocketKind::Raw`]: super::SocketKind::Raw
@@ -40,7 +40,7 @@ const CRASH_REASON: &str = "transport process exited";
 
 /// A raw connection's transport, as the application holds it.
 #[derive(Debug)]
-pub struct Transport {
+pub struct RawTransport {
     conn: Arc<Conn>,
     /// Messages handed to the transport and not handled yet: taken by the reader,
     /// given back here, and all at once when the connection ends (`Conn::finalize_as`).
@@ -51,15 +51,15 @@ pub struct Transport {
 /// the credit) and its sink, taken once when the session starts.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
-    pub(crate) transport: Arc<Transport>,
+    pub(crate) transport: Arc<RawTransport>,
     pub(crate) sink: TransportSinkRef,
     /// Whether the transport is told of pings and pongs.
     pub(crate) wants_control: bool,
 }
 
-impl Transport {
-    pub(crate) fn new(conn: Arc<Conn>) -> Transport {
-        Transport { conn, unhandled: Share::default() }
+impl RawTransport {
+    pub(crate) fn new(conn: Arc<Conn>) -> RawTransport {
+        RawTransport { conn, unhandled: Share::default() }
     }
 
     /// The id of the connection.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Pacer, FRAME_TIMEOUT};
-use fenix_core::server::{Config, Conn, Server, SocketConfig, SocketKind, Transport};
+use fenix_core::server::{Config, Conn, Server, SocketConfig, SocketKind, RawTransport};
 use fenix_core::websocket::CloseCode;
 use fenix_core::{
     ConnectRequest, ControlKind, DataKind, Handler, JoinRequest, TransportClosed, TransportEvent, TransportSink,
@@ -49,7 +49,7 @@ impl TransportSink for Forward {
 }
 
 /// An accepted connection's transport and what it is told.
-type Accepted = (Arc<Transport>, mpsc::UnboundedReceiver<Told>);
+type Accepted = (Arc<RawTransport>, mpsc::UnboundedReceiver<Told>);
 
 /// Accepts every connection as raw, handing the test each transport and its events.
 #[derive(Default)]
@@ -60,7 +60,7 @@ struct Accept {
 impl Handler for Accept {
     fn connect(&self, conn: &Arc<Conn>, _request: ConnectRequest) {
         let (events, told) = mpsc::unbounded_channel();
-        let sink = |_: &Arc<Transport>| -> TransportSinkRef { Arc::new(Forward(events)) };
+        let sink = |_: &Arc<RawTransport>| -> TransportSinkRef { Arc::new(Forward(events)) };
         let transport = conn.accept_transport(sink, true).expect("accepted in time");
         let accepted = self.accepted.lock().unwrap();
         let _ = accepted.as_ref().expect("a test listens").send((transport, told));
@@ -91,7 +91,7 @@ impl Raw {
 
     /// Connects (any `vsn`, or none: a raw socket does not read it); returns the client,
     /// the transport and what it is told.
-    async fn connect(&mut self, query: &str) -> (common::Ws, Arc<Transport>, mpsc::UnboundedReceiver<Told>) {
+    async fn connect(&mut self, query: &str) -> (common::Ws, Arc<RawTransport>, mpsc::UnboundedReceiver<Told>) {
         let url = format!("ws://{}/echo/websocket?{query}", self.server.local_addr());
         let (ws, _) = tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::connect_async(url)).await.unwrap().unwrap();
         let (transport, told) = tokio::time::timeout(FRAME_TIMEOUT, self.accepted.recv()).await.unwrap().unwrap();
