@@ -9,13 +9,14 @@ defmodule Fenix.Test.Cert do
   #   ca.pem    the root a client trusts (NODE_EXTRA_CA_CERTS, :ssl's cacertfile)
 
   @subject_alt_names {:Extension, {2, 5, 29, 17}, false, [dNSName: ~c"localhost", iPAddress: <<127, 0, 0, 1>>]}
-  @key {:namedCurve, :secp256r1}
+  # SHA-256 signatures: OpenSSL (Node) refuses the SHA-1 that pkix_test_data may pick.
+  @key [key: {:namedCurve, :secp256r1}, digest: :sha256]
 
   @doc "Writes a fresh certificate, key and CA into `dir`; returns their paths."
   def generate!(dir) do
-    chain = %{root: [key: @key], intermediates: [], peer: [key: @key, extensions: [@subject_alt_names]]}
+    chain = %{root: @key, intermediates: [], peer: [{:extensions, [@subject_alt_names]} | @key]}
     # The client chain is required by the call and not used: clients present no certificate.
-    data = :public_key.pkix_test_data(%{server_chain: chain, client_chain: %{root: [key: @key], peer: [key: @key]}})
+    data = :public_key.pkix_test_data(%{server_chain: chain, client_chain: %{root: @key, peer: @key}})
     server = data.server_config
     {key_type, key} = server[:key]
     File.mkdir_p!(dir)
