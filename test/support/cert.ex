@@ -2,15 +2,17 @@ defmodule Fenix.Test.Cert do
   @moduledoc false
   # A certificate for the TLS tests, made with OTP's own `:public_key` (no openssl):
   # a test root CA and a server certificate for `localhost` and 127.0.0.1 signed by
-  # it, both P-256. `generate!/1` writes, in `dir`:
+  # it, both RSA 2048 with SHA-256. `generate!/1` writes, in `dir`:
   #
   #   cert.pem  the server's certificate (the endpoint's certfile)
-  #   key.pem   its private key, SEC1 (the endpoint's keyfile)
+  #   key.pem   its private key, PKCS#1 (the endpoint's keyfile)
   #   ca.pem    the root a client trusts (NODE_EXTRA_CA_CERTS, :ssl's cacertfile)
 
   @subject_alt_names {:Extension, {2, 5, 29, 17}, false, [dNSName: ~c"localhost", iPAddress: <<127, 0, 0, 1>>]}
-  # SHA-256 signatures: OpenSSL (Node) refuses the SHA-1 that pkix_test_data may pick.
-  @key [key: {:namedCurve, :secp256r1}, digest: :sha256]
+  # RSA: pkix_test_data writes EC signatures with parameters that RFC 5758 leaves
+  # out, which webpki (the load generator's rustls) refuses. SHA-256: OpenSSL (Node)
+  # refuses the SHA-1 it may pick.
+  @key [key: {:rsa, 2048, 65537}, digest: :sha256]
 
   @doc "Writes a fresh certificate, key and CA into `dir`; returns their paths."
   def generate!(dir) do
