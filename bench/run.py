@@ -224,42 +224,33 @@ def main():
     for rnd in range(1, opts.rounds + 1):
         for key, label, args in every:
             for name in ("fenix", "limit"):
-                server = Server(name, free_port())
-                try:
-                    print(f"round {rnd} {name:5} {label} ...", file=sys.stderr, flush=True)
-                    result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
-                finally:
-                    server.stop()
-                result.update(round=rnd, server=name, key=key)
-                results.append(result)
-                print(json.dumps(result), file=sys.stderr, flush=True)
+                run_once(results, rnd, name, key, label, args)
         for key, label, args, _plain in tls_scenarios(opts.quick):
-            server = Server("fenix", free_port(), tls=True)
-            try:
-                print(f"round {rnd} fenix {label} ...", file=sys.stderr, flush=True)
-                result = loadgen(args + server.target() + ["--server-pid", server.pid])
-            finally:
-                server.stop()
-            result.update(round=rnd, server="fenix", key=key)
-            results.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
+            run_once(results, rnd, "fenix", key, label, args, tls=True)
         # Once, not every round: the 10,000-member setup alone takes minutes.
         for key, label, args, env in presence_scenarios(opts.quick) if rnd == 1 else []:
-            server = Server("fenix", free_port(), env)
-            try:
-                print(f"round {rnd} fenix {label} ...", file=sys.stderr, flush=True)
-                result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
-            finally:
-                server.stop()
-            result.update(round=rnd, server="fenix", key=key, presence_env=env)
-            results.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
+            run_once(results, rnd, "fenix", key, label, args, env=env)["presence_env"] = env
     out_dir = ROOT / "bench/results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     write_svg(out_dir / f"{stamp}.svg", results)
     write_table(out_dir / f"{stamp}.md", results, opts, stamp)
     print(f"wrote bench/results/{stamp}.md", file=sys.stderr)
+
+
+def run_once(results, rnd, name, key, label, args, env=None, tls=False):
+    """Starts a fresh `name` server, runs one scenario against it and stops it; the
+    result, tagged with its round, server and key, is added to `results` and returned."""
+    server = Server(name, free_port(), env, tls=tls)
+    try:
+        print(f"round {rnd} {name:5} {label} ...", file=sys.stderr, flush=True)
+        result = loadgen(args + server.target() + ["--server-pid", server.pid])
+    finally:
+        server.stop()
+    result.update(round=rnd, server=name, key=key)
+    results.append(result)
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
 
 
 def figure(results, rnd, server, key, field):
@@ -277,6 +268,11 @@ def fmt(value):
     return f"{value:,.0f}"
 
 
+def header(columns):
+    """A markdown table's header and separator lines."""
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
 def write_table(path, results, opts, stamp):
     rounds = range(1, opts.rounds + 1)
     lines = [
@@ -287,9 +283,7 @@ def write_table(path, results, opts, stamp):
         "is `bench/limit` (pure tokio, no BEAM). Ratio = Fenix / limit (for latency and CPU "
         "per message, lower is better).",
         "",
-        "| scenario | figure | " + " | ".join(f"Fenix r{r}" for r in rounds) + " | "
-        + " | ".join(f"limit r{r}" for r in rounds) + " | ratio (mean) | target | met |",
-        "|---" * (5 + 2 * len(rounds)) + "|",
+        *header(["scenario", "figure"] + [f"Fenix r{r}" for r in rounds] + [f"limit r{r}" for r in rounds] + ["ratio (mean)", "target", "met"]),
     ]
     for key, label, _args, field, unit, _better in scenarios(opts.quick):
         fields = [(field, unit)]
@@ -331,9 +325,7 @@ def flood_table(results, opts):
         "(peak during or after the flood, against the sample when it starts), whether "
         "the flooder reads or not.",
         "",
-        "| scenario | figure | " + " | ".join(f"Fenix r{r}" for r in rounds) + " | "
-        + " | ".join(f"limit r{r}" for r in rounds) + " | target | met |",
-        "|---" * (4 + 2 * len(rounds)) + "|",
+        *header(["scenario", "figure"] + [f"Fenix r{r}" for r in rounds] + [f"limit r{r}" for r in rounds] + ["target", "met"]),
     ]
     for key, label, _args in flood_scenarios(opts.quick):
         runs = {(server, r): flood_run(results, r, server, key) for server in ("fenix", "limit") for r in rounds}
@@ -363,9 +355,7 @@ def tls_table(results, opts):
         "session resumption off, so every connection makes a full handshake) against the "
         "same scenario over ws:// in the same round. Ratio = TLS / plain.",
         "",
-        "| scenario | figure | " + " | ".join(f"plain r{r}" for r in rounds) + " | "
-        + " | ".join(f"TLS r{r}" for r in rounds) + " | ratio (mean) |",
-        "|---" * (3 + 2 * len(rounds)) + "|",
+        *header(["scenario", "figure"] + [f"plain r{r}" for r in rounds] + [f"TLS r{r}" for r in rounds] + ["ratio (mean)"]),
     ]
     for key, label, _args, plain_key in tls_scenarios(opts.quick):
         for field, unit in TLS_FIGURES[plain_key]:
