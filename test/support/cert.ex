@@ -1,34 +1,43 @@
 defmodule Fenix.Test.Cert do
   @moduledoc false
   # A certificate for the TLS tests, made with OTP's own `:public_key` (no openssl):
-  # a test root CA and a server certificate for `localhost` and 127.0.0.1 signed by
-  # it, both RSA 2048 with SHA-256. `generate!/1` writes, in `dir`:
+  # self-signed, for `localhost` and 127.0.0.1, ECDSA P-256 with SHA-256 (as most
+  # certificates served today; an RSA 2048 handshake costs the server several times
+  # more). `generate!/1` writes, in `dir`:
   #
-  #   cert.pem  the server's certificate (the endpoint's certfile)
-  #   key.pem   its private key, PKCS#1 (the endpoint's keyfile)
-  #   ca.pem    the root a client trusts (NODE_EXTRA_CA_CERTS, :ssl's cacertfile)
+  #   cert.pem  the certificate (the endpoint's certfile)
+  #   key.pem   its private key, SEC1 (the endpoint's keyfile)
+  #   ca.pem    what a client trusts: the certificate itself (NODE_EXTRA_CA_CERTS,
+  #             :ssl's cacertfile, the load generator's --ca)
 
   @subject_alt_names {:Extension, {2, 5, 29, 17}, false, [dNSName: ~c"localhost", iPAddress: <<127, 0, 0, 1>>]}
-  # RSA: pkix_test_data writes EC signatures with parameters that RFC 5758 leaves
-  # out, which webpki (the load generator's rustls) refuses. SHA-256: OpenSSL (Node)
-  # refuses the SHA-1 it may pick.
-  @key [key: {:rsa, 2048, 65537}, digest: :sha256]
+  @key [key: {:namedCurve, :secp256r1}, digest: :sha256]
+
+  # Fields of the OTPTBSCertificate record.
+  @signature 3
+  @issuer 4
+  @subject 6
 
   @doc "Writes a fresh certificate, key and CA into `dir`; returns their paths."
   def generate!(dir) do
+    # pkix_test_data makes a chain (its root's key is not returned) whose EC signature
+    # algorithms carry parameters RFC 5758 leaves out, which webpki refuses: its peer
+    # certificate is taken, made its own issuer, and signed again with its own key.
     chain = %{root: @key, intermediates: [], peer: [{:extensions, [@subject_alt_names]} | @key]}
-    # The client chain is required by the call and not used: clients present no certificate.
     data = :public_key.pkix_test_data(%{server_chain: chain, client_chain: %{root: @key, peer: @key}})
-    server = data.server_config
-    {key_type, key} = server[:key]
+    {:ECPrivateKey, key_der} = data.server_config[:key]
+    tbs = elem(:public_key.pkix_decode_cert(data.server_config[:cert], :otp), 1)
+    {:SignatureAlgorithm, algorithm, _parameters} = elem(tbs, @signature)
+    tbs = tbs |> put_elem(@signature, {:SignatureAlgorithm, algorithm, :asn1_NOVALUE}) |> put_elem(@issuer, elem(tbs, @subject))
+    cert = :public_key.pkix_sign(tbs, :public_key.der_decode(:ECPrivateKey, key_der))
     File.mkdir_p!(dir)
 
     paths = %{certfile: Path.join(dir, "cert.pem"), keyfile: Path.join(dir, "key.pem"), cacertfile: Path.join(dir, "ca.pem")}
-    File.write!(paths.certfile, pem([{:Certificate, server[:cert]}]))
-    File.write!(paths.keyfile, pem([{key_type, key}]))
-    File.write!(paths.cacertfile, pem(Enum.map(data.client_config[:cacerts], &{:Certificate, &1})))
+    File.write!(paths.certfile, pem(:Certificate, cert))
+    File.write!(paths.keyfile, pem(:ECPrivateKey, key_der))
+    File.write!(paths.cacertfile, pem(:Certificate, cert))
     paths
   end
 
-  defp pem(entries), do: :public_key.pem_encode(for {type, der} <- entries, do: {type, der, :not_encrypted})
+  defp pem(type, der), do: :public_key.pem_encode([{type, der, :not_encrypted}])
 end
