@@ -33,6 +33,7 @@ test: deps test-rust test-elixir test-js test-bench
 
 test-rust:
 	cargo test --workspace
+	cargo test -p fenix_core --features fault-injection --test faults
 
 test-elixir:
 	MIX_ENV=test mix test

@@ -33,12 +33,14 @@ defmodule Fenix.Native do
   @type join :: {topic :: String.t(), join_ref :: String.t() | nil, ref :: String.t() | nil}
 
   @spec endpoint_start(pid(), map()) ::
-          {:ok, endpoint()} | {:error, :eaddrinuse | :invalid_config | :noproc | {:bind_failed, String.t()}}
+          {:ok, endpoint()}
+          | {:error, :eaddrinuse | :invalid_config | :noproc | {:bind_failed | :tls, String.t()}}
   def endpoint_start(_dispatcher, _options), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_defaults() :: %{
           ip: String.t(),
           port: :inet.port_number(),
+          https_port: :inet.port_number(),
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
           socket: %{atom() => pos_integer()}
@@ -47,6 +49,9 @@ defmodule Fenix.Native do
 
   @spec endpoint_port(endpoint()) :: :inet.port_number()
   def endpoint_port(_endpoint), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec endpoint_https_port(endpoint()) :: :inet.port_number() | nil
+  def endpoint_https_port(_endpoint), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_stop(endpoint()) :: :ok
   def endpoint_stop(_endpoint), do: :erlang.nif_error(:nif_not_loaded)

@@ -70,7 +70,7 @@ impl Handler for Unanswered {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_waiting_for_its_connect_gets_503() {
     let config = Config {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         sockets: vec![SocketConfig::new("/socket")],
         ..Config::default()
     };

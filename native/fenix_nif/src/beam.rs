@@ -117,6 +117,7 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
         (atoms::auth_token(), request.auth_token.as_deref().encode(env)),
         // Not connect info keys: what the uri and the origin check are made of.
         (atoms::host(), header("host").encode(env)),
+        (atoms::secure(), request.secure.encode(env)),
         (atoms::origin(), header("origin").encode(env)),
     ] {
         info = info.map_put(key, value).unwrap_or(info);

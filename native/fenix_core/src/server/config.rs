@@ -4,18 +4,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::tls::HttpsConfig;
+
 /// The server's options.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on. Default `127.0.0.1:4000`.
-    pub addr: SocketAddr,
+    /// Address of the plain HTTP listener. Default `127.0.0.1:4000`; `None`: no plain
+    /// listener (HTTPS only).
+    pub addr: Option<SocketAddr>,
+    /// The HTTPS listener, serving the same sockets. Default none.
+    pub https: Option<HttpsConfig>,
     /// The sockets, by path.
     pub sockets: Vec<SocketConfig>,
     /// A directory served at `/` for GET requests no socket matches. Default none.
     pub static_dir: Option<PathBuf>,
     /// How long a TCP connection may take to send its whole request head (request line
-    /// and headers); one that sends nothing, or stops half-way, is answered 408 and
-    /// closed. Default 10 s: a head is one packet or a few, and a connection that never
+    /// and headers), its TLS handshake included on the HTTPS listener; one that sends
+    /// nothing, or stops half-way, is answered 408 and closed (a handshake not finished
+    /// in time is closed). Default 10 s: a head is one packet or a few, and a connection that never
     /// finishes it otherwise holds a task and a descriptor for as long as it likes.
     pub head_timeout: Duration,
     /// The most connections the server holds; an upgrade beyond it is answered 503.
@@ -33,7 +39,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 4000))),
+            https: None,
             sockets: Vec::new(),
             static_dir: None,
             head_timeout: Duration::from_secs(10),

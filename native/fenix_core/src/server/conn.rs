@@ -177,6 +177,7 @@ impl Conn {
     /// Handles a message read from the client, `size` bytes on the wire. An error
     /// means the client broke a limit and the connection must be closed.
     pub fn handle_message(self: &Arc<Self>, msg: Message, size: usize) -> Result<(), CapacityError> {
+        crate::fault::inject(msg.event.as_str());
         let mut state = self.lock();
         if state.finalized {
             return Ok(());

@@ -36,6 +36,8 @@ pub struct ConnectRequest {
     pub headers: Vec<(String, String)>,
     /// The request path and query, as sent.
     pub uri: String,
+    /// Whether the connection came over TLS (the HTTPS listener).
+    pub secure: bool,
 }
 
 /// A `phx_join` from a client.

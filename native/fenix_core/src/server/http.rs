@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::conn::{Conn, Decision};
 use super::connections::Connections;
+use super::transport::Stream;
 use super::{session, Shared, SocketKind};
 use super::handler::ConnectRequest;
 use crate::protocol::Serializer;
@@ -43,9 +44,10 @@ impl Request {
     }
 }
 
-/// Serves one TCP connection.
-pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let head = tokio::time::timeout(shared.config.head_timeout, read_head(&mut stream)).await;
+/// Serves one connection (TCP, or TLS once its handshake is done), whose request head
+/// must be in by `deadline`.
+pub(super) async fn serve(mut stream: impl Stream, peer: SocketAddr, shared: Arc<Shared>, deadline: Instant) {
+    let head = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
     let (request, leftover) = match head {
         Ok(Ok(Some(parsed))) => parsed,
         Ok(Ok(None)) => return,
@@ -66,7 +68,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
 }
 
 /// Reads until the end of the request head. `Ok(None)`: the peer went away.
-async fn read_head(stream: &mut TcpStream) -> Result<Option<(Request, Vec<u8>)>, u16> {
+async fn read_head(stream: &mut impl Stream) -> Result<Option<(Request, Vec<u8>)>, u16> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         // read_buf fills the Vec's spare room: no buffer lives in the task's own state.
@@ -100,8 +102,8 @@ async fn read_head(stream: &mut TcpStream) -> Result<Option<(Request, Vec<u8>)>,
     }
 }
 
-async fn upgrade(
-    mut stream: TcpStream,
+async fn upgrade<S: Stream>(
+    mut stream: S,
     peer: SocketAddr,
     request: Request,
     leftover: Vec<u8>,
@@ -147,7 +149,7 @@ async fn upgrade(
     drop(offered);
     let uri = request.uri();
     // The request is handed over whole: a connection keeps none of it.
-    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers };
+    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers, secure: S::SECURE };
     shared.handler.connect(&conn, connect);
 
     // A stopping server answers now: the application that would decide may be gone.
@@ -169,14 +171,16 @@ async fn upgrade(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
                  sec-websocket-accept: {accept}\r\n{protocol}{CACHE_CONTROL}\r\n"
             );
-            if stream.write_all(head.as_bytes()).await.is_err() {
+            // Flushed: over TLS, the 101 may still be in rustls's buffer, and the
+            // client waits for it before it sends anything.
+            if stream.write_all(head.as_bytes()).await.is_err() || stream.flush().await.is_err() {
                 return conn.finalize();
             }
             // A task of its own: the session does not carry the upgrade's state (about
             // 900 bytes) for the connection's whole life.
             tokio::spawn(async move {
                 let _tracked = tracked;
-                session::run(stream, conn, leftover).await;
+                session::run(stream.into_session(), conn, leftover).await;
             });
         }
         Ok(Ok(Decision::Refuse)) => {
@@ -192,7 +196,7 @@ async fn upgrade(
 }
 
 /// Answers a request that is not an upgrade the server accepts, saying why in the body.
-async fn refuse_upgrade(stream: &mut TcpStream, peer: SocketAddr, error: HandshakeError) {
+async fn refuse_upgrade(stream: &mut impl Stream, peer: SocketAddr, error: HandshakeError) {
     tracing::debug!(%peer, %error, "WebSocket upgrade refused");
     // A 426 names the versions the server speaks (RFC6455§4.4).
     let extra_headers = match error {
@@ -245,7 +249,7 @@ fn hex(digit: u8) -> Option<u8> {
     char::from(digit).to_digit(16).map(|d| d as u8)
 }
 
-async fn serve_file(stream: &mut TcpStream, dir: &Path, request: &Request) {
+async fn serve_file(stream: &mut impl Stream, dir: &Path, request: &Request) {
     let relative = request.path.trim_start_matches('/');
     let relative = if relative.is_empty() { "index.html" } else { relative };
     let relative = Path::new(relative);
@@ -276,7 +280,7 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 /// Writes a whole response and closes the connection.
-async fn respond(stream: &mut TcpStream, status: u16, extra_headers: &str, body: &[u8]) {
+async fn respond(stream: &mut impl Stream, status: u16, extra_headers: &str, body: &[u8]) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",

@@ -32,6 +32,7 @@
 //! fairness over real connections).
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -269,7 +270,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         let lane = shared.outbound.next_lane().await;
         shared.outbound.take_turn(&lane, &mut batch);
-        frames += carry_out(&mut batch, &mut targets, &shared);
+        // A bug that panics costs this turn's operations, not the worker that serves
+        // every sender (the panic itself is reported by the panic hook).
+        let carried = std::panic::catch_unwind(AssertUnwindSafe(|| carry_out(&mut batch, &mut targets, &shared)));
+        frames += carried.unwrap_or_else(|_| {
+            tracing::error!("the engine's outbound worker panicked: one sender's turn of sends is lost, the others go on");
+            batch.clear();
+            targets.clear();
+            0
+        });
         shared.outbound.end_turn(lane);
         if frames >= FRAMES_PER_TURN {
             frames = 0;
@@ -321,6 +330,7 @@ fn carry_out(batch: &mut Vec<Op>, targets: &mut Vec<Target<Conn>>, shared: &Shar
                         exclude: *exclude,
                     })
                     .collect();
+                messages.iter().for_each(|m| crate::fault::inject(m.event));
                 if messages.iter().any(|m| m.event == DISCONNECT_EVENT) {
                     shared.socket_ids.connections(&topic).iter().for_each(|conn| conn.close(CloseCode::GoingAway, ""));
                 }

@@ -19,7 +19,8 @@
 //! transport. Frames, credit, limits and timers are the same code for both.
 //!
 //! The writer takes every frame queued in the outbox and writes them with one
-//! vectored write.
+//! vectored write. The session is generic over its [`Transport`]: plain TCP, or TLS
+//! (`transport.rs`), whose writes are flushed before the writer waits for more.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
@@ -27,14 +28,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
 use super::rate::RateLimit;
 use super::raw::Peer;
+use super::transport::Transport;
 use crate::error::{CapacityError, Error, ProtocolError};
 use crate::sink::{ControlKind, DataKind, TransportClosed, TransportEvent};
 use crate::websocket::frame::{self, Opcode};
@@ -87,7 +87,7 @@ enum WriteEnd {
     Failed,
 }
 
-pub(super) async fn run(stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
+pub(super) async fn run(stream: impl Transport, conn: Arc<Conn>, leftover: Vec<u8>) {
     let now = Instant::now();
     let config = conn.config();
     let messages = config.max_messages_per_second.map(|rate| RateLimit::new(rate, now));
@@ -101,7 +101,7 @@ pub(super) async fn run(stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
     }
 }
 
-async fn serve(mut stream: TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) {
+async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
     let finalize = Finalize { conn, why: Cell::new(TransportClosed::Closed) };
     {
@@ -132,7 +132,7 @@ async fn serve(mut stream: TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>, inbou
         finalize.why.set(why);
     }
     drop(finalize);
-    let _ = stream.shutdown().await;
+    stream.shutdown().await;
 }
 
 struct Finalize<'a> {
@@ -146,12 +146,16 @@ impl Drop for Finalize<'_> {
     }
 }
 
-async fn write_loop(stream: &TcpStream, conn: &Conn) -> WriteEnd {
+async fn write_loop(stream: &impl Transport, conn: &Conn) -> WriteEnd {
     let mut batch = Vec::new();
     loop {
         match conn.outbox.next(&mut batch).await {
             Next::Write => {
-                if let Err(error) = write_all(stream, &batch, conn).await {
+                let written = match write_all(stream, &batch, conn).await {
+                    Ok(()) => flush(stream, conn).await,
+                    failed => failed,
+                };
+                if let Err(error) = written {
                     tracing::debug!(conn = conn.id(), %error, "write failed");
                     conn.outbox.abort();
                     return WriteEnd::Failed;
@@ -164,7 +168,7 @@ async fn write_loop(stream: &TcpStream, conn: &Conn) -> WriteEnd {
     }
 }
 
-async fn write_all(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
+async fn write_all(stream: &impl Transport, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
     let total: usize = frames.iter().map(Bytes::len).sum();
     if frames.len() == 1 || total > COALESCE_LIMIT {
         return write_vectored(stream, frames, conn).await;
@@ -188,7 +192,20 @@ async fn write_all(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Res
     }
 }
 
-async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
+/// Waits until what the transport took is on the wire: at once on TCP; TLS may hold
+/// records the socket did not take yet, which nothing else would send while the
+/// outbox is empty.
+async fn flush(stream: &impl Transport, conn: &Conn) -> io::Result<()> {
+    while !stream.try_flush()? {
+        tokio::select! {
+            ready = stream.writable() => ready?,
+            () = conn.outbox.aborted() => return Err(io::ErrorKind::ConnectionAborted.into()),
+        }
+    }
+    Ok(())
+}
+
+async fn write_vectored(stream: &impl Transport, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
     let (mut index, mut offset) = (0, 0);
     while index < frames.len() {
         let written = {
@@ -224,7 +241,7 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
     Ok(())
 }
 
-async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) -> ReadEnd {
+async fn read_loop(stream: &impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) -> ReadEnd {
     let config = conn.config();
     let (timeout, frame_timeout) = (config.timeout, config.frame_timeout);
     // One timer per connection, moved only when it fires: a read just notes the time,

@@ -71,7 +71,7 @@ impl TestServer {
     /// A server whose options (one socket at `/socket` unless changed) are adjusted by `configure`.
     pub fn with_config(configure: impl FnOnce(&mut Config)) -> TestServer {
         let mut config =
-            Config { addr: SocketAddr::from(([127, 0, 0, 1], 0)), sockets: vec![SocketConfig::new("/socket")], ..Config::default() };
+            Config { addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))), sockets: vec![SocketConfig::new("/socket")], ..Config::default() };
         configure(&mut config);
         let app = Arc::new(App::default());
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
