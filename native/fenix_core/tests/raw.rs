@@ -81,7 +81,7 @@ impl Raw {
         let mut socket = SocketConfig::new("/echo");
         socket.kind = SocketKind::Raw;
         configure(&mut socket);
-        let config = Config { addr: SocketAddr::from(([127, 0, 0, 1], 0)), sockets: vec![socket], ..Config::default() };
+        let config = Config { addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))), sockets: vec![socket], ..Config::default() };
         let handler = Arc::new(Accept::default());
         let (tx, accepted) = mpsc::unbounded_channel();
         *handler.accepted.lock().unwrap() = Some(tx);
