@@ -293,6 +293,7 @@ defmodule Fenix.Endpoint do
     :max_unhandled_bytes,
     :connect_timeout,
     :frame_timeout,
+    :slow_reader_timeout,
     :max_messages_per_second,
     :max_joins_per_second
   ]

@@ -106,6 +106,11 @@ defmodule Fenix.Socket do
     * `:frame_timeout` - ms a frame may take from its first byte to its last; a client
       that starts one and stalls is closed with 1008. Default `#{@defaults.frame_timeout}`
       (a 1 MiB frame needs about 100 KiB/s: raise it for big frames over slow links).
+    * `:slow_reader_timeout` - ms the client's socket may take nothing while there is
+      something to write to it; a client that stays behind that long (it does not read,
+      or its network is gone) is dropped, logged with a count of such drops. A client
+      that falls behind by more than `:outbox_capacity` or `:outbox_capacity_bytes` is
+      dropped at once. Default `#{@defaults.slow_reader_timeout}`.
     * `:max_messages_per_second` - the most messages a second a client may send
       (heartbeats and joins included), with a burst of as many; beyond it the
       connection is closed with 1008 and the reason logged. Default: no limit, since

@@ -597,6 +597,40 @@ async fn client_that_does_not_read_is_disconnected_when_its_outbox_fills() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_whose_socket_takes_nothing_for_slow_reader_timeout_is_dropped() {
+    // An outbox too large to fill: only the time rule can drop the slow client.
+    let t = TestServer::with(|socket| {
+        socket.slow_reader_timeout = Duration::from_millis(300);
+        socket.outbox_capacity = 1 << 20;
+        socket.outbox_capacity_bytes = 1 << 30;
+    });
+    let mut slow = t.connect(Serializer::V2, "user_id=slow").await;
+    let mut reader = t.connect(Serializer::V2, "user_id=reader").await;
+    slow.join("1", "room:stall").await;
+    reader.join("1", "room:stall").await;
+    eventually("both are fan-out targets", || t.registry().subscriber_count("room:stall") == 2).await;
+
+    // `slow` is not read from now on; once its socket buffers are full, its writer
+    // waits, and after slow_reader_timeout it is dropped.
+    let body = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
+    let expected = format!(r#"[null,null,"room:stall","blob",{body}]"#);
+    let (pacer, mut sent) = (Pacer::new(), 0);
+    while t.registry().subscriber_count("room:stall") == 2 {
+        pacer.broadcast(&t.server, "room:stall", "blob", Body::Json(body.as_bytes()), None).await;
+        sent += 1;
+        assert_eq!(reader.recv_text().await, expected, "the reader gets every broadcast");
+        if sent > 1_000 {
+            // The buffers are full well before: now only time passes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(sent < 5_000, "the stalled client was never dropped");
+    }
+    assert_eq!(t.server.slow_readers_dropped(), 1, "counted");
+    let (received, closed) = slow.drain().await;
+    assert!(received < sent && !closed, "dropped without a close frame after {received} of {sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_closed_with_1002() {
     let t = TestServer::with(|socket| socket.timeout = Duration::from_millis(300));
     for serializer in SERIALIZERS {

@@ -417,8 +417,18 @@ impl Conn {
 
     /// Drops a client that does not read: nothing more is written.
     pub(crate) fn close_slow_reader(&self) {
+        self.drop_slow_reader("its outbox is full");
+    }
+
+    /// Drops a client whose socket took nothing for the socket's `slow_reader_timeout`.
+    pub(crate) fn close_stalled_reader(&self) {
+        self.drop_slow_reader("its socket took nothing for slow_reader_timeout");
+    }
+
+    fn drop_slow_reader(&self, why: &str) {
         if !self.outbox.is_aborted() {
-            tracing::warn!(conn = self.id, "closing a connection whose client does not read (outbox full)");
+            let total = self.shared.slow_readers.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            tracing::warn!(conn = self.id, slow_readers_dropped = total, "dropping a connection whose client does not read: {why}");
             self.outbox.abort();
         }
     }

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     /// `config.sockets`, shared by the connections of each socket.
     pub(crate) sockets: Vec<Arc<SocketConfig>>,
     pub(crate) next_conn_id: AtomicU64,
+    /// How many connections were dropped for not reading (see `SocketConfig::slow_reader_timeout`).
+    pub(crate) slow_readers: AtomicU64,
     pub(crate) connections: connections::Connections,
 }
 
@@ -94,7 +96,7 @@ impl Server {
         let (registry, socket_ids) = (Registry::default(), SocketIds::default());
         let connections = connections::Connections::new();
         let next_conn_id = AtomicU64::new(1);
-        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, connections });
+        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, slow_readers: AtomicU64::new(0), connections });
         let _guard = runtime.enter();
         let listeners = http.map(|l| (l, Scheme::Http)).into_iter().chain(https.map(|(l, acceptor)| (l, Scheme::Https(acceptor))));
         for (listener, scheme) in listeners {
@@ -184,6 +186,11 @@ impl Server {
     /// remains.
     pub fn drain(&self, path: &str, batch: usize) -> Drained {
         self.shared.connections.drain(path, batch)
+    }
+
+    /// How many connections were dropped so far because their clients did not read.
+    pub fn slow_readers_dropped(&self) -> u64 {
+        self.shared.slow_readers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many senders have sends waiting or being carried out.
