@@ -37,6 +37,8 @@ fn main() {
     };
     let string_refs = br#"["3","5","room:lobby","echo",{"hello":"world","n":1}]"#;
     println!("echo, string refs:  {:>7.1} ns", best_ns(|| echo(string_refs, &mut out)));
+    let small = br#"["3","5","t","e",{}]"#;
+    println!("echo, small frame:  {:>7.1} ns", best_ns(|| echo(small, &mut out)));
     let number_refs = br#"[3,5,"room:lobby","echo",{"hello":"world","n":1}]"#;
     if Serializer::V2.decode_text(number_refs).is_ok() {
         println!("echo, number refs:  {:>7.1} ns", best_ns(|| echo(number_refs, &mut out)));
