@@ -91,6 +91,14 @@ pub struct SocketConfig {
     /// ever. Default 10 s: a 1 MiB frame (the default `max_frame_size`) needs about
     /// 100 KiB/s; raise it for big frames over slow links.
     pub frame_timeout: Duration,
+    /// How long the client's socket may take nothing while there is something to write
+    /// to it; a client that stays that far behind (it does not read, or its network is
+    /// gone) is dropped without a close frame (one could not be written), logged and
+    /// counted. A client that falls behind by more than `outbox_capacity` frames or
+    /// `outbox_capacity_bytes` is dropped at once. Default 30 s: a phone that loses its
+    /// network for a moment catches up, a dead peer does not hold its queue for ever
+    /// (without this, one that still sends heartbeats but never reads would).
+    pub slow_reader_timeout: Duration,
     /// The most messages a second a client may send (heartbeats and joins included),
     /// with a burst of as many; beyond it the connection is closed (1008). Default
     /// none: the inbound credit (`max_unhandled_messages`) already makes a flood cost
@@ -120,6 +128,7 @@ impl SocketConfig {
             max_unhandled_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(10),
+            slow_reader_timeout: Duration::from_secs(30),
             max_messages_per_second: None,
             max_joins_per_second: 1_000,
         }

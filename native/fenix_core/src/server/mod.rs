@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     /// `config.sockets`, shared by the connections of each socket.
     pub(crate) sockets: Vec<Arc<SocketConfig>>,
     pub(crate) next_conn_id: AtomicU64,
+    /// How many connections were dropped for not reading (see `SocketConfig::slow_reader_timeout`).
+    pub(crate) slow_readers: AtomicU64,
     pub(crate) connections: connections::Connections,
 }
 
@@ -98,7 +100,7 @@ impl Server {
         let (registry, socket_ids) = (Registry::default(), SocketIds::default());
         let connections = connections::Connections::new();
         let next_conn_id = AtomicU64::new(1);
-        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, connections });
+        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, slow_readers: AtomicU64::new(0), connections });
         let _guard = runtime.enter();
         let listeners = http.map(|l| (l, Scheme::Http)).into_iter().chain(https.map(|(l, acceptor)| (l, Scheme::Https(acceptor))));
         for (listener, scheme) in listeners {
@@ -135,7 +137,9 @@ impl Server {
     /// now, in the caller, for the application to hand them the payload itself; when
     /// more than `max_interceptors` would be, nothing is done and
     /// [`Broadcasted::TooManyInterceptors`] says how many (Fenix then repeats the call
-    /// on a dirty scheduler).
+    /// on a dirty scheduler). A message that a subscriber's serializer could not carry
+    /// (a binary body with a topic or event over 255 bytes) is an error, and nothing is
+    /// done: the fan-out encodes it later, when the caller could no longer be told.
     pub fn broadcast(
         &self,
         sender: Sender<'_>,
@@ -143,11 +147,12 @@ impl Server {
         topic: &str,
         max_interceptors: usize,
         intercept: impl FnMut(&crate::Sink),
-    ) -> Broadcasted {
+    ) -> Result<Broadcasted, crate::EncodeError> {
+        crate::protocol::Serializer::V2.check_broadcast(topic, message.event, message.body)?;
         let registry = &self.shared.registry;
         let interceptors = registry.interceptor_count(topic, message.event);
         if interceptors > max_interceptors {
-            return Broadcasted::TooManyInterceptors(interceptors);
+            return Ok(Broadcasted::TooManyInterceptors(interceptors));
         }
         if interceptors > 0 {
             // Handed to the caller once the registry is unlocked again.
@@ -160,13 +165,13 @@ impl Server {
             crate::protocol::Body::Binary(data) => (bytes::Bytes::copy_from_slice(data), true),
         };
         let op = outbound::Op::Broadcast { topic: topic.to_owned(), event: message.event.to_owned(), body, binary, exclude: message.exclude };
-        match self.shared.outbound.submit(sender, op, false) {
+        Ok(match self.shared.outbound.submit(sender, op, false) {
             outbound::Submitted::Queued(pace) => Broadcasted::Queued(pace),
             outbound::Submitted::RunNow(op) => {
                 outbound::carry_out_one(op, &self.shared);
                 Broadcasted::Queued(Pace::Go)
             }
-        }
+        })
     }
 
     /// Starts a presence hub (one per presence module): every `tick`, each changed
@@ -188,6 +193,11 @@ impl Server {
     /// remains.
     pub fn drain(&self, path: &str, batch: usize) -> Drained {
         self.shared.connections.drain(path, batch)
+    }
+
+    /// How many connections were dropped so far because their clients did not read.
+    pub fn slow_readers_dropped(&self) -> u64 {
+        self.shared.slow_readers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many senders have sends waiting or being carried out.

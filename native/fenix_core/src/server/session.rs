@@ -156,6 +156,10 @@ async fn write_loop(stream: &impl Transport, conn: &Conn) -> WriteEnd {
                     failed => failed,
                 };
                 if let Err(error) = written {
+                    if error.kind() == io::ErrorKind::TimedOut {
+                        conn.close_stalled_reader();
+                        return WriteEnd::Aborted;
+                    }
                     tracing::debug!(conn = conn.id(), %error, "write failed");
                     conn.outbox.abort();
                     return WriteEnd::Failed;
@@ -197,12 +201,22 @@ async fn write_all(stream: &impl Transport, frames: &[Bytes], conn: &Conn) -> io
 /// outbox is empty.
 async fn flush(stream: &impl Transport, conn: &Conn) -> io::Result<()> {
     while !stream.try_flush()? {
-        tokio::select! {
-            ready = stream.writable() => ready?,
-            () = conn.outbox.aborted() => return Err(io::ErrorKind::ConnectionAborted.into()),
-        }
+        writable(stream, conn).await?;
     }
     Ok(())
+}
+
+/// Waits until the socket takes more: `TimedOut` when it took nothing for the
+/// socket's `slow_reader_timeout` (only waits pay for the timer: a socket that takes
+/// what it is given never waits).
+async fn writable(stream: &impl Transport, conn: &Conn) -> io::Result<()> {
+    tokio::select! {
+        ready = tokio::time::timeout(conn.config().slow_reader_timeout, stream.writable()) => match ready {
+            Ok(ready) => ready,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        },
+        () = conn.outbox.aborted() => Err(io::ErrorKind::ConnectionAborted.into()),
+    }
 }
 
 async fn write_vectored(stream: &impl Transport, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
@@ -214,13 +228,13 @@ async fn write_vectored(stream: &impl Transport, frames: &[Bytes], conn: &Conn) 
                 .take(MAX_IOVECS)
                 .map(IoSlice::new)
                 .collect();
-            tokio::select! {
-                ready = stream.writable() => ready?,
-                () = conn.outbox.aborted() => return Err(io::ErrorKind::ConnectionAborted.into()),
-            }
+            // Tried first: the socket usually takes it, and then nothing waits.
             match stream.try_write_vectored(&slices) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    writable(stream, conn).await?;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         };

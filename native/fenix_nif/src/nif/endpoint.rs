@@ -82,6 +82,7 @@ struct SocketOptions {
     max_unhandled_bytes: Option<usize>,
     connect_timeout: Option<u64>,
     frame_timeout: Option<u64>,
+    slow_reader_timeout: Option<u64>,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: Option<usize>,
 }
@@ -100,6 +101,7 @@ impl From<SocketOptions> for SocketConfig {
             max_unhandled_bytes: o.max_unhandled_bytes.unwrap_or(defaults.max_unhandled_bytes),
             connect_timeout: o.connect_timeout.map_or(defaults.connect_timeout, Duration::from_millis),
             frame_timeout: o.frame_timeout.map_or(defaults.frame_timeout, Duration::from_millis),
+            slow_reader_timeout: o.slow_reader_timeout.map_or(defaults.slow_reader_timeout, Duration::from_millis),
             max_messages_per_second: o.max_messages_per_second.or(defaults.max_messages_per_second),
             max_joins_per_second: o.max_joins_per_second.unwrap_or(defaults.max_joins_per_second),
             ..defaults
@@ -225,6 +227,7 @@ struct SocketDefaults {
     max_unhandled_bytes: usize,
     connect_timeout: u64,
     frame_timeout: u64,
+    slow_reader_timeout: u64,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: usize,
 }
@@ -254,6 +257,7 @@ fn endpoint_defaults() -> EndpointDefaults {
             max_unhandled_bytes: socket.max_unhandled_bytes,
             connect_timeout: duration_ms(socket.connect_timeout),
             frame_timeout: duration_ms(socket.frame_timeout),
+            slow_reader_timeout: duration_ms(socket.slow_reader_timeout),
             max_messages_per_second: socket.max_messages_per_second,
             max_joins_per_second: socket.max_joins_per_second,
         },
