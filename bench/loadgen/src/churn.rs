@@ -10,7 +10,7 @@
 //! During the churn, waves follow one another: K connections (`--wave`) connect,
 //! upgrade and join `<topic>-dying`, `--concurrency` at a time; when the whole wave has
 //! joined, every one of them dies at once, in turn one of three ways:
-//! - `rst`: `SO_LINGER` 0, then close: the kernel sends a RST;
+//! - `rst`: `SO_LINGER` 0 (`set_zero_linger`), then close: the kernel sends a RST;
 //! - `fin_mid_frame`: the first half of a push frame, then `shutdown(SHUT_WR)`: a FIN
 //!   in the middle of a frame;
 //! - `rst_mid_push`: the first half of a push frame, then a RST.
@@ -21,12 +21,12 @@
 //! cannot hold a healthy subscriber's read back for longer than a time slice.
 //!
 //! With `--server-pid`, the server's open descriptors (`/proc/<pid>/fd`) and RSS are
-//! sampled when the churn starts and again at the end of the after phase (the healthy
-//! subscribers still connected both times): what the churn left behind.
+//! sampled when the churn starts and again after the after phase's last delivery (the
+//! healthy subscribers and the sender still connected both times): what the churn left
+//! behind.
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,6 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::spawn_local;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
@@ -181,15 +180,20 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
     let sending = send_shouts(&mut sender, instant_of(s.start_ns), p.rate, total, "", |_| {});
     let ((sent, send_err), ()) = showing(async { tokio::join!(sending, sampler) }, ui, || progress.load(Ordering::Relaxed)).await;
     let counts = churner.join().map_err(|_| "the churn thread panicked".to_string())?;
-    let after = tree.as_ref().map(|t| (t.fds(), t.rss_bytes()));
 
     ui.phase("churn: waiting for the last deliveries", 0);
     let limit = Instant::now() + Duration::from_secs(5);
+    let mut still_connected = Vec::with_capacity(n);
     for r in receivers {
-        if timeout_at(limit, r).await.is_err() {
-            tally.borrow_mut().fail("a healthy subscriber did not get every shout in time".into());
+        match timeout_at(limit, r).await {
+            Ok(Ok(Some(client))) => still_connected.push(client),
+            Ok(_) => {}
+            Err(_) => tally.borrow_mut().fail("a healthy subscriber did not get every shout in time".into()),
         }
     }
+    // Sampled while the healthy subscribers and the sender are connected, as at the start.
+    let after = tree.as_ref().map(|t| (t.fds(), t.rss_bytes()));
+    drop(still_connected);
     drop(sender);
 
     let t = tally.borrow();
@@ -255,8 +259,9 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
 }
 
 /// A healthy subscriber: expects `shout` seq 1..=total, once each and in order, and
-/// records each one's latency in the phase it was sent in; heartbeats meanwhile.
-async fn healthy(mut c: Client, total: u64, s: Schedule, tally: Rc<RefCell<HealthyTally>>) {
+/// records each one's latency in the phase it was sent in; heartbeats meanwhile. Hands
+/// the client back when it got them all, still connected.
+async fn healthy(mut c: Client, total: u64, s: Schedule, tally: Rc<RefCell<HealthyTally>>) -> Option<Client> {
     let mut last = 0u64;
     let hb = sleep(HEARTBEAT);
     tokio::pin!(hb);
@@ -267,8 +272,14 @@ async fn healthy(mut c: Client, total: u64, s: Schedule, tally: Rc<RefCell<Healt
                 let (now, text) = match m {
                     Ok((now, Msg::Text(t))) => (now, t),
                     Ok((_, Msg::Binary(_))) => continue,
-                    Ok((_, Msg::Close(code))) => return tally.borrow_mut().fail(format!("server closed a healthy subscriber (code {code:?}) after {last} shouts")),
-                    Err(e) => return tally.borrow_mut().fail(format!("healthy subscriber: {e} after {last} shouts")),
+                    Ok((_, Msg::Close(code))) => {
+                        tally.borrow_mut().fail(format!("server closed a healthy subscriber (code {code:?}) after {last} shouts"));
+                        return None;
+                    }
+                    Err(e) => {
+                        tally.borrow_mut().fail(format!("healthy subscriber: {e} after {last} shouts"));
+                        return None;
+                    }
                 };
                 let Ok(f) = phx::parse(text) else { continue };
                 if f.event != "shout" {
@@ -289,12 +300,14 @@ async fn healthy(mut c: Client, total: u64, s: Schedule, tally: Rc<RefCell<Healt
             }
             _ = &mut hb => {
                 if let Err(e) = c.heartbeat().await {
-                    return tally.borrow_mut().fail(format!("heartbeat: {e}"));
+                    tally.borrow_mut().fail(format!("heartbeat: {e}"));
+                    return None;
                 }
                 hb.as_mut().reset(Instant::now() + HEARTBEAT);
             }
         }
     }
+    Some(c)
 }
 
 /// The churn, on its own thread and runtime: waves until the churn phase ends.
@@ -363,7 +376,9 @@ async fn die(client: Client, death: Death) {
         Death::FinMidFrame => {
             let _ = tcp.shutdown().await;
         }
-        Death::Rst | Death::RstMidPush => reset_on_close(&tcp),
+        Death::Rst | Death::RstMidPush => {
+            let _ = tcp.set_zero_linger();
+        }
     }
     drop(tcp);
 }
@@ -379,21 +394,6 @@ fn half_push(topic: &str, join_ref: &str) -> Vec<u8> {
     ws::encode_frame(&mut frame, OP_TEXT, &msg, Some([0x12, 0x34, 0x56, 0x78]));
     frame.truncate(frame.len() / 2);
     frame
-}
-
-/// `SO_LINGER` on with a zero timeout: closing the socket sends a RST instead of a FIN.
-fn reset_on_close(tcp: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt on a descriptor the stream owns, with a linger struct we own.
-    unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 /// A tiny churn for `smoke`: 5 healthy subscribers, waves of 30 for 1 s.
