@@ -21,9 +21,11 @@
 //! cannot hold a healthy subscriber's read back for longer than a time slice.
 //!
 //! With `--server-pid`, the server's open descriptors (`/proc/<pid>/fd`) and RSS are
-//! sampled when the churn starts and again after the after phase's last delivery (the
-//! healthy subscribers and the sender still connected both times): what the churn left
-//! behind.
+//! sampled just before the churn starts and again after the after phase's last delivery
+//! (the healthy subscribers and the sender still connected both times): what the churn
+//! left behind. Its CPU time from the first sample to the churn's end, over the
+//! connections churned, is what one churned connection costs it
+//! (`server_ns_per_churned`; the healthy broadcasts' share is small beside it).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -46,6 +48,9 @@ use crate::scenarios::{check_files, ms, open_one, open_sender, positive, send_sh
 use crate::sys::{mono_ns, ProcTree};
 use crate::ui::Ui;
 use crate::ws::{self, Msg, WsUrl, OP_TEXT};
+
+/// How long before the churn the server is sampled.
+const SAMPLE_AHEAD_NS: u64 = 200_000_000;
 
 /// What the `churn` scenario is asked to do.
 #[derive(Clone, Debug)]
@@ -171,10 +176,13 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
         std::thread::spawn(move || churn_thread(&o, &topic, wave, first_index, s, &progress))
     };
 
-    let mut samples = None;
+    // Just before the first wave: a sample late by a few ms would count its connections.
+    let (mut samples, mut cpu_churn_end) = (None, None);
     let sampler = async {
-        sleep_until(instant_of(s.flood_start_ns)).await;
-        samples = tree.as_ref().map(|t| (t.fds(), t.rss_bytes()));
+        sleep_until(instant_of(s.flood_start_ns.saturating_sub(SAMPLE_AHEAD_NS).max(s.start_ns))).await;
+        samples = tree.as_ref().map(|t| (t.fds(), t.rss_bytes(), t.cpu_ns()));
+        sleep_until(instant_of(s.flood_end_ns)).await;
+        cpu_churn_end = tree.as_ref().map(|t| t.cpu_ns());
     };
     ui.phase(&format!("churn: {total} shouts at {}/s; waves of {} dying during {} s: connections churned", p.rate, p.wave, p.during), 0);
     let sending = send_shouts(&mut sender, instant_of(s.start_ns), p.rate, total, "", |_| {});
@@ -244,7 +252,11 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
         map.insert(format!("{}_p99_ms", phase.name()), json!(q(0.99)));
         map.insert(format!("{}_max_ms", phase.name()), json!((!h.is_empty()).then(|| ms(h.max()))));
     }
-    if let (Some((fds_before, rss_before)), Some((fds_after, rss_after))) = (samples, after) {
+    if let (Some((fds_before, rss_before, cpu_before)), Some((fds_after, rss_after)), Some(cpu_end)) = (samples, after, cpu_churn_end) {
+        let cpu = cpu_end.saturating_sub(cpu_before);
+        let span_ns = s.flood_end_ns - s.flood_start_ns + SAMPLE_AHEAD_NS;
+        map.insert("during_server_cpu_pct".into(), json!((cpu as f64 / span_ns as f64 * 1000.0).round() / 10.0));
+        map.insert("server_ns_per_churned".into(), json!((counts.joined > 0).then(|| (cpu as f64 / counts.joined as f64).round())));
         map.insert("server_pid".into(), json!(o.server_pid));
         map.insert("fds_before".into(), json!(fds_before));
         map.insert("fds_after".into(), json!(fds_after));
