@@ -179,9 +179,18 @@ defmodule Fenix.Endpoint do
       MyAppWeb.Endpoint.config(:http, [])
   """
   @callback config(key :: atom(), default :: term()) :: term()
-  @doc "Broadcasts `event` with `payload` to every subscriber of `topic`."
+  @doc """
+  Broadcasts `event` with `payload` to every subscriber of `topic`.
+
+  `payload` is a map (sent as JSON) or `{:binary, data}`. Returns `:ok`, or nothing is
+  sent and:
+
+    * `{:error, {:unsupported_payload, payload}}`: the payload cannot be JSON;
+    * `{:error, {:unencodable, text}}`: a binary payload whose topic or event is over
+      the 255 bytes (of UTF-8) a binary frame's header field may hold.
+  """
   @callback broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
-              :ok | {:error, term()}
+              :ok | {:error, {:unsupported_payload, term()} | {:unencodable, String.t()}}
   @doc "Same as `c:broadcast/3`, but raises if broadcast fails."
   @callback broadcast!(topic :: String.t(), event :: String.t(), payload :: term()) :: :ok
   @doc """
@@ -442,6 +451,7 @@ defmodule Fenix.Endpoint do
     case Native.await_pace(result) do
       :ok -> :ok
       {:error, :unsupported_term} -> {:error, {:unsupported_payload, payload}}
+      {:error, {:encode, text}} -> {:error, {:unencodable, text}}
     end
   end
 
@@ -450,6 +460,10 @@ defmodule Fenix.Endpoint do
 
   def __raise_on_error__({:error, {:unsupported_payload, payload}}) do
     raise ArgumentError, "broadcast payload cannot be encoded as JSON: #{inspect(payload)}"
+  end
+
+  def __raise_on_error__({:error, {:unencodable, text}}) do
+    raise ArgumentError, "broadcast cannot be encoded: #{text}"
   end
 
 

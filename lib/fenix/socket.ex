@@ -133,7 +133,15 @@ defmodule Fenix.Socket do
     * `:transport` - `:websocket`
     * in a channel: `:channel`, `:channel_pid`, `:topic`, `:join_ref`, `:joined`, and
       `:ref` (the ref of the message being handled)
+
+  `:join_ref` and `:ref` are whatever JSON value the client sent, decoded as Phoenix
+  decodes it: the `phoenix` JavaScript client sends strings (`"3"`), many other clients
+  send numbers (`3`, an integer here), and `null` is `nil`. Replies carry them back to
+  the client as they came.
   """
+
+  @typedoc "A client's `ref` or `join_ref`: any JSON value (`nil` when the client sent none or `null`)."
+  @type client_ref :: String.t() | integer() | float() | boolean() | map() | list() | nil
 
   @type t :: %__MODULE__{
           assigns: map(),
@@ -143,9 +151,9 @@ defmodule Fenix.Socket do
           handler: module() | nil,
           id: String.t() | nil,
           joined: boolean(),
-          join_ref: String.t() | nil,
+          join_ref: client_ref(),
           private: map(),
-          ref: String.t() | nil,
+          ref: client_ref(),
           serializer: :v1 | :v2 | nil,
           topic: String.t() | nil,
           transport: :websocket,

@@ -29,8 +29,8 @@ async fn every_connection_is_closed_with_1012_and_its_channels_are_told() {
     assert_eq!(
         closed,
         [
-            ("room:a".to_owned(), Some("1".to_owned()), ClosedReason::ConnectionClosed),
-            ("room:b".to_owned(), Some("1".to_owned()), ClosedReason::ConnectionClosed),
+            ("room:a".to_owned(), Some("1".into()), ClosedReason::ConnectionClosed),
+            ("room:b".to_owned(), Some("1".into()), ClosedReason::ConnectionClosed),
         ]
     );
 }

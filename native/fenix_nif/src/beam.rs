@@ -14,6 +14,7 @@ use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handle
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 
 use crate::atoms;
+use crate::client_ref::RefTerm;
 use crate::resources::{ChannelResource, ConnResource};
 use crate::term::{binary, payload_to_term};
 
@@ -69,7 +70,7 @@ impl Handler for Dispatcher {
         send(&self.pid, move |env| {
             let payload = payload_to_term(env, &request.payload);
             let socket = binary(env, &request.socket_data);
-            (atoms::fenix_join(), conn, socket, request.topic.as_str(), request.join_ref.as_deref(), request.r#ref.as_deref(), payload)
+            (atoms::fenix_join(), conn, socket, request.topic.as_str(), RefTerm(request.join_ref.as_ref()), RefTerm(request.r#ref.as_ref()), payload)
                 .encode(env)
         });
     }
@@ -162,7 +163,7 @@ pub(crate) fn channel_message<'a>(env: Env<'a>, event: &ChannelEvent) -> Term<'a
 /// `size` back (`channel_handled/2`) once it has handled the message: that is the
 /// connection's inbound credit.
 pub(crate) fn client_message<'a>(env: Env<'a>, message: &Message, size: usize) -> Term<'a> {
-    let r#ref = message.r#ref.as_deref();
+    let r#ref = RefTerm(message.r#ref.as_ref());
     match &message.event {
         Event::Leave => (atoms::fenix_leave(), r#ref).encode(env),
         event => (atoms::fenix_in(), event.as_str(), payload_to_term(env, &message.payload), r#ref, size).encode(env),

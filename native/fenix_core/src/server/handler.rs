@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Conn;
-use crate::protocol::Payload;
+use crate::protocol::{ClientRef, Payload};
 
 /// What the engine asks of the application. Calls are made on engine threads and
 /// must return quickly: the answer comes back later through [`Conn`] methods.
@@ -46,9 +46,9 @@ pub struct JoinRequest {
     /// The topic to join.
     pub topic: String,
     /// The join's `join_ref` (also the channel's identity on the wire).
-    pub join_ref: Option<String>,
+    pub join_ref: Option<ClientRef>,
     /// The join's `ref`.
-    pub r#ref: Option<String>,
+    pub r#ref: Option<ClientRef>,
     /// The join payload.
     pub payload: Payload,
     /// The opaque data the application gave to [`Conn::accept`].

@@ -133,7 +133,9 @@ impl Server {
     /// now, in the caller, for the application to hand them the payload itself; when
     /// more than `max_interceptors` would be, nothing is done and
     /// [`Broadcasted::TooManyInterceptors`] says how many (Fenix then repeats the call
-    /// on a dirty scheduler).
+    /// on a dirty scheduler). A message that a subscriber's serializer could not carry
+    /// (a binary body with a topic or event over 255 bytes) is an error, and nothing is
+    /// done: the fan-out encodes it later, when the caller could no longer be told.
     pub fn broadcast(
         &self,
         sender: Sender<'_>,
@@ -141,11 +143,12 @@ impl Server {
         topic: &str,
         max_interceptors: usize,
         intercept: impl FnMut(&crate::Sink),
-    ) -> Broadcasted {
+    ) -> Result<Broadcasted, crate::EncodeError> {
+        crate::protocol::Serializer::V2.check_broadcast(topic, message.event, message.body)?;
         let registry = &self.shared.registry;
         let interceptors = registry.interceptor_count(topic, message.event);
         if interceptors > max_interceptors {
-            return Broadcasted::TooManyInterceptors(interceptors);
+            return Ok(Broadcasted::TooManyInterceptors(interceptors));
         }
         if interceptors > 0 {
             // Handed to the caller once the registry is unlocked again.
@@ -158,13 +161,13 @@ impl Server {
             crate::protocol::Body::Binary(data) => (bytes::Bytes::copy_from_slice(data), true),
         };
         let op = outbound::Op::Broadcast { topic: topic.to_owned(), event: message.event.to_owned(), body, binary, exclude: message.exclude };
-        match self.shared.outbound.submit(sender, op, false) {
+        Ok(match self.shared.outbound.submit(sender, op, false) {
             outbound::Submitted::Queued(pace) => Broadcasted::Queued(pace),
             outbound::Submitted::RunNow(op) => {
                 outbound::carry_out_one(op, &self.shared);
                 Broadcasted::Queued(Pace::Go)
             }
-        }
+        })
     }
 
     /// Starts a presence hub (one per presence module): every `tick`, each changed

@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use super::conn::Conn;
 use super::Shared;
 use crate::fanout::{fan_out, Broadcast};
-use crate::protocol::Body;
+use crate::protocol::{Body, ClientRef};
 use crate::registry::Target;
 use crate::socket_ids::DISCONNECT_EVENT;
 use crate::websocket::CloseCode;
@@ -91,7 +91,7 @@ pub(crate) enum Op {
     /// Queue a frame to one connection.
     Send { conn: Arc<Conn>, frame: Bytes },
     /// Make a channel that just joined a fan-out target, unless it has ended meanwhile.
-    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String> },
+    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<ClientRef> },
     /// Fan a broadcast out to a topic's subscribers.
     Broadcast { topic: String, event: String, body: Bytes, binary: bool, exclude: Option<u64> },
 }
@@ -292,7 +292,7 @@ pub(crate) fn carry_out_one(op: Op, shared: &Shared) -> usize {
         // A closed or full outbox was already dealt with by Conn::send.
         Op::Send { conn, frame } => usize::from(conn.send(frame).is_ok()),
         Op::Subscribe { conn, topic, join_ref } => {
-            conn.subscribe_if_joined(&topic, join_ref.as_deref());
+            conn.subscribe_if_joined(&topic, join_ref.as_ref());
             0
         }
         // Only the worker groups broadcasts; a lone one is a group of one.
