@@ -345,19 +345,27 @@ def flood_table(results, opts):
         "",
         *header(["scenario", "figure"] + [f"Fenix r{r}" for r in rounds] + [f"limit r{r}" for r in rounds] + ["target", "met"]),
     ]
-    for key, label, _args in flood_scenarios(opts.quick):
+    rows = [
+        ("healthy round trips lost", lambda f: fmt(f.get("healthy_lost")), "healthy_lost"),
+        ("healthy p99 before -> during (ms)", p99_before_during, "p99_ratio"),
+        ("server RSS growth (MB)", lambda f: fmt_mb(f.get("rss_growth")), "rss_growth"),
+        ("flooder pushes written", lambda f: fmt(f.get("flooder_pushes")), None),
+        ("flooder replies read", lambda f: fmt(f.get("flooder_replies")), None),
+        ("flooder connection at the end", lambda f: str(f.get("flooder_end", "n/a")).split(":")[0], None),
+    ]
+    return lines + acceptance_rows(results, rounds, flood_scenarios(opts.quick), rows, FLOOD_TARGETS)
+
+
+def acceptance_rows(results, rounds, scenarios, rows, targets):
+    """For each scenario and each (name, show, field) of `rows`: the figure of both
+    servers in every round, the target of `field` in `targets` and whether Fenix met it
+    in every round."""
+    lines = []
+    for key, label, _args in scenarios:
         runs = {(server, r): flood_run(results, r, server, key) for server in ("fenix", "limit") for r in rounds}
-        rows = [
-            ("healthy round trips lost", lambda f: fmt(f.get("healthy_lost")), "healthy_lost"),
-            ("healthy p99 before -> during (ms)", p99_before_during, "p99_ratio"),
-            ("server RSS growth (MB)", lambda f: fmt_mb(f.get("rss_growth")), "rss_growth"),
-            ("flooder pushes written", lambda f: fmt(f.get("flooder_pushes")), None),
-            ("flooder replies read", lambda f: fmt(f.get("flooder_replies")), None),
-            ("flooder connection at the end", lambda f: str(f.get("flooder_end", "n/a")).split(":")[0], None),
-        ]
         for name, show, field in rows:
             cells = [show(runs[("fenix", r)]) for r in rounds] + [show(runs[("limit", r)]) for r in rounds]
-            target, met = judge(FLOOD_TARGETS, field, [runs[("fenix", r)] for r in rounds])
+            target, met = judge(targets, field, [runs[("fenix", r)] for r in rounds])
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {target} | {met} |")
     return lines
 
@@ -379,21 +387,16 @@ def churn_table(results, opts):
         "",
         *header(["scenario", "figure"] + [f"Fenix r{r}" for r in rounds] + [f"limit r{r}" for r in rounds] + ["target", "met"]),
     ]
-    for key, label, _args in churn_scenarios(opts.quick):
-        runs = {(server, r): flood_run(results, r, server, key) for server in ("fenix", "limit") for r in rounds}
-        rows = [
-            ("connections churned (waves)", lambda f: f"{fmt(f.get('churned'))} ({fmt(f.get('waves'))})", None),
-            ("healthy broadcasts lost", lambda f: fmt(f.get("lost")), "lost"),
-            ("healthy p99 before -> during (ms)", p99_before_during, "p99_ratio"),
-            ("healthy p99 after (ms)", lambda f: fmt(f.get("after_p99_ms")), None),
-            ("server descriptors before -> after", lambda f: f"{fmt(f.get('fds_before'))} -> {fmt(f.get('fds_after'))}", "fds_left"),
-            ("server RSS before -> after (MB)", lambda f: f"{fmt_mb(f.get('rss_before'))} -> {fmt_mb(f.get('rss_after'))}", None),
-        ]
-        for name, show, field in rows:
-            cells = [show(runs[("fenix", r)]) for r in rounds] + [show(runs[("limit", r)]) for r in rounds]
-            target, met = judge(CHURN_TARGETS, field, [runs[("fenix", r)] for r in rounds])
-            lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {target} | {met} |")
-    return lines
+    rows = [
+        ("connections churned (waves)", lambda f: f"{fmt(f.get('churned'))} ({fmt(f.get('waves'))})", None),
+        ("healthy broadcasts lost", lambda f: fmt(f.get("lost")), "lost"),
+        ("healthy p99 before -> during (ms)", p99_before_during, "p99_ratio"),
+        ("healthy p99 after (ms)", lambda f: fmt(f.get("after_p99_ms")), None),
+        ("server CPU per churned connection (us)", lambda f: fmt_us(f.get("server_ns_per_churned")), None),
+        ("server descriptors before -> after", lambda f: f"{fmt(f.get('fds_before'))} -> {fmt(f.get('fds_after'))}", "fds_left"),
+        ("server RSS before -> after (MB)", lambda f: f"{fmt_mb(f.get('rss_before'))} -> {fmt_mb(f.get('rss_after'))}", None),
+    ]
+    return lines + acceptance_rows(results, rounds, churn_scenarios(opts.quick), rows, CHURN_TARGETS)
 
 
 def tls_table(results, opts):
@@ -461,6 +464,10 @@ def p99_before_during(f):
     if before is None and during is None:
         return "n/a"
     return f"{fmt(before)} -> {fmt(during)}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+
+def fmt_us(ns):
+    return "n/a" if ns is None else f"{ns / 1e3:,.1f}"
 
 
 def fmt_mb(value):

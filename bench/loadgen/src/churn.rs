@@ -155,16 +155,8 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
     ui.flush(n as u64);
     let mut sender = open_sender(o, n, &p.topic).await?;
 
-    let secs_ns = |s: f64| (s * 1e9) as u64;
-    let start_ns = mono_ns() + 50_000_000;
-    let s = Schedule {
-        start_ns,
-        flood_start_ns: start_ns + secs_ns(p.before),
-        flood_end_ns: start_ns + secs_ns(p.before + p.during),
-        end_ns: start_ns + secs_ns(p.before + p.during + p.after),
-        period_ns: (1e9 / p.rate) as u64,
-        timeout_ns: o.timeout.as_nanos() as u64,
-    };
+    // The flood's phases: `flood_*` are the churn's start and end.
+    let s = Schedule::from_now(p.before, p.during, p.after, (1e9 / p.rate) as u64, o.timeout.as_nanos() as u64);
     let total = ((s.end_ns - s.start_ns) / s.period_ns).max(1);
     let tally = Rc::new(RefCell::new(HealthyTally::new()));
     let receivers: Vec<_> = subscribers.into_iter().map(|c| spawn_local(healthy(c, total, s, tally.clone()))).collect();
@@ -326,7 +318,7 @@ async fn healthy(mut c: Client, total: u64, s: Schedule, tally: Rc<RefCell<Healt
 fn churn_thread(o: &Opts, topic: &str, wave: usize, first_index: usize, s: Schedule, progress: &AtomicU64) -> ChurnCounts {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let local = tokio::task::LocalSet::new();
-    let counts = Rc::new(RefCell::new(ChurnCounts::default()));
+    let mut counts = ChurnCounts::default();
     let url = match WsUrl::parse(&o.url, None) {
         Ok(url) => Rc::new(url),
         Err(e) => return ChurnCounts { first_error: Some(e), ..ChurnCounts::default() },
@@ -352,25 +344,21 @@ fn churn_thread(o: &Opts, topic: &str, wave: usize, first_index: usize, s: Sched
                 match t.await.unwrap_or_else(|e| Err(e.to_string())) {
                     Ok(c) => joined.push(c),
                     Err(e) => {
-                        let mut c = counts.borrow_mut();
-                        c.failures += 1;
-                        c.first_error.get_or_insert(format!("a churning connection: {e}"));
+                        counts.failures += 1;
+                        counts.first_error.get_or_insert(format!("a churning connection: {e}"));
                     }
                 }
             }
-            let mut c = counts.borrow_mut();
-            c.waves += 1;
-            c.joined += joined.len() as u64;
-            drop(c);
+            counts.waves += 1;
+            counts.joined += joined.len() as u64;
             for (i, client) in joined.into_iter().enumerate() {
-                let death = Death::ALL[i % 3];
-                die(client, death).await;
-                counts.borrow_mut().died[i % 3] += 1;
+                die(client, Death::ALL[i % 3]).await;
+                counts.died[i % 3] += 1;
             }
-            progress.store(counts.borrow().joined, Ordering::Relaxed);
+            progress.store(counts.joined, Ordering::Relaxed);
         }
     });
-    Rc::try_unwrap(counts).map(RefCell::into_inner).unwrap_or_default()
+    counts
 }
 
 /// Ends a joined connection abruptly, the `death` way. Errors are ignored: the point is

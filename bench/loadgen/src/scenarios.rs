@@ -533,17 +533,7 @@ pub async fn flood(o: &Opts, p: &FloodPlan, ui: &Ui) -> Result<Value, String> {
     };
     let cpu = || tree.as_ref().map(|t| t.cpu_ns());
 
-    let secs_ns = |s: f64| (s * 1e9) as u64;
-    // A moment for the client tasks to start before the first request is due.
-    let start_ns = mono_ns() + 50_000_000;
-    let s = Schedule {
-        start_ns,
-        flood_start_ns: start_ns + secs_ns(p.before),
-        flood_end_ns: start_ns + secs_ns(p.before + p.during),
-        end_ns: start_ns + secs_ns(p.before + p.during + p.after),
-        period_ns: (1e9 / p.rate) as u64,
-        timeout_ns: p.request_timeout.as_nanos() as u64,
-    };
+    let s = Schedule::from_now(p.before, p.during, p.after, (1e9 / p.rate) as u64, p.request_timeout.as_nanos() as u64);
     let tally = Rc::new(RefCell::new(Tally::default()));
     let clients: Vec<_> = clients
         .into_iter()
