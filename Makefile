@@ -74,8 +74,8 @@ bench: system-deps
 
 # Coverage-guided fuzzing of the engine's parsers (nightly, cargo fuzz; not part of `make test`):
 # each target for FUZZ_SECONDS, one after the other. New inputs go to a working corpus in
-# fuzz/target/corpus/; the committed inputs (corpus/, regressions/) are only read, and
-# `cargo test` replays them on stable. A crash stops the run, its input left in fuzz/artifacts/.
+# fuzz/target/corpus/; the committed inputs (seeds/, corpus/, regressions/) are only read,
+# and `cargo test` replays them on stable. A crash stops the run, its input left in fuzz/artifacts/.
 FUZZ_SECONDS ?= 60
 FUZZ_DIR := native/fenix_core/fuzz
 FUZZ_TARGETS := frame_reader v1_json v2_json v2_binary http_head
@@ -84,15 +84,17 @@ fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 	cd $(FUZZ_DIR) && for target in $(FUZZ_TARGETS); do \
 	  mkdir -p target/corpus/$$target && \
-	  cargo +nightly fuzz run $$target target/corpus/$$target corpus/$$target $$(ls -d regressions/$$target 2>/dev/null) \
+	  cargo +nightly fuzz run $$target target/corpus/$$target seeds/$$target corpus/$$target \
+	    $$(ls -d regressions/$$target 2>/dev/null) \
 	    -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done
 
-# Folds the working corpus into the committed one, minimized (`cargo fuzz cmin`).
+# Folds the working corpus into the committed one, minimized (`cargo fuzz cmin`) to the
+# fewest inputs that reach every edge (set cover, hit counts ignored): a few hundred files.
 fuzz-cmin:
 	cd $(FUZZ_DIR) && for target in $(FUZZ_TARGETS); do \
 	  cp target/corpus/$$target/* corpus/$$target/ 2>/dev/null; \
-	  cargo +nightly fuzz cmin $$target || exit 1; \
+	  cargo +nightly fuzz cmin $$target -- -set_cover_merge=1 -use_counters=0 || exit 1; \
 	done
 
 demo: deps

@@ -22,9 +22,9 @@
 //! with nightly and sanitizers, outside the workspace), could not reach them. This
 //! module reaches them from inside the crate, so that nothing else becomes public. It
 //! is compiled with the `fuzzing` feature, which only the fuzz crate turns on, and in
-//! this crate's tests, which replay every committed input (`fuzz/corpus/<target>/`,
-//! `fuzz/regressions/<target>/`) through these same functions on stable: a crash once
-//! found stays found.
+//! this crate's tests, which replay every committed input (`fuzz/seeds/<target>/`,
+//! `fuzz/corpus/<target>/`, `fuzz/regressions/<target>/`) through these same functions
+//! on stable: a crash once found stays found.
 
 use serde_json::Value;
 
@@ -267,8 +267,11 @@ fn upgrade(request: &Request) {
 mod tests {
     use std::path::Path;
 
-    /// Every target with the function it calls.
-    const TARGETS: [(&str, fn(&[u8])); 5] = [
+    /// A target's name (its directory under `fuzz/seeds`, `corpus`, `regressions`) and
+    /// the function it calls.
+    type Target = (&'static str, fn(&[u8]));
+
+    const TARGETS: [Target; 5] = [
         ("frame_reader", super::frame_reader),
         ("v1_json", super::v1_json),
         ("v2_json", super::v2_json),
@@ -276,12 +279,12 @@ mod tests {
         ("http_head", super::http_head),
     ];
 
-    /// Runs every committed input of `target` (its corpus and its regressions) through
+    /// Runs every committed input of `target` (seeds, corpus and regressions) through
     /// `run`: how many there were, and the files that fail.
     fn replay(target: &str, run: fn(&[u8])) -> (usize, Vec<String>) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         let (mut replayed, mut failed) = (0, Vec::new());
-        for dir in ["corpus", "regressions"] {
+        for dir in ["seeds", "corpus", "regressions"] {
             let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else { continue };
             for entry in entries {
                 let path = entry.expect("a readable directory").path();
