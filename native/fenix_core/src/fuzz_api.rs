@@ -28,7 +28,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::{Body, Encoded, Event, Message, Outgoing, Payload, Serializer, Status};
+use crate::protocol::{Body, ClientRef, Encoded, Event, Message, Outgoing, Payload, Serializer, Status};
 use crate::server::{auth_token, offered_protocols, parse_head, parse_query, Request, MAX_HEAD, MAX_HEADERS};
 use crate::websocket::{accept_key, check_upgrade, frame, CloseCode, Frame, Opcode, Reader};
 use crate::ProtocolError;
@@ -144,22 +144,22 @@ fn json_round_trip(serializer: Serializer, text: &[u8]) {
     let Payload::Json(payload) = &msg.payload else { panic!("a text frame decoded to a binary payload") };
     let join_ref = match serializer {
         Serializer::V1 => None,
-        Serializer::V2 => msg.join_ref.as_deref(),
+        Serializer::V2 => msg.join_ref.as_ref(),
     };
     let body = serde_json::to_vec(payload).expect("a decoded payload encodes");
-    let push = Outgoing::push(msg.join_ref.as_deref(), &msg.topic, msg.event.as_str(), Body::Json(&body));
+    let push = Outgoing::push(msg.join_ref.as_ref(), &msg.topic, msg.event.as_str(), Body::Json(&body));
     let pushed = encode_decode(serializer, &push);
-    assert_eq!((pushed.join_ref.as_deref(), pushed.r#ref.as_deref()), (join_ref, None));
+    assert_eq!((pushed.join_ref.as_ref(), pushed.r#ref.as_ref()), (join_ref, None));
     assert_eq!((&pushed.topic, &pushed.event), (&msg.topic, &msg.event));
     match &pushed.payload {
         Payload::Json(again) => assert!(same_json(payload, again), "payload {payload} came back as {again}"),
         Payload::Binary(_) => panic!("a JSON push came back binary"),
     }
 
-    let (join_ref_in, ref_in) = (msg.join_ref.as_deref(), msg.r#ref.as_deref());
+    let (join_ref_in, ref_in) = (msg.join_ref.as_ref(), msg.r#ref.as_ref());
     let reply = Outgoing::reply(join_ref_in, ref_in, &msg.topic, Status::Ok, Body::Json(b"{}"));
     let replied = encode_decode(serializer, &reply);
-    assert_eq!((replied.join_ref.as_deref(), replied.r#ref.as_deref()), (join_ref, ref_in));
+    assert_eq!((replied.join_ref.as_ref(), replied.r#ref.as_ref()), (join_ref, ref_in));
     assert_eq!((&replied.topic, &replied.event), (&msg.topic, &Event::Reply));
     assert_eq!(replied.payload, Payload::Json(serde_json::json!({"response": {}, "status": "ok"})));
 }
@@ -197,7 +197,7 @@ pub fn v2_binary(data: &[u8]) {
     assert_eq!(Serializer::V1.decode_binary(data), Err(ProtocolError::BinaryNotSupported));
     let Ok(msg) = Serializer::V2.decode_binary(data) else { return };
     let Payload::Binary(payload) = &msg.payload else { panic!("a binary frame decoded to a JSON payload") };
-    let (join_ref, r#ref) = (msg.join_ref.as_deref().unwrap_or(""), msg.r#ref.as_deref().unwrap_or(""));
+    let (join_ref, r#ref) = (binary_ref(&msg.join_ref), binary_ref(&msg.r#ref));
     let fields = [join_ref, r#ref, msg.topic.as_str(), msg.event.as_str()];
     let mut rebuilt = vec![0];
     rebuilt.extend(fields.map(|field| u8::try_from(field.len()).expect("a field of a length byte")));
@@ -205,8 +205,8 @@ pub fn v2_binary(data: &[u8]) {
     rebuilt.extend_from_slice(payload);
     assert_eq!(rebuilt, data, "the decoded fields are not the frame");
 
-    let reply =
-        Outgoing::reply(msg.join_ref.as_deref(), msg.r#ref.as_deref(), &msg.topic, Status::Ok, Body::Binary(payload));
+    let (join_ref_in, ref_in) = (msg.join_ref.as_ref(), msg.r#ref.as_ref());
+    let reply = Outgoing::reply(join_ref_in, ref_in, &msg.topic, Status::Ok, Body::Binary(payload));
     let mut out = Vec::new();
     assert_eq!(Serializer::V2.encode(&reply, &mut out), Ok(Encoded::Binary));
     let status = Status::Ok.as_str();
@@ -218,6 +218,11 @@ pub fn v2_binary(data: &[u8]) {
     out.clear();
     assert_eq!(Serializer::V2.encode(&broadcast, &mut out), Ok(Encoded::Binary));
     assert_eq!(out.len(), 3 + msg.topic.len() + msg.event.as_str().len() + payload.len());
+}
+
+/// The text a ref of a binary frame came as (a missing one is empty).
+fn binary_ref(r: &Option<ClientRef>) -> &str {
+    r.as_ref().map_or("", |r| r.as_str().expect("the refs of a binary frame are strings"))
 }
 
 /// A request head through the server's parser, and what parsed through the steps of
