@@ -170,8 +170,9 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
 
     // Just before the first wave: a sample late by a few ms would count its connections.
     let (mut samples, mut cpu_churn_end) = (None, None);
+    let sampled_at = s.flood_start_ns.saturating_sub(SAMPLE_AHEAD_NS).max(s.start_ns);
     let sampler = async {
-        sleep_until(instant_of(s.flood_start_ns.saturating_sub(SAMPLE_AHEAD_NS).max(s.start_ns))).await;
+        sleep_until(instant_of(sampled_at)).await;
         samples = tree.as_ref().map(|t| (t.fds(), t.rss_bytes(), t.cpu_ns()));
         sleep_until(instant_of(s.flood_end_ns)).await;
         cpu_churn_end = tree.as_ref().map(|t| t.cpu_ns());
@@ -246,7 +247,7 @@ pub async fn churn(o: &Opts, p: &ChurnPlan, ui: &Ui) -> Result<Value, String> {
     }
     if let (Some((fds_before, rss_before, cpu_before)), Some((fds_after, rss_after)), Some(cpu_end)) = (samples, after, cpu_churn_end) {
         let cpu = cpu_end.saturating_sub(cpu_before);
-        let span_ns = s.flood_end_ns - s.flood_start_ns + SAMPLE_AHEAD_NS;
+        let span_ns = s.flood_end_ns - sampled_at;
         map.insert("during_server_cpu_pct".into(), json!((cpu as f64 / span_ns as f64 * 1000.0).round() / 10.0));
         map.insert("server_ns_per_churned".into(), json!((counts.joined > 0).then(|| (cpu as f64 / counts.joined as f64).round())));
         map.insert("server_pid".into(), json!(o.server_pid));
