@@ -50,6 +50,11 @@ pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub
 
 use tokio_rustls::TlsAcceptor;
 
+/// The request-head parser and the upgrade's pure steps, for the fuzz targets
+/// ([`crate::fuzz_api`]); the server itself keeps them private.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use http::{auth_token, offered_protocols, parse_head, parse_query, Request, MAX_HEAD, MAX_HEADERS};
+
 use crate::fanout::Broadcast;
 use crate::registry::Registry;
 use crate::socket_ids::SocketIds;
@@ -193,6 +198,12 @@ impl Server {
     /// remains.
     pub fn drain(&self, path: &str, batch: usize) -> Drained {
         self.shared.connections.drain(path, batch)
+    }
+
+    /// How many connections are tracked now: from the upgrade asking the application
+    /// until the session ends (see `Connections`).
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.count()
     }
 
     /// How many connections were dropped so far because their clients did not read.

@@ -104,6 +104,7 @@ pub(super) async fn run(stream: impl Transport, conn: Arc<Conn>, leftover: Vec<u
 async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
     let finalize = Finalize { conn, why: Cell::new(TransportClosed::Closed) };
+    let mut peer_gone = false;
     {
         let writer = write_loop(&stream, conn);
         tokio::pin!(writer);
@@ -122,6 +123,7 @@ async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, 
                     }
                     ReadEnd::Gone => {
                         conn.outbox.abort();
+                        peer_gone = true;
                         TransportClosed::Closed
                     }
                 };
@@ -132,7 +134,12 @@ async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, 
         finalize.why.set(why);
     }
     drop(finalize);
-    stream.shutdown().await;
+    // A peer that reset or closed its side reads nothing more: dropping the stream
+    // closes it, and a shutdown first would be one more system call (and a FIN or TLS
+    // close_notify sent into a dead socket) for each of a wave of dying connections.
+    if !peer_gone {
+        stream.shutdown().await;
+    }
 }
 
 struct Finalize<'a> {
