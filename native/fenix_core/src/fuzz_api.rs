@@ -101,7 +101,7 @@ fn checked(frame: Frame<'_>, max_message: usize) -> (&'static str, Vec<u8>) {
             assert_eq!((pong[0], usize::from(pong[1]), &pong[2..]), (0x8A, payload.len(), payload));
             ("ping", payload)
         }
-        Frame::Pong => ("pong", &[][..]),
+        Frame::Pong(payload) => ("pong", payload),
         Frame::Close(payload) => {
             // 1005, 1006 and 1015 are only ever reported locally (RFC6455§7.4.1).
             let code = CloseCode::echo(payload).as_u16();
