@@ -139,7 +139,38 @@ async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, 
     // close_notify sent into a dead socket) for each of a wave of dying connections.
     if !peer_gone {
         stream.shutdown().await;
+        linger(&stream).await;
     }
+}
+
+/// How long a closed connection is still read, at most.
+const LINGER: Duration = Duration::from_secs(1);
+/// How much a closed connection may still send, at most.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Reads and drops what the client still sends after the server closed (for example
+/// the rest of a frame over `max_frame_size`), until it closes its side, for at most
+/// [`LINGER`] and [`LINGER_BYTES`]. A socket closed with unread bytes in its receive
+/// buffer answers them with a reset, and a reset makes the client's system drop what
+/// it had not read yet: the close frame, whose code the client would never see (1006
+/// instead of 1009).
+async fn linger(stream: &impl Transport) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 struct Finalize<'a> {
