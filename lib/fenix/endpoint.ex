@@ -301,7 +301,29 @@ defmodule Fenix.Endpoint do
 
     # Every option named, nil for those left out: the engine fills in its defaults.
     websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
+    websocket = Map.put(websocket, :longpoll, longpoll!(Keyword.get(opts, :longpoll, false)))
     {String.trim_trailing(path, "/"), module, websocket, %{connect_info: connect_info, check_origin: check_origin, drainer: drainer}}
+  end
+
+  # The `longpoll:` options, positive integers; nil (off), or a map of every option
+  # with nil for those left out (the engine's defaults, see Fenix.Socket).
+  @longpoll_options [:window_ms, :max_body_size]
+
+  defp longpoll!(false), do: nil
+  defp longpoll!(true), do: longpoll!([])
+
+  defp longpoll!(options) when is_list(options) do
+    options = Keyword.validate!(options, @longpoll_options)
+
+    for {key, value} <- options, not (is_integer(value) and value > 0) do
+      raise ArgumentError, "the #{inspect(key)} longpoll option must be a positive integer, got: #{inspect(value)}"
+    end
+
+    Map.new(@longpoll_options, &{&1, Keyword.get(options, &1)})
+  end
+
+  defp longpoll!(other) do
+    raise ArgumentError, "the :longpoll option must be true, false or a keyword list, got: #{inspect(other)}"
   end
 
   # An MFA is called when the endpoint starts and stops, and checked then.

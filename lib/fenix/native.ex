@@ -71,8 +71,8 @@ defmodule Fenix.Native do
   @type error :: {:error, :closed | :stale | :slow_client | :unsupported_term | {atom(), String.t()}}
   @type pace :: :ok | :wait
 
-  @spec conn_accept(conn(), String.t() | nil, binary()) :: :ok | {:error, :closed}
-  def conn_accept(_conn, _socket_id, _socket), do: :erlang.nif_error(:nif_not_loaded)
+  @spec conn_accept(conn(), String.t() | nil, binary(), String.t() | nil) :: :ok | {:error, :closed}
+  def conn_accept(_conn, _socket_id, _socket, _session_token), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec conn_refuse(conn()) :: :ok | {:error, :closed}
   def conn_refuse(_conn), do: :erlang.nif_error(:nif_not_loaded)

@@ -125,7 +125,7 @@ defmodule Fenix.Socket do
     * `:id` - the socket id from `c:id/1`, or `nil`
     * `:serializer` - `:v1` or `:v2`: the wire format the engine picked from the
       client's `vsn` (a missing `vsn` means `:v1`)
-    * `:transport` - `:websocket`
+    * `:transport` - `:websocket` or `:longpoll`, as the client connected
     * in a channel: `:channel`, `:channel_pid`, `:topic`, `:join_ref`, `:joined`, and
       `:ref` (the ref of the message being handled)
   """
@@ -143,7 +143,7 @@ defmodule Fenix.Socket do
           ref: String.t() | nil,
           serializer: :v1 | :v2 | nil,
           topic: String.t() | nil,
-          transport: :websocket,
+          transport: :websocket | :longpoll,
           transport_pid: pid() | nil,
           conn_id: non_neg_integer() | nil,
           channel_ref: reference() | nil
@@ -294,10 +294,10 @@ defmodule Fenix.Socket do
 
   @doc false
   # Runs the handler's connect/3 and id/1. Called in a process of its own.
-  @spec __connect__(module(), module(), map(), map(), :v1 | :v2) ::
+  @spec __connect__(module(), module(), map(), map(), :v1 | :v2, :websocket | :longpoll) ::
           {:ok, t()} | :error | {:error, term()}
-  def __connect__(endpoint, handler, params, connect_info, serializer) do
-    socket = %__MODULE__{endpoint: endpoint, handler: handler, serializer: serializer}
+  def __connect__(endpoint, handler, params, connect_info, serializer, transport \\ :websocket) do
+    socket = %__MODULE__{endpoint: endpoint, handler: handler, serializer: serializer, transport: transport}
 
     case handler.connect(params, socket, connect_info) do
       {:ok, %__MODULE__{} = socket} ->

@@ -50,7 +50,8 @@ pub struct Conn {
 /// The application's answer to a connect request.
 #[derive(Debug)]
 pub(crate) enum Decision {
-    Accept,
+    /// With the session token of a long-poll connection.
+    Accept(Option<Box<str>>),
     Refuse,
 }
 
@@ -127,6 +128,14 @@ impl Conn {
     /// `id/1`) registers it for `disconnect` broadcasts; `socket_data` is handed back
     /// with every join.
     pub fn accept(self: &Arc<Self>, socket_id: Option<String>, socket_data: Bytes) -> Result<()> {
+        self.accept_session(socket_id, socket_data, None)
+    }
+
+    /// Accepts the connection as [`Conn::accept`] does; a long-poll connection also
+    /// needs `session_token`, the token its client polls with (an unguessable string:
+    /// whoever has it is this connection). A long-poll connect accepted without one is
+    /// answered 500; a WebSocket ignores it.
+    pub fn accept_session(self: &Arc<Self>, socket_id: Option<String>, socket_data: Bytes, session_token: Option<String>) -> Result<()> {
         let mut state = self.lock();
         let decision = state.decision.take().ok_or(Error::Closed)?;
         if let Some(id) = &socket_id {
@@ -135,7 +144,7 @@ impl Conn {
         state.socket_id = socket_id.map(String::into_boxed_str);
         state.socket_data = socket_data;
         drop(state);
-        decision.send(Decision::Accept).map_err(|_| Error::Closed)
+        decision.send(Decision::Accept(session_token.map(String::into_boxed_str))).map_err(|_| Error::Closed)
     }
 
     /// Refuses the connection: the upgrade is answered with 403.

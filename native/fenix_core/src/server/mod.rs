@@ -10,6 +10,9 @@
 //! goes through [`outbound`]: straight to the outbox, or into the sender's lane behind
 //! its broadcasts, which one engine task fans out, lane by lane.
 //! [`connections`] tracks every live connection, so that [`Server::stop`] closes them all.
+//! A socket that enables long-poll also answers at `<socket path>/longpoll`
+//! ([`longpoll`]): a session there is a [`Conn`] too, that HTTP requests poll and post
+//! to instead of a socket.
 //!
 //! Tested in `tests/server.rs` with a real WebSocket client against a plain-Rust handler.
 
@@ -21,6 +24,7 @@ mod credit;
 mod handler;
 mod http;
 mod listener;
+mod longpoll;
 mod outbound;
 mod outbox;
 mod presence;
@@ -33,10 +37,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub use channel::Channel;
-pub use config::{Config, SocketConfig};
+pub use config::{Config, LongPollConfig, SocketConfig};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use connections::Drained;
-pub use handler::{ConnectRequest, Handler, JoinRequest};
+pub use handler::{ConnectRequest, Handler, JoinRequest, Transport};
+pub use longpoll::{parse_body, BodyError, Line, MAX_BATCH};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
 
@@ -55,6 +60,7 @@ pub(crate) struct Shared {
     pub(crate) sockets: Vec<Arc<SocketConfig>>,
     pub(crate) next_conn_id: AtomicU64,
     pub(crate) connections: connections::Connections,
+    pub(crate) sessions: longpoll::Sessions,
 }
 
 impl std::fmt::Debug for Shared {
@@ -81,7 +87,8 @@ impl Server {
         let (registry, socket_ids) = (Registry::default(), SocketIds::default());
         let connections = connections::Connections::new();
         let next_conn_id = AtomicU64::new(1);
-        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, connections });
+        let sessions = longpoll::Sessions::default();
+        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, connections, sessions });
         let listener = {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(listener)?

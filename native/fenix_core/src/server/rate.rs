@@ -1,5 +1,5 @@
 //! Inbound rate limits of one connection: messages per second and joins per second,
-//! each a token bucket that holds a second's worth (so a burst of that many is fine),
+//! each a token bucket ([`Limits`]) that holds a second's worth (so a burst of that many is fine),
 //! kept by the connection's reader, which alone reads them: no lock, no atomic.
 //!
 //! The bucket is GCRA (the "virtual scheduling" form of a token bucket): one instant,
@@ -13,6 +13,40 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::SocketConfig;
+use crate::error::CapacityError;
+use crate::protocol::{Event, Message};
+
+/// A connection's inbound rate limits, as its socket configures them.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    /// None: no limit (the default).
+    messages: Option<RateLimit>,
+    joins: RateLimit,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &SocketConfig, now: Instant) -> Self {
+        Limits {
+            messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, now)),
+            joins: RateLimit::new(config.max_joins_per_second, now),
+        }
+    }
+
+    /// Counts `message` at `now`; the error when it breaks a limit.
+    pub(crate) fn check(&mut self, message: &Message, now: Instant) -> Result<(), CapacityError> {
+        if let Some(messages) = &mut self.messages {
+            if !messages.take(now) {
+                return Err(CapacityError::TooManyMessages(messages.per_second()));
+            }
+        }
+        if message.event == Event::Join && !self.joins.take(now) {
+            return Err(CapacityError::TooManyJoins(self.joins.per_second()));
+        }
+        Ok(())
+    }
+}
 
 /// One rate: at most `per_second` a second, a burst of as many.
 #[derive(Debug)]

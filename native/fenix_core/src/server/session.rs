@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
-use super::rate::RateLimit;
+use super::rate::Limits;
 use crate::error::{CapacityError, Error, ProtocolError};
 use crate::websocket::frame::{self, Opcode};
 use crate::websocket::{CloseCode, Frame, Reader};
@@ -174,10 +174,7 @@ async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> R
     // so a busy connection costs no timer work per message. That time is also the
     // clock of the rate limits and the frame timeout: one clock read per read.
     let mut last_read = Instant::now();
-    let limits = Limits {
-        messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, last_read)),
-        joins: RateLimit::new(config.max_joins_per_second, last_read),
-    };
+    let limits = Limits::new(config, last_read);
     let reader = Reader::new(config.max_frame_size);
     let mut input = Input { reader, unparsed: leftover, partial_since: None, limits };
     let idle = tokio::time::sleep_until(last_read + timeout);
@@ -258,28 +255,6 @@ struct Input {
     /// Since when the frame at the start of `unparsed` has been coming in.
     partial_since: Option<Instant>,
     limits: Limits,
-}
-
-/// The connection's inbound rate limits.
-struct Limits {
-    /// None: no limit (the default).
-    messages: Option<RateLimit>,
-    joins: RateLimit,
-}
-
-impl Limits {
-    /// Counts `message` at `now`; the error when it breaks a limit.
-    fn check(&mut self, message: &crate::protocol::Message, now: Instant) -> Result<(), CapacityError> {
-        if let Some(messages) = &mut self.messages {
-            if !messages.take(now) {
-                return Err(CapacityError::TooManyMessages(messages.per_second()));
-            }
-        }
-        if message.event == crate::protocol::Event::Join && !self.joins.take(now) {
-            return Err(CapacityError::TooManyJoins(self.joins.per_second()));
-        }
-        Ok(())
-    }
 }
 
 impl Input {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fenix_core::server::{Config, Server, SocketConfig};
+use fenix_core::server::{Config, LongPollConfig, Server, SocketConfig};
 use rustler::{Encoder, Env, LocalPid, NifMap, ResourceArc, Term};
 
 use super::error;
@@ -49,6 +49,24 @@ struct SocketOptions {
     frame_timeout: Option<u64>,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: Option<usize>,
+    /// nil: no long-poll transport.
+    longpoll: Option<LongPollOptions>,
+}
+
+#[derive(NifMap)]
+struct LongPollOptions {
+    window_ms: Option<u64>,
+    max_body_size: Option<usize>,
+}
+
+impl From<LongPollOptions> for LongPollConfig {
+    fn from(o: LongPollOptions) -> Self {
+        let defaults = LongPollConfig::default();
+        LongPollConfig {
+            window: o.window_ms.map_or(defaults.window, Duration::from_millis),
+            max_body_size: o.max_body_size.unwrap_or(defaults.max_body_size),
+        }
+    }
 }
 
 impl From<SocketOptions> for SocketConfig {
@@ -66,6 +84,7 @@ impl From<SocketOptions> for SocketConfig {
             frame_timeout: o.frame_timeout.map_or(defaults.frame_timeout, Duration::from_millis),
             max_messages_per_second: o.max_messages_per_second.or(defaults.max_messages_per_second),
             max_joins_per_second: o.max_joins_per_second.unwrap_or(defaults.max_joins_per_second),
+            longpoll: o.longpoll.map(LongPollConfig::from),
             ..defaults
         }
     }
@@ -174,6 +193,8 @@ struct SocketDefaults {
     frame_timeout: u64,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: usize,
+    longpoll_window_ms: u64,
+    longpoll_max_body_size: usize,
 }
 
 /// What `endpoint_start` uses for each option left out, with durations in ms.
@@ -181,6 +202,7 @@ struct SocketDefaults {
 fn endpoint_defaults() -> EndpointDefaults {
     let config = Config::default();
     let socket = SocketConfig::new("");
+    let longpoll = LongPollConfig::default();
     EndpointDefaults {
         ip: config.addr.ip().to_string(),
         port: config.addr.port(),
@@ -201,6 +223,8 @@ fn endpoint_defaults() -> EndpointDefaults {
             frame_timeout: duration_ms(socket.frame_timeout),
             max_messages_per_second: socket.max_messages_per_second,
             max_joins_per_second: socket.max_joins_per_second,
+            longpoll_window_ms: duration_ms(longpoll.window),
+            longpoll_max_body_size: longpoll.max_body_size,
         },
     }
 }
