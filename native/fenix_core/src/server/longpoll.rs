@@ -33,8 +33,8 @@
 //! no-store` and `access-control-allow-origin: *`, as Phoenix's; the HTTP connection
 //! stays open for the next request. Bounds: the request body (`max_body_size`, 413),
 //! each message (`max_frame_size`), lines per batch, what a session buffers (its
-//! outbox: one that overflows ends the session, as a WebSocket client that does not
-//! read is dropped), and sessions (counted with the WebSockets by `max_connections`
+//! outbox: one that overflows takes nothing more and ends the session at its next
+//! poll, as a WebSocket client that does not read is dropped), and sessions (counted with the WebSockets by `max_connections`
 //! and `max_connections_per_address`). A session nobody polls for 1.5 windows ends,
 //! and its channels are told as when a WebSocket closes.
 //!
@@ -280,8 +280,9 @@ async fn open(peer: SocketAddr, request: Request, socket: usize, shared: &Arc<Sh
     Answer::messages(410, &session.token, &[])
 }
 
-/// Ends `session` once nobody has polled it for 1.5 windows, or once its outbox
-/// overflowed (its client does not poll fast enough).
+/// Ends `session` once nobody has polled it for 1.5 windows. (An outbox that
+/// overflowed ends it at the next poll, which finds it aborted: only the poll waits on
+/// the outbox, whose writer wake-up goes to one waiter.)
 async fn expire(shared: Arc<Shared>, session: Arc<Session>) {
     let idle = session.window.mul_f32(1.5);
     loop {
@@ -293,11 +294,7 @@ async fn expire(shared: Arc<Shared>, session: Arc<Session>) {
             break;
         }
         // A poll in progress ends within a window, and that counts as a poll.
-        let deadline = if idle_until <= now { now + session.window } else { idle_until };
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {}
-            () = session.conn.outbox.aborted() => break,
-        }
+        tokio::time::sleep_until(if idle_until <= now { now + session.window } else { idle_until }).await;
     }
     shared.sessions.end(&session);
 }
