@@ -3,13 +3,15 @@
 
 SHELL := /bin/bash
 PHOENIX_JS := node_modules/phoenix/priv/static/phoenix.js
+# The virtualenv of the Python test clients (test/python/requirements.txt).
+VENV := .venv
 DEMO_PORT ?= 4000
 
-.PHONY: all deps system-deps npm-deps test test-rust test-elixir test-js test-bench bench demo clean
+.PHONY: all deps system-deps npm-deps python-deps test test-rust test-elixir test-js test-python test-bench bench demo clean
 
 all: test
 
-deps: system-deps npm-deps
+deps: system-deps npm-deps python-deps
 
 # apt packages, installed only when a command is missing.
 system-deps:
@@ -17,6 +19,7 @@ system-deps:
 	command -v elixir >/dev/null || missing="$$missing elixir erlang-dev erlang-nox"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
@@ -29,10 +32,19 @@ npm-deps: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-test: deps test-rust test-elixir test-js test-bench
+python-deps: $(VENV)/.installed
+
+# The venv is made only if missing; the pinned packages come from PyPI.
+$(VENV)/.installed: test/python/requirements.txt
+	[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r test/python/requirements.txt
+	touch $@
+
+test: deps test-rust test-elixir test-js test-python test-bench
 
 test-rust:
 	cargo test --workspace
+	cargo test -p fenix_core --features fault-injection --test faults
 
 test-elixir:
 	MIX_ENV=test mix test
@@ -42,6 +54,11 @@ test-js: npm-deps
 	cd examples/chat && mix compile
 	cp $(PHOENIX_JS) examples/chat/priv/static/phoenix.js
 	node --test --test-concurrency=1 test/js/*.test.mjs
+
+# Python clients from PyPI (phxsocket) against the conformance app.
+test-python: python-deps
+	MIX_ENV=test mix compile
+	$(VENV)/bin/python -m unittest discover -s test/python -p '*_test.py' -v
 
 # The benchmark tools at tiny sizes, against both servers: they must keep working.
 test-bench:
@@ -61,4 +78,4 @@ demo: deps
 
 clean:
 	cargo clean
-	rm -rf _build priv/native examples/chat/_build examples/chat/deps node_modules
+	rm -rf _build priv/native examples/chat/_build examples/chat/deps node_modules $(VENV)

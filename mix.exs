@@ -60,8 +60,12 @@ defmodule Fenix.MixProject do
   end
 
   def application do
-    [mod: {Fenix.Application, []}, extra_applications: [:logger, :crypto]]
+    [mod: {Fenix.Application, []}, extra_applications: [:logger, :crypto] ++ test_applications(Mix.env())]
   end
+
+  # The TLS tests' client (:ssl) and certificates (:public_key, test/support/cert.ex).
+  defp test_applications(:test), do: [:public_key, :ssl]
+  defp test_applications(_env), do: []
 
   defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]

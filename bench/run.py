@@ -6,7 +6,9 @@ pinned to core 1. Every scenario of a round runs on both servers back to back, s
 two columns of a row were measured minutes apart on the same machine. The presence
 scenario runs on Fenix only (the limit server has no presence), with the presence tick
 at 20 ms and at 1 ms, and with the channel pushing `presence_state` as `list/1`'s map
-rather than by `push_state/1`. Results go to
+rather than by `push_state/1`. Connect + join and fan-out also run on Fenix over TLS
+(wss://, with a certificate made for the run), set against Fenix's plain runs of the
+same round (the limit server has no TLS). Results go to
 bench/results/<date>.md (a table with ratios, then the flood scenarios against their
 acceptance targets) and bench/results/<date>.svg (a plot), and the raw JSON lines to
 bench/results/<date>.jsonl.
@@ -19,10 +21,12 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,11 +37,19 @@ SERVER_CORE, LOADGEN_CORE = "0", "1"
 
 
 class Server:
-    """A benchmarked server process, pinned to SERVER_CORE."""
+    """A benchmarked server process, pinned to SERVER_CORE. With `tls` (Fenix only), the
+    conformance app also listens for HTTPS, with a certificate made for the run, and the
+    load generator connects there (`target()`)."""
 
-    def __init__(self, name, port, extra_env=None):
+    def __init__(self, name, port, extra_env=None, tls=False):
         self.name, self.port = name, port
         env = dict(os.environ, PORT=str(port), **(extra_env or {}))
+        self.tls_dir = None
+        if tls:
+            assert name == "fenix", "only Fenix serves TLS"
+            self.tls_dir = tempfile.mkdtemp(prefix="fenix-bench-tls-")
+            self.https_port = free_port()
+            env.update(HTTPS_PORT=str(self.https_port), FENIX_TLS_DIR=self.tls_dir)
         if name == "fenix":
             env.update(MIX_ENV="test", FENIX_ENGINE_THREADS="1", ELIXIR_ERL_OPTIONS="+S 1:1 +SDcpu 1:1")
             cmd = ["mix", "fenix.conformance"]
@@ -64,6 +76,12 @@ class Server:
     def url(self):
         return f"ws://127.0.0.1:{self.port}/socket/websocket"
 
+    def target(self):
+        """The load generator's --url (wss:// for a TLS server, trusting the run's CA)."""
+        if self.tls_dir is None:
+            return ["--url", self.url]
+        return ["--url", f"wss://127.0.0.1:{self.https_port}/socket/websocket", "--ca", os.path.join(self.tls_dir, "ca.pem")]
+
     def stop(self):
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
@@ -71,6 +89,8 @@ class Server:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        if self.tls_dir:
+            shutil.rmtree(self.tls_dir, ignore_errors=True)
 
 
 def raise_nofile():
@@ -146,6 +166,22 @@ def presence_scenarios(quick):
     ]
 
 
+def tls_scenarios(quick):
+    """(key, label, loadgen args, the plain scenario's key): Fenix over wss://, with the
+    arguments of its plain twin of `scenarios()`."""
+    plain = {key: (label, args) for key, label, args, *_ in scenarios(quick)}
+    return [
+        (f"tls_{key}", f"{plain[key][0]} over TLS", plain[key][1], key) for key in ("connect_10k", "fanout_1k")
+    ]
+
+
+# (field, label, unit) of the TLS rows: what a connection and a delivery cost.
+TLS_FIGURES = {
+    "connect_10k": [("joins_per_sec", "joins/s"), ("ns_per_join", "ns CPU"), ("bytes_per_conn", "B/conn")],
+    "fanout_1k": [("msgs_per_sec", "msg/s"), ("ns_per_delivery", "ns CPU")],
+}
+
+
 # (field, label, unit) of the presence rows.
 PRESENCE_FIGURES = [
     ("burst_complete_ms", "burst: every list complete", "ms"),
@@ -188,32 +224,33 @@ def main():
     for rnd in range(1, opts.rounds + 1):
         for key, label, args in every:
             for name in ("fenix", "limit"):
-                server = Server(name, free_port())
-                try:
-                    print(f"round {rnd} {name:5} {label} ...", file=sys.stderr, flush=True)
-                    result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
-                finally:
-                    server.stop()
-                result.update(round=rnd, server=name, key=key)
-                results.append(result)
-                print(json.dumps(result), file=sys.stderr, flush=True)
+                run_once(results, rnd, name, key, label, args)
+        for key, label, args, _plain in tls_scenarios(opts.quick):
+            run_once(results, rnd, "fenix", key, label, args, tls=True)
         # Once, not every round: the 10,000-member setup alone takes minutes.
         for key, label, args, env in presence_scenarios(opts.quick) if rnd == 1 else []:
-            server = Server("fenix", free_port(), env)
-            try:
-                print(f"round {rnd} fenix {label} ...", file=sys.stderr, flush=True)
-                result = loadgen(args + ["--url", server.url, "--server-pid", server.pid])
-            finally:
-                server.stop()
-            result.update(round=rnd, server="fenix", key=key, presence_env=env)
-            results.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
+            run_once(results, rnd, "fenix", key, label, args, env=env)["presence_env"] = env
     out_dir = ROOT / "bench/results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"{stamp}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     write_svg(out_dir / f"{stamp}.svg", results)
     write_table(out_dir / f"{stamp}.md", results, opts, stamp)
     print(f"wrote bench/results/{stamp}.md", file=sys.stderr)
+
+
+def run_once(results, rnd, name, key, label, args, env=None, tls=False):
+    """Starts a fresh `name` server, runs one scenario against it and stops it; the
+    result, tagged with its round, server and key, is added to `results` and returned."""
+    server = Server(name, free_port(), env, tls=tls)
+    try:
+        print(f"round {rnd} {name:5} {label} ...", file=sys.stderr, flush=True)
+        result = loadgen(args + server.target() + ["--server-pid", server.pid])
+    finally:
+        server.stop()
+    result.update(round=rnd, server=name, key=key)
+    results.append(result)
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
 
 
 def figure(results, rnd, server, key, field):
@@ -231,6 +268,11 @@ def fmt(value):
     return f"{value:,.0f}"
 
 
+def header(columns):
+    """A markdown table's header and separator lines."""
+    return ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+
+
 def write_table(path, results, opts, stamp):
     rounds = range(1, opts.rounds + 1)
     lines = [
@@ -241,9 +283,7 @@ def write_table(path, results, opts, stamp):
         "is `bench/limit` (pure tokio, no BEAM). Ratio = Fenix / limit (for latency and CPU "
         "per message, lower is better).",
         "",
-        "| scenario | figure | " + " | ".join(f"Fenix r{r}" for r in rounds) + " | "
-        + " | ".join(f"limit r{r}" for r in rounds) + " | ratio (mean) | target | met |",
-        "|---" * (5 + 2 * len(rounds)) + "|",
+        *header(["scenario", "figure"] + [f"Fenix r{r}" for r in rounds] + [f"limit r{r}" for r in rounds] + ["ratio (mean)", "target", "met"]),
     ]
     for key, label, _args, field, unit, _better in scenarios(opts.quick):
         fields = [(field, unit)]
@@ -260,6 +300,7 @@ def write_table(path, results, opts, stamp):
                 + " | ".join(fmt(v) for v in limit) + f" | {ratio} | {target} | {met} |"
             )
     lines += flood_table(results, opts)
+    lines += tls_table(results, opts)
     lines += presence_table(results, opts)
     errors = [r for r in results if "error" in r or r.get("lost")]
     if errors:
@@ -284,9 +325,7 @@ def flood_table(results, opts):
         "(peak during or after the flood, against the sample when it starts), whether "
         "the flooder reads or not.",
         "",
-        "| scenario | figure | " + " | ".join(f"Fenix r{r}" for r in rounds) + " | "
-        + " | ".join(f"limit r{r}" for r in rounds) + " | target | met |",
-        "|---" * (4 + 2 * len(rounds)) + "|",
+        *header(["scenario", "figure"] + [f"Fenix r{r}" for r in rounds] + [f"limit r{r}" for r in rounds] + ["target", "met"]),
     ]
     for key, label, _args in flood_scenarios(opts.quick):
         runs = {(server, r): flood_run(results, r, server, key) for server in ("fenix", "limit") for r in rounds}
@@ -302,6 +341,30 @@ def flood_table(results, opts):
             cells = [show(runs[("fenix", r)]) for r in rounds] + [show(runs[("limit", r)]) for r in rounds]
             target, met = flood_target(field, [runs[("fenix", r)] for r in rounds])
             lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {target} | {met} |")
+    return lines
+
+
+def tls_table(results, opts):
+    """The TLS rows: Fenix over wss:// against Fenix over ws:// in the same round."""
+    rounds = range(1, opts.rounds + 1)
+    lines = [
+        "",
+        "## TLS",
+        "",
+        "Fenix over wss:// (the engine's rustls, `ring`; the load generator's rustls with "
+        "session resumption off, so every connection makes a full handshake) against the "
+        "same scenario over ws:// in the same round. Ratio = TLS / plain.",
+        "",
+        *header(["scenario", "figure"] + [f"plain r{r}" for r in rounds] + [f"TLS r{r}" for r in rounds] + ["ratio (mean)"]),
+    ]
+    for key, label, _args, plain_key in tls_scenarios(opts.quick):
+        for field, unit in TLS_FIGURES[plain_key]:
+            plain = [figure(results, r, "fenix", plain_key, field) for r in rounds]
+            tls = [figure(results, r, "fenix", key, field) for r in rounds]
+            lines.append(
+                f"| {label} | {field} ({unit}) | " + " | ".join(fmt(v) for v in plain) + " | "
+                + " | ".join(fmt(v) for v in tls) + f" | {mean_ratio(tls, plain)} |"
+            )
     return lines
 
 

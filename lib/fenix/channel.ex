@@ -50,7 +50,7 @@ defmodule Fenix.Channel do
   alias Fenix.Socket
 
   @type reply :: status :: atom() | {status :: atom(), response :: map() | {:binary, binary()}}
-  @type socket_ref :: {:fenix_ref, reference(), ref :: String.t() | nil}
+  @type socket_ref :: {:fenix_ref, reference(), ref :: Socket.client_ref()}
 
   @doc """
   Joins `topic`. Return `{:ok, socket}`, `{:ok, reply, socket}` or `{:error, reply}`;
@@ -214,7 +214,9 @@ defmodule Fenix.Channel do
   @doc """
   Sends `event` with `payload` to this socket's client only.
 
-  `payload` is a map (sent as JSON) or `{:binary, data}`.
+  `payload` is a map (sent as JSON) or `{:binary, data}`. A binary payload goes to a
+  `2.0.0` client in a binary frame, whose header fields (`join_ref`, topic, event) are
+  at most 255 bytes each: a longer one raises `ArgumentError`, as in Phoenix.
   """
   @spec push(Socket.t(), String.t(), term()) :: :ok
   def push(%Socket{} = socket, event, payload) when is_binary(event) do
@@ -276,13 +278,18 @@ defmodule Fenix.Channel do
 
   # The connection being gone (or being dropped because its client does not read) is
   # not an error for the caller: Phoenix's push/3 is fire-and-forget too. A payload
-  # that cannot be JSON is the caller's bug.
+  # that cannot be JSON, or a binary frame's field over 255 bytes, is the caller's bug
+  # (Phoenix's serializer raises ArgumentError for both).
   defp ok!(:ok, _payload), do: :ok
   defp ok!({:error, :closed}, _payload), do: :ok
   defp ok!({:error, :slow_client}, _payload), do: :ok
 
   defp ok!({:error, :unsupported_term}, payload) do
     raise ArgumentError, "payload cannot be encoded as JSON: #{inspect(payload)}"
+  end
+
+  defp ok!({:error, {:encode, text}}, _payload) do
+    raise ArgumentError, "the message cannot be sent: #{text}"
   end
 
   defp ok!({:error, {reason, text}}, _payload) do

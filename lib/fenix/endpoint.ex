@@ -36,11 +36,16 @@ defmodule Fenix.Endpoint do
       `max_connections_per_address` (connections from one remote IP address, default
       #{@defaults.max_connections_per_address}): an upgrade beyond either is answered 503
       before `connect/3` runs. Behind a proxy that connects from one address, raise the
-      latter.
-    * `:server` - `false` keeps the endpoint from serving its `:http` address, as
-      Phoenix's `server: false` in a generated `config/test.exs`: the engine still runs
-      (broadcasts, presence, `Fenix.ChannelTest`), listening on a free loopback port
-      only. Default `true`.
+      latter. `http: false` (or `https:` given alone) starts no plain listener.
+    * `:https` - `[ip:, port:, certfile:, keyfile:, cipher_suite:, otp_app:]`, as Phoenix
+      takes it: a TLS listener that serves the same sockets as `:http` (both may be
+      given), so that pages served over https connect with `wss://`. Default port
+      #{@defaults.https_port} (Plug.Cowboy's and Bandit's); the limits above may be given
+      here too (they hold for both listeners; those in `:http` win). See "HTTPS" below.
+    * `:server` - `false` keeps the endpoint from serving its `:http` and `:https`
+      addresses, as Phoenix's `server: false` in a generated `config/test.exs`: the
+      engine still runs (broadcasts, presence, `Fenix.ChannelTest`), listening on a free
+      loopback port only. Default `true`.
     * `:static` - `[from: dir]`: serve the files of `dir` for GET requests that no
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
@@ -67,6 +72,44 @@ defmodule Fenix.Endpoint do
       `secret_key_base: System.fetch_env!("SECRET_KEY_BASE")`.
 
   `c:config/2` reads these options back.
+
+  ## HTTPS
+
+      config :my_app, MyAppWeb.Endpoint,
+        https: [
+          port: 4001,
+          cipher_suite: :strong,
+          certfile: "priv/cert/selfsigned.pem",
+          keyfile: "priv/cert/selfsigned_key.pem"
+        ]
+
+  `certfile` is the PEM certificate chain (the server's certificate first), `keyfile`
+  its PEM private key (PKCS#8, PKCS#1 or SEC1, unencrypted). A relative path is
+  relative to the directory of `otp_app` (default: the endpoint's), as Plug.SSL has
+  it, so `mix phx.gen.cert`'s files work as they are. A file that does not exist, or
+  an unknown `cipher_suite`, raises `ArgumentError` in `start_link/1`; a file that
+  cannot be used (no certificate in it, a key that does not match the certificate)
+  makes the endpoint fail to start with `{:endpoint_start_failed, {:tls, message}}`.
+
+  The engine serves TLS itself, with rustls (the `ring` provider), and speaks HTTP/1.1
+  (ALPN `http/1.1`). `cipher_suite` maps Plug's presets to what rustls offers (rustls
+  has no DHE or CBC suites and no TLS 1.0/1.1; its `ring` provider no P-521 curve),
+  the server's order preferred (Plug's `honor_cipher_order`):
+
+    * `:strong` - TLS 1.3 only: TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256,
+      TLS_AES_128_GCM_SHA256; key exchange X25519, P-256, P-384.
+    * `:compatible` - TLS 1.3 and 1.2: the above, then ECDHE-ECDSA-AES256-GCM-SHA384,
+      ECDHE-RSA-AES256-GCM-SHA384, ECDHE-ECDSA-CHACHA20-POLY1305,
+      ECDHE-RSA-CHACHA20-POLY1305, ECDHE-ECDSA-AES128-GCM-SHA256,
+      ECDHE-RSA-AES128-GCM-SHA256 (Plug's list without its two DHE-RSA suites).
+    * left out - rustls's defaults: TLS 1.3 and 1.2, the same nine suites.
+
+  The handshake runs in the connection's own task and must finish, together with the
+  request head, within `head_timeout`: a client that stalls in it or sends something
+  other than TLS is closed by then and holds nothing else. TLS connections count
+  toward `max_connections` and `max_connections_per_address` like plain ones. The
+  `:uri` connect info of a TLS connection has the scheme `"https"`, and
+  `check_origin: :conn` compares origins with it.
 
   Each socket's `websocket:` options are listed in `Fenix.Socket`.
 
@@ -108,7 +151,8 @@ defmodule Fenix.Endpoint do
 
   @typedoc "The options of `start_link/1`, described in the moduledoc."
   @type options :: [
-          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number(), head_timeout: pos_integer(), max_connections: pos_integer(), max_connections_per_address: pos_integer()],
+          http: [ip: :inet.ip_address() | String.t(), port: :inet.port_number(), head_timeout: pos_integer(), max_connections: pos_integer(), max_connections_per_address: pos_integer()] | false,
+          https: [ip: :inet.ip_address() | String.t(), port: :inet.port_number(), certfile: Path.t(), keyfile: Path.t(), cipher_suite: :strong | :compatible, otp_app: atom()],
           static: [from: Path.t()],
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
@@ -120,8 +164,10 @@ defmodule Fenix.Endpoint do
 
   @doc "Starts the endpoint (it is a supervisor). See the options above."
   @callback start_link(options()) :: Supervisor.on_start()
-  @doc "The port the endpoint listens on."
+  @doc "The port the endpoint listens on: the HTTP listener's, or the HTTPS one's when it has no other."
   @callback port() :: :inet.port_number()
+  @doc "The port of the HTTPS listener, or nil when the endpoint has none."
+  @callback https_port() :: :inet.port_number() | nil
   @doc """
   The endpoint's option `key` (see the options above), or `default` when it has none.
 
@@ -133,9 +179,18 @@ defmodule Fenix.Endpoint do
       MyAppWeb.Endpoint.config(:http, [])
   """
   @callback config(key :: atom(), default :: term()) :: term()
-  @doc "Broadcasts `event` with `payload` to every subscriber of `topic`."
+  @doc """
+  Broadcasts `event` with `payload` to every subscriber of `topic`.
+
+  `payload` is a map (sent as JSON) or `{:binary, data}`. Returns `:ok`, or nothing is
+  sent and:
+
+    * `{:error, {:unsupported_payload, payload}}`: the payload cannot be JSON;
+    * `{:error, {:unencodable, text}}`: a binary payload whose topic or event is over
+      the 255 bytes (of UTF-8) a binary frame's header field may hold.
+  """
   @callback broadcast(topic :: String.t(), event :: String.t(), payload :: term()) ::
-              :ok | {:error, term()}
+              :ok | {:error, {:unsupported_payload, term()} | {:unencodable, String.t()}}
   @doc "Same as `c:broadcast/3`, but raises if broadcast fails."
   @callback broadcast!(topic :: String.t(), event :: String.t(), payload :: term()) :: :ok
   @doc """
@@ -186,6 +241,9 @@ defmodule Fenix.Endpoint do
 
       @impl Fenix.Endpoint
       def port, do: Fenix.Endpoint.port(__MODULE__)
+
+      @impl Fenix.Endpoint
+      def https_port, do: Fenix.Endpoint.https_port(__MODULE__)
 
       @impl Fenix.Endpoint
       def config(key, default \\ nil), do: Fenix.Endpoint.config(__MODULE__, @otp_app, key, default)
@@ -244,6 +302,7 @@ defmodule Fenix.Endpoint do
     :max_unhandled_bytes,
     :connect_timeout,
     :frame_timeout,
+    :slow_reader_timeout,
     :max_messages_per_second,
     :max_joins_per_second
   ]
@@ -358,6 +417,9 @@ defmodule Fenix.Endpoint do
   def port(endpoint), do: Native.endpoint_port(engine!(endpoint))
 
   @doc false
+  def https_port(endpoint), do: Native.endpoint_https_port(engine!(endpoint))
+
+  @doc false
   def config(endpoint, otp_app, key, default) when is_atom(key) do
     config = Fenix.Endpoint.Registration.config(endpoint) || Application.get_env(otp_app, endpoint, [])
     Keyword.get(config, key, default)
@@ -411,6 +473,7 @@ defmodule Fenix.Endpoint do
     case Native.await_pace(result) do
       :ok -> :ok
       {:error, :unsupported_term} -> {:error, {:unsupported_payload, payload}}
+      {:error, {:encode, text}} -> {:error, {:unencodable, text}}
     end
   end
 
@@ -419,6 +482,10 @@ defmodule Fenix.Endpoint do
 
   def __raise_on_error__({:error, {:unsupported_payload, payload}}) do
     raise ArgumentError, "broadcast payload cannot be encoded as JSON: #{inspect(payload)}"
+  end
+
+  def __raise_on_error__({:error, {:unencodable, text}}) do
+    raise ArgumentError, "broadcast cannot be encoded: #{text}"
   end
 
 

@@ -30,15 +30,20 @@ defmodule Fenix.Native do
   @type endpoint :: reference()
   @type conn :: reference()
   @type channel :: reference()
-  @type join :: {topic :: String.t(), join_ref :: String.t() | nil, ref :: String.t() | nil}
+  # A client's ref or join_ref: any JSON value, as the engine decoded it (a string, a
+  # number, nil, a map...); handed back as it came.
+  @type client_ref :: Fenix.Socket.client_ref()
+  @type join :: {topic :: String.t(), join_ref :: client_ref(), ref :: client_ref()}
 
   @spec endpoint_start(pid(), map()) ::
-          {:ok, endpoint()} | {:error, :eaddrinuse | :invalid_config | :noproc | {:bind_failed, String.t()}}
+          {:ok, endpoint()}
+          | {:error, :eaddrinuse | :invalid_config | :noproc | {:bind_failed | :tls, String.t()}}
   def endpoint_start(_dispatcher, _options), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_defaults() :: %{
           ip: String.t(),
           port: :inet.port_number(),
+          https_port: :inet.port_number(),
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
           socket: %{atom() => pos_integer()}
@@ -47,6 +52,9 @@ defmodule Fenix.Native do
 
   @spec endpoint_port(endpoint()) :: :inet.port_number()
   def endpoint_port(_endpoint), do: :erlang.nif_error(:nif_not_loaded)
+
+  @spec endpoint_https_port(endpoint()) :: :inet.port_number() | nil
+  def endpoint_https_port(_endpoint), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_stop(endpoint()) :: :ok
   def endpoint_stop(_endpoint), do: :erlang.nif_error(:nif_not_loaded)
@@ -66,7 +74,8 @@ defmodule Fenix.Native do
   #   {:held_messages, text}  a client sent too much before its join was answered
   #   {:protocol, text}       a peer broke the protocol
   #   {:encode, text}         a message cannot be encoded (a binary body for vsn 1.0.0,
-  #                           a topic or event over 255 bytes in a binary frame)
+  #                           a header field over 255 bytes in a binary frame, or a
+  #                           ref that is a map or list there)
   #   {:io, text}             a socket error
   @type error :: {:error, :closed | :stale | :slow_client | :unsupported_term | {atom(), String.t()}}
   @type pace :: :ok | :wait
@@ -89,7 +98,7 @@ defmodule Fenix.Native do
 
   # A payload of more than 4,096 terms answers :dirty: repeat the call on the _dirty
   # variant, which encodes it on a dirty scheduler.
-  @spec channel_reply(channel(), String.t() | nil, atom(), term()) :: pace() | :dirty | error()
+  @spec channel_reply(channel(), client_ref(), atom(), term()) :: pace() | :dirty | error()
   def channel_reply(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec channel_push(channel(), String.t(), term()) :: pace() | :dirty | error()
@@ -98,7 +107,7 @@ defmodule Fenix.Native do
   @spec channel_push_dirty(channel(), String.t(), term()) :: pace() | error()
   def channel_push_dirty(_channel, _event, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
-  @spec channel_reply_dirty(channel(), String.t() | nil, atom(), term()) :: pace() | error()
+  @spec channel_reply_dirty(channel(), client_ref(), atom(), term()) :: pace() | error()
   def channel_reply_dirty(_channel, _ref, _status, _payload), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec channel_close(channel()) :: :ok | {:error, :closed}
@@ -111,12 +120,12 @@ defmodule Fenix.Native do
   def endpoint_drain(_endpoint, _path, _batch), do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_broadcast(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil, pid() | nil) ::
-          pace() | :dirty | {:error, :unsupported_term}
+          pace() | :dirty | {:error, :unsupported_term | {:encode, String.t()}}
   def endpoint_broadcast(_endpoint, _topic, _event, _payload, _exclude, _from),
     do: :erlang.nif_error(:nif_not_loaded)
 
   @spec endpoint_broadcast_dirty(endpoint(), String.t(), String.t(), term(), non_neg_integer() | nil, pid() | nil) ::
-          pace() | {:error, :unsupported_term}
+          pace() | {:error, :unsupported_term | {:encode, String.t()}}
   def endpoint_broadcast_dirty(_endpoint, _topic, _event, _payload, _exclude, _from),
     do: :erlang.nif_error(:nif_not_loaded)
 

@@ -106,6 +106,11 @@ defmodule Fenix.Socket do
     * `:frame_timeout` - ms a frame may take from its first byte to its last; a client
       that starts one and stalls is closed with 1008. Default `#{@defaults.frame_timeout}`
       (a 1 MiB frame needs about 100 KiB/s: raise it for big frames over slow links).
+    * `:slow_reader_timeout` - ms the client's socket may take nothing while there is
+      something to write to it; a client that stays behind that long (it does not read,
+      or its network is gone) is dropped, logged with a count of such drops. A client
+      that falls behind by more than `:outbox_capacity` or `:outbox_capacity_bytes` is
+      dropped at once. Default `#{@defaults.slow_reader_timeout}`.
     * `:max_messages_per_second` - the most messages a second a client may send
       (heartbeats and joins included), with a burst of as many; beyond it the
       connection is closed with 1008 and the reason logged. Default: no limit, since
@@ -128,7 +133,15 @@ defmodule Fenix.Socket do
     * `:transport` - `:websocket` or `:longpoll`, as the client connected
     * in a channel: `:channel`, `:channel_pid`, `:topic`, `:join_ref`, `:joined`, and
       `:ref` (the ref of the message being handled)
+
+  `:join_ref` and `:ref` are whatever JSON value the client sent, decoded as Phoenix
+  decodes it: the `phoenix` JavaScript client sends strings (`"3"`), many other clients
+  send numbers (`3`, an integer here), and `null` is `nil`. Replies carry them back to
+  the client as they came.
   """
+
+  @typedoc "A client's `ref` or `join_ref`: any JSON value (`nil` when the client sent none or `null`)."
+  @type client_ref :: String.t() | integer() | float() | boolean() | map() | list() | nil
 
   @type t :: %__MODULE__{
           assigns: map(),
@@ -138,9 +151,9 @@ defmodule Fenix.Socket do
           handler: module() | nil,
           id: String.t() | nil,
           joined: boolean(),
-          join_ref: String.t() | nil,
+          join_ref: client_ref(),
           private: map(),
-          ref: String.t() | nil,
+          ref: client_ref(),
           serializer: :v1 | :v2 | nil,
           topic: String.t() | nil,
           transport: :websocket | :longpoll,

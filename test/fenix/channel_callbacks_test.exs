@@ -138,6 +138,40 @@ defmodule Fenix.ChannelCallbacksTest do
         assert_frame(c, reply(@vsn, "1", "6", "test:r", "ok", "{}"))
       end
 
+      test "refs of any JSON value: the channel sees them as Phoenix decodes them, replies carry them back", %{c: c} do
+        push(c, client(@vsn, "1", "2", "test:r", "refs", "{}"))
+        assert_receive {:refs, "1", "2"}
+        c = assert_frame(c, reply(@vsn, "1", "2", "test:r", "ok", "{}"))
+
+        for {wire, term} <- [{7, 7}, {{:json, "2.5"}, 2.5}, {{:json, ~s({"id":[1,"a"]})}, %{"id" => [1, "a"]}}, {nil, nil}] do
+          push(c, client(@vsn, "1", wire, "test:r", "refs", "{}"))
+          assert_receive {:refs, "1", ^term}
+          assert_frame(c, reply(@vsn, "1", wire, "test:r", "ok", "{}"))
+        end
+      end
+
+      test "a number join_ref is an integer in the channel, and stays a number on the wire" do
+        c = connect!(%{"vsn" => vsn(@vsn), "user_id" => "u1"})
+        push(c, client(@vsn, 3, 0, "test:n", "phx_join", "{}"))
+        assert_receive {:joined, "test:n", _, pid}
+        c = assert_frame(c, reply(@vsn, 3, 0, "test:n", "ok", ~s({"topic":"test:n"})))
+        push(c, client(@vsn, 3, 1, "test:n", "refs", "{}"))
+        assert_receive {:refs, 3, 1}
+        c = assert_frame(c, reply(@vsn, 3, 1, "test:n", "ok", "{}"))
+        # Compared as values: "3" is another join_ref than 3.
+        push(c, client(@vsn, "3", 2, "test:n", "refs", "{}"))
+        c = refute_frame(c)
+        push(c, client(@vsn, 3, 3, "test:n", "reply_later", "{}"))
+        assert_receive {:socket_ref, ref}
+        Task.await(Task.async(fn -> Fenix.Channel.reply(ref, {:ok, %{later: true}}) end))
+        c = assert_frame(c, reply(@vsn, 3, 3, "test:n", "ok", ~s({"later":true})))
+        send(pid, {:push, "news", %{"x" => 1}})
+        c = assert_frame(c, server(@vsn, 3, nil, "test:n", "news", ~s({"x":1})))
+        push(c, client(@vsn, 3, 4, "test:n", "phx_leave", "{}"))
+        c = assert_frame(c, reply(@vsn, 3, 4, "test:n", "ok", "{}"))
+        assert_frame(c, server(@vsn, 3, 3, "test:n", "phx_close", "{}"))
+      end
+
       test "phx_leave: reply ok, phx_close, terminate {:shutdown, :left}", %{c: c} do
         push(c, client(@vsn, "1", "3", "test:r", "phx_leave", "{}"))
         c = assert_frame(c, reply(@vsn, "1", "3", "test:r", "ok", "{}"))
@@ -241,6 +275,36 @@ defmodule Fenix.ChannelCallbacksTest do
     c = assert_frame(c, reply(:v2, "1", "1", "test:bin", "ok", ~s({"topic":"test:bin"})))
     send(pid, {:push, "data", {:binary, <<1, 2, 3>>}})
     assert_frame(c, {:binary, <<0, 1, 8, 4, "1", "test:bin", "data", 1, 2, 3>>})
+  end
+
+  describe "binary frames (vsn 2.0.0)" do
+    setup do
+      c = connect!(%{"vsn" => "2.0.0"})
+      push(c, client(:v2, 3, 1, "test:bin", "phx_join", "{}"))
+      assert_receive {:joined, "test:bin", _, pid}
+      %{c: assert_frame(c, reply(:v2, 3, 1, "test:bin", "ok", ~s({"topic":"test:bin"}))), pid: pid}
+    end
+
+    test "a binary reply to number refs carries their text, as Phoenix's to_string/1 writes it", %{c: c} do
+      push(c, client(:v2, 3, 14, "test:bin", "binary_reply", "{}"))
+      assert_frame(c, {:binary, <<1, 1, 2, 8, 2, "3", "14", "test:bin", "ok", 1, 2>>})
+    end
+
+    test "a binary reply to a ref that is a map cannot be sent: the channel crashes, as in Phoenix", %{c: c} do
+      push(c, client(:v2, 3, {:json, ~s({"a":1})}, "test:bin", "binary_reply", "{}"))
+      assert_frame(c, server(:v2, 3, 3, "test:bin", "phx_error", ~s({"reason":"channel_crash"})))
+    end
+
+    test "a push whose event is over 255 bytes raises ArgumentError, and nothing is sent", %{c: c, pid: pid} do
+      long = String.duplicate("é", 128)
+      assert {:raised, message} = GenServer.call(pid, {:try_push, long, {:binary, <<1>>}})
+      assert message =~ "event of 256 bytes does not fit a binary frame"
+      c = refute_frame(c)
+      # 127 two-byte characters are 254 bytes: they fit, and the length byte counts bytes.
+      fits = String.duplicate("é", 127)
+      assert GenServer.call(pid, {:try_push, fits, {:binary, <<1>>}}) == :ok
+      assert_frame(c, {:binary, <<0, 1, 8, 254, "3", "test:bin", fits::binary, 1>>})
+    end
   end
 
   defp drain(c, acc \\ []) do

@@ -24,6 +24,19 @@ defmodule Fenix.EndpointTest do
     assert_raise ArgumentError, ~r/cannot be encoded/, fn -> Fenix.TestEndpoint.broadcast!("t", "e", {1, 2}) end
   end
 
+  test "a binary broadcast whose topic or event is over 255 bytes is an error, and broadcast! raises" do
+    # Byte lengths: "é" is 2 bytes, so 128 of them are 256 and 127 are 254.
+    for {topic, event} <- [{String.duplicate("é", 128), "e"}, {"t", String.duplicate("x", 256)}] do
+      assert {:error, {:unencodable, text}} = Fenix.TestEndpoint.broadcast(topic, event, {:binary, <<1>>})
+      assert text =~ "of 256 bytes does not fit a binary frame"
+      assert_raise ArgumentError, ~r/does not fit a binary frame/, fn -> Fenix.TestEndpoint.broadcast!(topic, event, {:binary, <<1>>}) end
+    end
+
+    assert Fenix.TestEndpoint.broadcast(String.duplicate("é", 127), "e", {:binary, <<1>>}) == :ok
+    # A JSON payload has no such limit: text frames have no length bytes.
+    assert Fenix.TestEndpoint.broadcast(String.duplicate("é", 128), "e", %{}) == :ok
+  end
+
   test "broadcast to a topic nobody joined is fine" do
     assert :ok = Fenix.TestEndpoint.broadcast("nobody:here", "e", %{})
   end

@@ -14,6 +14,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -217,6 +218,40 @@ export function startConformance({ env = {} } = {}) {
     env,
     externalUrl: process.env.FENIX_CONFORMANCE_URL,
   });
+}
+
+const HTTPS_READY_RE = /https listening at https:\/\/localhost:(\d+)/;
+
+/**
+ * The conformance app with its HTTPS listener too (`HTTPS_PORT=0`), a conformance app
+ * of this test's own: the certificate is made for the run, in a temporary directory.
+ * Adds to `startServer`'s result `httpsPort`, `httpsUrl` and `wssUrl`
+ * (`https://localhost:<port>`, which the certificate names) and `ca`, the PEM CA that
+ * a client trusts; `stop()` also removes the directory.
+ */
+export async function startConformanceTls() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fenix-tls-"));
+  const server = await startServer({
+    name: "conformance (tls)",
+    command: "mix",
+    args: ["fenix.conformance"],
+    cwd: ROOT,
+    env: { HTTPS_PORT: "0", FENIX_TLS_DIR: dir },
+  });
+  // Printed before the ready line.
+  const httpsPort = Number(server.output().match(HTTPS_READY_RE)[1]);
+  const stop = server.stop;
+  return {
+    ...server,
+    httpsPort,
+    httpsUrl: `https://localhost:${httpsPort}`,
+    wssUrl: `wss://localhost:${httpsPort}`,
+    ca: fs.readFileSync(path.join(dir, "ca.pem")),
+    stop: async () => {
+      await stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /**

@@ -1,6 +1,7 @@
 defmodule Fenix.Test.Frames do
   @moduledoc false
-  # Channel frames as literal JSON text, for either serializer. `payload` is JSON text.
+  # Channel frames as literal JSON text, for either serializer. `payload` is JSON text;
+  # a ref is nil, a string, an integer, or `{:json, text}` for any other JSON value.
 
   @doc "A client message."
   def client(:v2, join_ref, ref, topic, event, payload),
@@ -25,5 +26,7 @@ defmodule Fenix.Test.Frames do
   def vsn(:v2), do: "2.0.0"
 
   defp j(nil), do: "null"
-  defp j(s), do: ~s("#{s}")
+  defp j(n) when is_integer(n), do: Integer.to_string(n)
+  defp j({:json, text}), do: text
+  defp j(s) when is_binary(s), do: ~s("#{s}")
 end

@@ -93,6 +93,13 @@ defmodule Fenix.TestChannel do
   def handle_in("custom_status", payload, socket), do: {:reply, {:unauthorized, payload}, socket}
   def handle_in("assigns", _payload, socket), do: {:reply, {:ok, %{joined_with: socket.assigns.joined_with}}, socket}
 
+  def handle_in("refs", _payload, socket) do
+    send(socket.assigns.test_pid, {:refs, socket.join_ref, socket.ref})
+    {:reply, :ok, socket}
+  end
+
+  def handle_in("binary_reply", _payload, socket), do: {:reply, {:ok, {:binary, <<1, 2>>}}, socket}
+
   def handle_in("reply_later", _payload, socket) do
     send(socket.assigns.test_pid, {:socket_ref, socket_ref(socket)})
     {:noreply, socket}
@@ -163,6 +170,12 @@ defmodule Fenix.TestChannel do
   end
 
   def handle_call(:stop, _from, socket), do: {:stop, {:shutdown, :called}, socket}
+
+  def handle_call({:try_push, event, payload}, _from, socket) do
+    {:reply, push(socket, event, payload), socket}
+  rescue
+    error in ArgumentError -> {:reply, {:raised, Exception.message(error)}, socket}
+  end
 
   @impl true
   def handle_cast({:push, event, payload}, socket) do

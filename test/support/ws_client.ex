@@ -2,17 +2,21 @@ defmodule Fenix.Test.WSClient do
   @moduledoc false
   # A small RFC 6455 client over :gen_tcp for tests (Elixir's standard library has
   # none). Frames are sent masked, as a client must; replies are read one frame at
-  # a time, so tests can assert exact wire frames.
+  # a time, so tests can assert exact wire frames. Over TLS too: `:ssl` has the same
+  # send/recv/close as `:gen_tcp`.
 
   import Bitwise
 
-  defstruct [:socket, buffer: <<>>]
+  defstruct [:socket, transport: :gen_tcp, buffer: <<>>]
 
   @type t :: %__MODULE__{}
 
-  @doc "Opens a WebSocket to `path` (with its query). Returns `{:ok, client}` or `{:error, {:http, status}}`."
-  def connect(port, path, headers \\ []) do
-    {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", port, [:binary, active: false, packet: :raw])
+  @doc """
+  Opens a WebSocket to `path` (with its query). Returns `{:ok, client}` or
+  `{:error, {:http, status}}`. `tls: ssl_options` connects over TLS (`wss://`).
+  """
+  def connect(port, path, headers \\ [], opts \\ []) do
+    {transport, socket} = open(port, Keyword.get(opts, :tls))
     key = Base.encode64(:crypto.strong_rand_bytes(16))
 
     # A "host" among `headers` replaces the default one.
@@ -25,31 +29,43 @@ defmodule Fenix.Test.WSClient do
       "\r\n"
     ]
 
-    :ok = :gen_tcp.send(socket, request)
-    {status, response_headers, rest} = read_response(socket, <<>>)
+    :ok = transport.send(socket, request)
+    {status, response_headers, rest} = read_response(transport, socket, <<>>)
 
     if status == 101 do
       expected = Base.encode64(:crypto.hash(:sha, key <> "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
       ^expected = response_headers["sec-websocket-accept"]
-      {:ok, %__MODULE__{socket: socket, buffer: rest}, response_headers}
+      {:ok, %__MODULE__{socket: socket, transport: transport, buffer: rest}, response_headers}
     else
-      :gen_tcp.close(socket)
+      transport.close(socket)
       {:error, {:http, status, response_headers}}
     end
+  end
+
+  @socket_options [:binary, active: false, packet: :raw]
+
+  defp open(port, nil) do
+    {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", port, @socket_options)
+    {:gen_tcp, socket}
+  end
+
+  defp open(port, tls) do
+    {:ok, socket} = :ssl.connect(~c"127.0.0.1", port, @socket_options ++ tls, 5_000)
+    {:ssl, socket}
   end
 
   @doc "Sends a raw HTTP request and returns `{status, headers, body}`."
   def http_get(port, path) do
     {:ok, socket} = :gen_tcp.connect(~c"127.0.0.1", port, [:binary, active: false, packet: :raw])
     :ok = :gen_tcp.send(socket, "GET #{path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
-    {status, headers, rest} = read_response(socket, <<>>)
+    {status, headers, rest} = read_response(:gen_tcp, socket, <<>>)
     length = String.to_integer(Map.get(headers, "content-length", "0"))
     body = read_exactly(socket, rest, length)
     :gen_tcp.close(socket)
     {status, headers, body}
   end
 
-  defp read_response(socket, acc) do
+  defp read_response(transport, socket, acc) do
     case :binary.split(acc, "\r\n\r\n") do
       [head, rest] ->
         [status_line | lines] = String.split(head, "\r\n")
@@ -64,8 +80,8 @@ defmodule Fenix.Test.WSClient do
         {String.to_integer(status), headers, rest}
 
       [_] ->
-        {:ok, data} = :gen_tcp.recv(socket, 0, 5_000)
-        read_response(socket, acc <> data)
+        {:ok, data} = transport.recv(socket, 0, 5_000)
+        read_response(transport, socket, acc <> data)
     end
   end
 
@@ -85,7 +101,7 @@ defmodule Fenix.Test.WSClient do
   def send_binary(%__MODULE__{} = client, data), do: send_frame(client, 0x2, data)
 
   @doc "Sends a frame with any opcode and fin bit."
-  def send_frame(%__MODULE__{socket: socket}, opcode, payload, fin \\ true) do
+  def send_frame(%__MODULE__{socket: socket, transport: transport}, opcode, payload, fin \\ true) do
     payload = IO.iodata_to_binary(payload)
     mask = :crypto.strong_rand_bytes(4)
     fin_bit = if fin, do: 0x80, else: 0
@@ -97,7 +113,7 @@ defmodule Fenix.Test.WSClient do
         n -> <<1::1, 127::7, n::64>>
       end
 
-    :gen_tcp.send(socket, [<<fin_bit ||| opcode>>, length, mask, mask(payload, mask)])
+    transport.send(socket, [<<fin_bit ||| opcode>>, length, mask, mask(payload, mask)])
   end
 
   defp mask(payload, <<a, b, c, d>>) do
@@ -115,7 +131,7 @@ defmodule Fenix.Test.WSClient do
         {frame, %{client | buffer: rest}}
 
       :more ->
-        case :gen_tcp.recv(client.socket, 0, timeout) do
+        case client.transport.recv(client.socket, 0, timeout) do
           {:ok, data} -> recv(%{client | buffer: client.buffer <> data}, timeout)
           {:error, :timeout} -> {:timeout, client}
           {:error, _} -> {:closed, client}
@@ -144,5 +160,5 @@ defmodule Fenix.Test.WSClient do
   defp frame(0xA, payload), do: {:pong, payload}
 
   @doc "Closes the TCP connection abruptly."
-  def close(%__MODULE__{socket: socket}), do: :gen_tcp.close(socket)
+  def close(%__MODULE__{socket: socket, transport: transport}), do: transport.close(socket)
 end

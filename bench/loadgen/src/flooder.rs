@@ -94,11 +94,11 @@ pub struct Flooder {
 }
 
 impl Flooder {
-    /// Takes over a joined client's connection.
-    pub fn new(client: Client) -> Flooder {
+    /// Takes over a joined client's connection (plain TCP only).
+    pub fn new(client: Client) -> Result<Flooder, String> {
         let Client { conn, topic, join_ref, .. } = client;
-        let (stream, unparsed) = conn.into_parts();
-        Flooder::from_parts(stream, unparsed, topic, join_ref)
+        let (stream, unparsed) = conn.into_parts()?;
+        Ok(Flooder::from_parts(stream, unparsed, topic, join_ref))
     }
 
     /// A flooder on `stream`, joined to `topic` with `join_ref`; `unparsed` are bytes

@@ -15,7 +15,7 @@ use tokio::time::{sleep, timeout_at, Instant};
 
 use crate::phx;
 use crate::sys::mono_ns;
-use crate::ws::{self, Conn, Msg, WsUrl, OP_TEXT};
+use crate::ws::{self, Conn, Msg, Trust, WsUrl, OP_TEXT};
 
 /// Heartbeat period of clients that wait or only receive (the server closes a
 /// connection that sends nothing for 60 s).
@@ -33,6 +33,7 @@ pub fn new_histogram() -> Histogram<u64> {
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct GroupSpec {
     pub url: String,
+    pub tls: Option<Trust>,
     pub first: usize,
     pub count: usize,
     /// Connections being opened at once.
@@ -254,7 +255,7 @@ pub struct Group {
 
 impl Group {
     pub fn new(spec: GroupSpec) -> Result<Rc<Group>, String> {
-        let url = WsUrl::parse(&spec.url)?;
+        let url = WsUrl::parse(&spec.url, spec.tls.as_ref())?;
         Ok(Rc::new(Group {
             sh: Shared {
                 joined: Cell::new(0),

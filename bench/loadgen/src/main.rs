@@ -178,6 +178,12 @@ struct Common {
     /// WebSocket endpoint (vsn=2.0.0 is added to the query)
     #[arg(long, default_value = "ws://127.0.0.1:4001/socket/websocket")]
     url: String,
+    /// For a wss:// URL: trust the server certificates this PEM file's CAs signed
+    #[arg(long, conflicts_with = "insecure")]
+    ca: Option<std::path::PathBuf>,
+    /// For a wss:// URL: accept any server certificate (a bench tool's shortcut)
+    #[arg(long)]
+    insecure: bool,
     /// Channel serializer version; only 2.0.0 is spoken
     #[arg(long, default_value = "2.0.0")]
     vsn: String,
@@ -209,7 +215,13 @@ impl Common {
         if self.vsn != "2.0.0" {
             return Err(format!("--vsn {}: only 2.0.0 is supported", self.vsn));
         }
-        ws::split_url(&self.url)?;
+        let tls = match (&self.ca, self.insecure) {
+            (Some(ca), _) => Some(ws::Trust::Ca(ca.clone())),
+            (None, true) => Some(ws::Trust::Insecure),
+            (None, false) => None,
+        };
+        // Checks the URL and the trust together (a wss:// URL needs one).
+        ws::WsUrl::parse(&self.url, tls.as_ref())?;
         let t = self.timeout.unwrap_or(default_timeout);
         if !scenarios::positive(t) {
             return Err("--timeout must be positive".into());
@@ -219,6 +231,7 @@ impl Common {
         }
         Ok(Opts {
             url: self.url.clone(),
+            tls,
             timeout: Duration::from_secs_f64(t),
             processes: self.processes,
             server_pid: self.server_pid,

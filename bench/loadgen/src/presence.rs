@@ -340,7 +340,7 @@ pub async fn presence(o: &Opts, p: &PresencePlan, ui: &Ui) -> Result<Value, Stri
         None => None,
     });
     let b = Rc::new(Board {
-        url: WsUrl::parse(&o.url)?,
+        url: WsUrl::parse(&o.url, o.tls.as_ref())?,
         spread: o.spread,
         topic: p.topic.clone(),
         capacity,

@@ -1,12 +1,28 @@
 //! A minimal WebSocket client (RFC 6455) for load generation: HTTP/1.1 upgrade, masked
 //! client frames, unmasked server frames, one small read buffer per connection that grows
 //! only when a single frame does not fit.
+//!
+//! `wss://` runs over rustls (the `ring` provider, as the server's), trusting the CAs
+//! of a PEM file or, for a bench, any certificate. Session resumption is off: every
+//! connection makes a full handshake, so that a connect benchmark measures what a new
+//! client costs the server.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
 
 pub const OP_CONT: u8 = 0x0;
 pub const OP_TEXT: u8 = 0x1;
@@ -25,7 +41,16 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// A parsed `ws://host:port/path?query` URL with `vsn=2.0.0` ensured in the query.
+/// How the server of a `wss://` URL is trusted.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub enum Trust {
+    /// Certificates signed by a CA of this PEM file.
+    Ca(PathBuf),
+    /// Any certificate (the handshake's signatures are still checked).
+    Insecure,
+}
+
+/// A parsed `ws://` or `wss://host:port/path?query` URL with `vsn=2.0.0` ensured in the query.
 #[derive(Clone, Debug)]
 pub struct WsUrl {
     /// The `Host` header value (`host:port`).
@@ -34,26 +59,101 @@ pub struct WsUrl {
     pub path: String,
     /// The resolved server address.
     pub addr: SocketAddr,
+    /// For `wss://`: the client's TLS configuration and the name the certificate must have.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
 impl WsUrl {
-    pub fn parse(url: &str) -> Result<WsUrl, String> {
-        let (host, path) = split_url(url)?;
+    /// Parses `url`; a `wss://` one needs `trust`.
+    pub fn parse(url: &str, trust: Option<&Trust>) -> Result<WsUrl, String> {
+        let (host, path, secure) = split_url(url)?;
         let addr = host
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .next()
             .ok_or_else(|| format!("cannot resolve {host}"))?;
-        Ok(WsUrl { host, path, addr })
+        let tls = match (secure, trust) {
+            (false, _) => None,
+            (true, None) => return Err(format!("{url}: a wss:// URL needs --ca FILE or --insecure")),
+            (true, Some(trust)) => {
+                let name = host.rsplit_once(':').map_or(host.as_str(), |(name, _port)| name);
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                let name = ServerName::try_from(name.to_owned()).map_err(|e| format!("{url}: {e}"))?;
+                Some((client_config(trust)?, name))
+            }
+        };
+        Ok(WsUrl { host, path, addr, tls })
     }
 }
 
-/// Splits a ws:// URL into `host:port` and the request path, adding `vsn=2.0.0` to the
-/// query when absent and refusing any other vsn.
-pub fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("only ws:// URLs are supported: {url}"))?;
+fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut config = match trust {
+        Trust::Ca(file) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(file).map_err(|e| format!("--ca {}: {e}", file.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("--ca {}: {e}", file.display()))?;
+                roots.add(cert).map_err(|e| format!("--ca {}: {e}", file.display()))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::Insecure => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))).with_no_client_auth(),
+    };
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate, and checks the handshake's signatures as usual.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Splits a ws:// or wss:// URL into `host:port`, the request path and whether it is
+/// wss://, adding `vsn=2.0.0` to the query when absent and refusing any other vsn.
+pub fn split_url(url: &str) -> Result<(String, String, bool), String> {
+    let (rest, secure) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => return Err(format!("only ws:// and wss:// URLs are supported: {url}")),
+    };
     let (auth, path) = match rest.find(['/', '?']) {
         Some(p) => (&rest[..p], &rest[p..]),
         None => (rest, "/"),
@@ -62,7 +162,7 @@ pub fn split_url(url: &str) -> Result<(String, String), String> {
         return Err(format!("no host in {url}"));
     }
     let host = if auth.ends_with(']') || !auth.contains(':') {
-        format!("{auth}:80")
+        format!("{auth}:{}", if secure { 443 } else { 80 })
     } else {
         auth.to_string()
     };
@@ -85,7 +185,7 @@ pub fn split_url(url: &str) -> Result<(String, String), String> {
         (true, false) => "vsn=2.0.0".to_string(),
         (false, false) => format!("{q}&vsn=2.0.0"),
     };
-    Ok((host, format!("{p}?{query}")))
+    Ok((host, format!("{p}?{query}"), secure))
 }
 
 /// The source address of client `index`: spread over 127.0.0.2..=127.0.0.254 when the
@@ -220,9 +320,47 @@ pub enum Msg<'a> {
     Close(Option<u16>),
 }
 
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A client WebSocket connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -241,14 +379,20 @@ impl Conn {
         if let Some(ip) = local {
             sock.bind(SocketAddr::new(ip, 0))?;
         }
-        let stream = sock.connect(url.addr).await?;
-        stream.set_nodelay(true)?;
+        let tcp = sock.connect(url.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &url.tls {
+            None => Stream::Plain(tcp),
+            Some((config, name)) => {
+                Stream::Tls(Box::new(TlsConnector::from(Arc::clone(config)).connect(name.clone(), tcp).await?))
+            }
+        };
         let mut c = Conn::from_stream(stream, seed);
         c.handshake(url).await?;
         Ok(c)
     }
 
-    fn from_stream(stream: TcpStream, seed: u64) -> Conn {
+    fn from_stream(stream: Stream, seed: u64) -> Conn {
         Conn {
             stream,
             buf: vec![0; READ_BUF_INITIAL],
@@ -283,7 +427,7 @@ impl Conn {
             url.host,
             base64(&key)
         );
-        self.stream.write_all(req.as_bytes()).await?;
+        self.write(req.as_bytes()).await?;
         loop {
             if let Some(p) = find(&self.buf[..self.end], b"\r\n\r\n") {
                 let head = &self.buf[..p];
@@ -313,7 +457,17 @@ impl Conn {
         let mask = (self.next_rand() as u32).to_ne_bytes();
         self.out.clear();
         encode_frame(&mut self.out, opcode, payload, Some(mask));
-        self.stream.write_all(&self.out).await
+        let out = std::mem::take(&mut self.out);
+        let written = self.write(&out).await;
+        self.out = out;
+        written
+    }
+
+    /// Writes `bytes` and flushes them: over TLS, what the socket did not take at once
+    /// waits in rustls until a flush (on TCP a flush does nothing).
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
     }
 
     /// Reads the next complete message. Pings are answered and pongs skipped. Cancel
@@ -422,10 +576,14 @@ impl Conn {
 
     /// Leaves the framing to the caller: the TCP stream and the bytes already read from
     /// it but not yet parsed. The flooder needs this: it must write without ever waiting
-    /// for a read, which `send_frame` + `next_msg` on one `&mut self` cannot do.
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+    /// for a read, which `send_frame` + `next_msg` on one `&mut self` cannot do. Plain
+    /// TCP only: the flooder's readiness loop has no TLS.
+    pub fn into_parts(self) -> Result<(TcpStream, Vec<u8>), String> {
         let unparsed = self.buf[self.start..self.end].to_vec();
-        (self.stream, unparsed)
+        match self.stream {
+            Stream::Plain(tcp) => Ok((tcp, unparsed)),
+            Stream::Tls(_) => Err("the flood scenario runs over ws:// only".to_owned()),
+        }
     }
 
     /// Current size of the read buffer.
@@ -448,20 +606,30 @@ mod tests {
     fn url_gets_vsn() {
         assert_eq!(
             split_url("ws://127.0.0.1:4001/socket/websocket").unwrap(),
-            ("127.0.0.1:4001".into(), "/socket/websocket?vsn=2.0.0".into())
+            ("127.0.0.1:4001".into(), "/socket/websocket?vsn=2.0.0".into(), false)
         );
         assert_eq!(
             split_url("ws://localhost/socket/websocket?user_id=a").unwrap(),
-            ("localhost:80".into(), "/socket/websocket?user_id=a&vsn=2.0.0".into())
+            ("localhost:80".into(), "/socket/websocket?user_id=a&vsn=2.0.0".into(), false)
         );
         assert_eq!(
             split_url("ws://h:1/s?vsn=2.0.0&x=1").unwrap(),
-            ("h:1".into(), "/s?vsn=2.0.0&x=1".into())
+            ("h:1".into(), "/s?vsn=2.0.0&x=1".into(), false)
         );
-        assert_eq!(split_url("ws://h:1").unwrap(), ("h:1".into(), "/?vsn=2.0.0".into()));
+        assert_eq!(split_url("ws://h:1").unwrap(), ("h:1".into(), "/?vsn=2.0.0".into(), false));
         assert!(split_url("ws://h:1/s?vsn=1.0.0").is_err());
-        assert!(split_url("wss://h:1/s").is_err());
+        assert_eq!(split_url("wss://h:1/s").unwrap(), ("h:1".into(), "/s?vsn=2.0.0".into(), true));
+        assert_eq!(split_url("wss://localhost/s").unwrap().0, "localhost:443");
         assert!(split_url("http://h:1/s").is_err());
+    }
+
+    #[test]
+    fn wss_needs_a_trust_and_names_the_host() {
+        assert!(WsUrl::parse("wss://127.0.0.1:4002/s", None).unwrap_err().contains("--ca FILE or --insecure"));
+        let url = WsUrl::parse("wss://localhost:4002/s", Some(&Trust::Insecure)).unwrap();
+        let (_config, name) = url.tls.expect("a TLS config");
+        assert_eq!(name.to_str(), "localhost");
+        assert!(WsUrl::parse("ws://127.0.0.1:4002/s", None).unwrap().tls.is_none());
     }
 
     #[test]
@@ -583,7 +751,7 @@ mod tests {
             }
             rest
         });
-        let url = WsUrl::parse(&format!("ws://{addr}/socket/websocket")).unwrap();
+        let url = WsUrl::parse(&format!("ws://{addr}/socket/websocket"), None).unwrap();
         (url, h)
     }
 
@@ -634,7 +802,7 @@ mod tests {
             let _ = s.read(&mut b).await.unwrap();
             s.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         });
-        let url = WsUrl::parse(&format!("ws://{addr}/socket/websocket")).unwrap();
+        let url = WsUrl::parse(&format!("ws://{addr}/socket/websocket"), None).unwrap();
         let err = Conn::connect(&url, None, 1).await.err().unwrap();
         assert!(err.to_string().contains("403"), "{err}");
     }

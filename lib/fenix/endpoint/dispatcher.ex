@@ -46,8 +46,10 @@ defmodule Fenix.Endpoint.Dispatcher do
     sockets = endpoint.__sockets__()
 
     options = %{
-      ip: format_ip(config.ip),
-      port: port(endpoint, config.port),
+      http: config.http != nil,
+      ip: config.http && format_ip(config.http.ip),
+      port: config.http && port(endpoint, config.http.port, &Native.endpoint_port/1),
+      https: config.https && %{config.https | ip: format_ip(config.https.ip), port: port(endpoint, config.https.port, &Native.endpoint_https_port/1)},
       static_dir: config.static,
       engine_threads: config.engine_threads,
       tune_allocator: config.tune_allocator,
@@ -58,7 +60,7 @@ defmodule Fenix.Endpoint.Dispatcher do
       pubsub: config.pubsub_server && Fenix.PubSub.__state__(config.pubsub_server)
     }
 
-    case start_engine(options, config.port) do
+    case start_engine(options, config) do
       {:ok, engine} ->
         Native.endpoint_log_to(self())
         Registration.put(endpoint, engine)
@@ -70,23 +72,32 @@ defmodule Fenix.Endpoint.Dispatcher do
     end
   end
 
-  # Port 0 picks a free port once; a restarted dispatcher binds the one its predecessor got.
-  defp port(endpoint, 0) do
+  # Port 0 picks a free port once; a restarted dispatcher binds the one its predecessor
+  # got (`previous_port` of the predecessor's engine).
+  defp port(endpoint, 0, previous_port) do
     case Registration.engine(endpoint) do
       nil -> 0
-      previous -> Native.endpoint_port(previous)
+      previous -> previous_port.(previous)
     end
   end
 
-  defp port(_endpoint, port), do: port
+  defp port(_endpoint, port, _previous_port), do: port
 
-  defp start_engine(options, configured_port) do
+  defp start_engine(options, config) do
+    fresh = fresh_ports(options, config)
+
     case bind(options, @bind_attempts) do
-      # The predecessor's port of a port-0 endpoint was taken meanwhile: any port
+      # The predecessor's port of a port-0 listener was taken meanwhile: any port
       # serves better than none.
-      {:error, :eaddrinuse} when configured_port == 0 and options.port != 0 -> bind(%{options | port: 0}, 1)
+      {:error, :eaddrinuse} when fresh != options -> bind(fresh, 1)
       result -> result
     end
+  end
+
+  # The options with the port-0 listeners back on port 0.
+  defp fresh_ports(options, config) do
+    options = if config.http && config.http.port == 0, do: %{options | port: 0}, else: options
+    if config.https && config.https.port == 0, do: put_in(options.https.port, 0), else: options
   end
 
   defp bind(options, attempts) do
@@ -198,17 +209,19 @@ defmodule Fenix.Endpoint.Dispatcher do
     end)
   end
 
-  # The upgrade request's URI, as Phoenix's connect info gives it: scheme, host and
-  # port (from the Host header), path and query. The engine serves plain HTTP.
-  defp request_uri(%{uri: path_and_query, host: host}) do
+  # The upgrade request's URI, as Phoenix's connect info gives it: scheme (https for
+  # the HTTPS listener's connections), host and port (from the Host header, else the
+  # scheme's), path and query.
+  defp request_uri(%{uri: path_and_query, host: host, secure: secure}) do
     %URI{path: path, query: query} = URI.parse(path_and_query)
+    scheme = if secure, do: "https", else: "http"
 
-    case host && URI.parse("http://" <> host) do
+    case host && URI.parse(scheme <> "://" <> host) do
       %URI{host: name, port: port} when is_binary(name) ->
-        %URI{scheme: "http", host: name, port: port, authority: name, path: path, query: query}
+        %URI{scheme: scheme, host: name, port: port, authority: name, path: path, query: query}
 
       _no_host ->
-        %URI{scheme: "http", path: path, query: query}
+        %URI{scheme: scheme, path: path, query: query}
     end
   end
 

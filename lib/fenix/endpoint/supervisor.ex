@@ -25,21 +25,36 @@ defmodule Fenix.Endpoint.Supervisor do
 
   use Supervisor
 
-  @options [:http, :static, :engine_threads, :tune_allocator, :url, :check_origin, :secret_key_base, :server, :pubsub_server]
+  @options [:http, :https, :static, :engine_threads, :tune_allocator, :url, :check_origin, :secret_key_base, :server, :pubsub_server]
 
   def start_link(endpoint, otp_app, opts) do
     config = config(endpoint, otp_app, opts)
-    Supervisor.start_link(__MODULE__, {endpoint, config, validate!(config)}, name: endpoint)
+    Supervisor.start_link(__MODULE__, {endpoint, config, validate!(config, otp_app)}, name: endpoint)
   end
 
   defp config(endpoint, otp_app, opts) do
     otp_app |> Application.get_env(endpoint, []) |> Keyword.merge(opts)
   end
 
+  # The listeners' options; the limits hold for the server as a whole.
+  @listener_options [:ip, :port, :head_timeout, :max_connections, :max_connections_per_address]
+  @limits [:head_timeout, :max_connections, :max_connections_per_address]
+
   # Options left out stay nil: the engine fills in its defaults (see Fenix.Endpoint).
-  defp validate!(config) do
+  defp validate!(config, otp_app) do
     config = Keyword.validate!(config, @options)
-    http = config |> Keyword.get(:http, []) |> Keyword.validate!([:ip, :port, :head_timeout, :max_connections, :max_connections_per_address])
+    {https, tls} = Fenix.Endpoint.HTTPS.validate!(Keyword.get(config, :https), otp_app)
+    https = https && Keyword.validate!(https, @listener_options)
+
+    # As in Phoenix: https: alone (or http: false) means no plain listener.
+    http =
+      case Keyword.get(config, :http, if(https, do: false, else: [])) do
+        false -> nil
+        http -> Keyword.validate!(http, @listener_options)
+      end
+
+    # Given in either; http:'s win.
+    limits = Keyword.merge(Keyword.take(https || [], @limits), Keyword.take(http || [], @limits))
 
     static =
       case Keyword.get(config, :static) do
@@ -50,19 +65,20 @@ defmodule Fenix.Endpoint.Supervisor do
     # Read by Fenix.Token through config/2, not by the engine.
     check!(config, :secret_key_base, &is_binary/1, "a string")
 
-    ip = check!(http, :ip, &ip?/1, "an IP address tuple or string")
-    port = check!(http, :port, &(&1 in 0..65_535), "a port number")
-    # server: false (a generated config/test.exs has it): the configured address is
+    # server: false (a generated config/test.exs has it): the configured addresses are
     # not served; the engine runs for broadcasts, presence and channel tests on a free
     # loopback port.
-    {ip, port} = if check!(config, :server, &is_boolean/1, "a boolean") == false, do: {{127, 0, 0, 1}, 0}, else: {ip, port}
+    {http, https} =
+      if check!(config, :server, &is_boolean/1, "a boolean") == false,
+        do: {%{ip: {127, 0, 0, 1}, port: 0}, nil},
+        else: {http && address!(http), https && Map.merge(address!(https), tls)}
 
     %{
-      ip: ip,
-      port: port,
-      head_timeout: check!(http, :head_timeout, &positive_integer?/1, "a positive integer (ms)"),
-      max_connections: check!(http, :max_connections, &positive_integer?/1, "a positive integer"),
-      max_connections_per_address: check!(http, :max_connections_per_address, &positive_integer?/1, "a positive integer"),
+      http: http,
+      https: https,
+      head_timeout: check!(limits, :head_timeout, &positive_integer?/1, "a positive integer (ms)"),
+      max_connections: check!(limits, :max_connections, &positive_integer?/1, "a positive integer"),
+      max_connections_per_address: check!(limits, :max_connections_per_address, &positive_integer?/1, "a positive integer"),
       static: static,
       engine_threads: check!(config, :engine_threads, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
       tune_allocator: check!(config, :tune_allocator, &is_boolean/1, "a boolean"),
@@ -70,6 +86,13 @@ defmodule Fenix.Endpoint.Supervisor do
       pubsub_server: check!(config, :pubsub_server, &is_atom/1, "the name of a Fenix.PubSub"),
       # Phoenix's default host, which check_origin: true compares origins with.
       url_host: config |> Keyword.get(:url, []) |> Keyword.get(:host, "localhost")
+    }
+  end
+
+  defp address!(listener) do
+    %{
+      ip: check!(listener, :ip, &ip?/1, "an IP address tuple or string"),
+      port: check!(listener, :port, &(&1 in 0..65_535), "a port number")
     }
   end
 

@@ -67,6 +67,14 @@ pub enum EncodeError {
         /// Its length in bytes.
         size: usize,
     },
+    /// A client's `join_ref` or `ref` that is a JSON array or object, which a 2.0.0
+    /// binary frame cannot carry: its header fields are strings (Phoenix's `to_string/1`
+    /// raises for these too).
+    #[error("{field} is a JSON array or object: a binary frame carries only strings and numbers there")]
+    RefNotBinary {
+        /// Which field: `"join_ref"` or `"ref"`.
+        field: &'static str,
+    },
 }
 
 /// A bounded resource is full.

@@ -24,6 +24,7 @@
 #![deny(unused_must_use)]
 
 mod error;
+pub mod fault;
 pub mod fanout;
 pub mod presence;
 pub mod protocol;

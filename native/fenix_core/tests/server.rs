@@ -16,7 +16,7 @@ use common::{eventually, ChannelProcess, Client, Pacer, TestServer, SERIALIZERS}
 use fenix_core::protocol::{Body, Serializer};
 use fenix_core::fanout::Broadcast;
 use fenix_core::server::{Broadcasted, Pace};
-use fenix_core::ClosedReason;
+use fenix_core::{ClosedReason, EncodeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -171,6 +171,47 @@ async fn echo_is_replied_to() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refs_of_any_json_value_come_back_as_they_came() {
+    let t = TestServer::start();
+    for serializer in SERIALIZERS {
+        let mut client = t.connect(serializer, "user_id=u1").await;
+        // Integer refs and no join_ref, as Python's phxsocket sends them (vsn 1.0.0).
+        client.send(r#"[null,0,"phoenix","heartbeat",{}]"#).await;
+        client.expect(r#"[null,0,"phoenix","phx_reply",{"response":{},"status":"ok"}]"#).await;
+        client.send(r#"[null,1,"room:py","phx_join",{}]"#).await;
+        client.expect(r#"[null,1,"room:py","phx_reply",{"response":{"joined":"room:py","user_id":"u1"},"status":"ok"}]"#).await;
+        client.send(r#"[null,2,"room:py","echo",{"n":2}]"#).await;
+        client.expect(r#"[null,2,"room:py","phx_reply",{"response":{"n":2},"status":"ok"}]"#).await;
+        // Numbers, floats, booleans, arrays and objects, as join_ref and as ref.
+        client.send(r#"[7,-3,"room:any","phx_join",{}]"#).await;
+        client.expect(r#"[7,-3,"room:any","phx_reply",{"response":{"joined":"room:any","user_id":"u1"},"status":"ok"}]"#).await;
+        for r#ref in ["2.5", "true", r#"[1,"a"]"#, r#"{"id":9}"#, r#""s""#] {
+            client.send(&format!(r#"[7,{ref},"room:any","echo",{{}}]"#)).await;
+            client.expect(&format!(r#"[7,{ref},"room:any","phx_reply",{{"response":{{}},"status":"ok"}}]"#)).await;
+        }
+        // Compared as values: "7" is not 7, so this one is stale and dropped.
+        client.send(r#"["7",8,"room:any","echo",{"stale":true}]"#).await;
+        client.send(r#"[7,9,"room:any","echo",{"current":true}]"#).await;
+        client.expect(r#"[7,9,"room:any","phx_reply",{"response":{"current":true},"status":"ok"}]"#).await;
+        // A number join_ref closes as a number, in both slots.
+        client.send(r#"[7,10,"room:any","phx_leave",{}]"#).await;
+        client.expect(r#"[7,10,"room:any","phx_reply",{"response":{},"status":"ok"}]"#).await;
+        client.expect(r#"[7,7,"room:any","phx_close",{}]"#).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_reply_to_number_refs_carries_their_text() {
+    // Phoenix's binary reply writes `to_string(ref)`: 3 and 14 become "3" and "14".
+    let t = TestServer::start();
+    let mut client = t.connect(Serializer::V2, "user_id=u1").await;
+    client.send(r#"[3,3,"room:lobby","phx_join",{}]"#).await;
+    client.expect(r#"[3,3,"room:lobby","phx_reply",{"response":{"joined":"room:lobby","user_id":"u1"},"status":"ok"}]"#).await;
+    client.send(r#"[3,14,"room:lobby","echo_binary",{}]"#).await;
+    assert_eq!(client.recv().await, Message::binary(LOBBY_BINARY_REPLY.to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_push_gets_a_binary_reply() {
     let t = TestServer::start();
     let mut client = t.connect(Serializer::V2, "user_id=u1").await;
@@ -185,17 +226,20 @@ async fn binary_push_gets_a_binary_reply() {
         0x00, 0x01, 0x02, 0x03, 0xfe, 0xff, // payload
     ];
     client.send_message(Message::binary(push.to_vec())).await;
-    #[rustfmt::skip]
-    let reply = [
-        0x01, 0x01, 0x02, 0x0a, 0x02, // kind reply, len(join_ref) len(ref) len(topic) len(status)
-        b'3',                         // join_ref
-        b'1', b'4',                   // ref
-        b'r', b'o', b'o', b'm', b':', b'l', b'o', b'b', b'b', b'y', // topic
-        b'o', b'k',                   // status
-        0x00, 0x01, 0x02, 0x03, 0xfe, 0xff, // payload
-    ];
-    assert_eq!(client.recv().await, Message::binary(reply.to_vec()));
+    assert_eq!(client.recv().await, Message::binary(LOBBY_BINARY_REPLY.to_vec()));
 }
+
+/// The binary reply `ok` with 00 01 02 03 fe ff to the push "14" of room:lobby joined as
+/// "3", or as 3 with ref 14.
+#[rustfmt::skip]
+const LOBBY_BINARY_REPLY: &[u8] = &[
+    0x01, 0x01, 0x02, 0x0a, 0x02, // kind reply, len(join_ref) len(ref) len(topic) len(status)
+    b'3',                         // join_ref
+    b'1', b'4',                   // ref
+    b'r', b'o', b'o', b'm', b':', b'l', b'o', b'b', b'b', b'y', // topic
+    b'o', b'k',                   // status
+    0x00, 0x01, 0x02, 0x03, 0xfe, 0xff, // payload
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fragmented_message_is_reassembled() {
@@ -597,6 +641,40 @@ async fn client_that_does_not_read_is_disconnected_when_its_outbox_fills() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_whose_socket_takes_nothing_for_slow_reader_timeout_is_dropped() {
+    // An outbox too large to fill: only the time rule can drop the slow client.
+    let t = TestServer::with(|socket| {
+        socket.slow_reader_timeout = Duration::from_millis(300);
+        socket.outbox_capacity = 1 << 20;
+        socket.outbox_capacity_bytes = 1 << 30;
+    });
+    let mut slow = t.connect(Serializer::V2, "user_id=slow").await;
+    let mut reader = t.connect(Serializer::V2, "user_id=reader").await;
+    slow.join("1", "room:stall").await;
+    reader.join("1", "room:stall").await;
+    eventually("both are fan-out targets", || t.registry().subscriber_count("room:stall") == 2).await;
+
+    // `slow` is not read from now on; once its socket buffers are full, its writer
+    // waits, and after slow_reader_timeout it is dropped.
+    let body = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
+    let expected = format!(r#"[null,null,"room:stall","blob",{body}]"#);
+    let (pacer, mut sent) = (Pacer::new(), 0);
+    while t.registry().subscriber_count("room:stall") == 2 {
+        pacer.broadcast(&t.server, "room:stall", "blob", Body::Json(body.as_bytes()), None).await;
+        sent += 1;
+        assert_eq!(reader.recv_text().await, expected, "the reader gets every broadcast");
+        if sent > 1_000 {
+            // The buffers are full well before: now only time passes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(sent < 5_000, "the stalled client was never dropped");
+    }
+    assert_eq!(t.server.slow_readers_dropped(), 1, "counted");
+    let (received, closed) = slow.drain().await;
+    assert!(received < sent && !closed, "dropped without a close frame after {received} of {sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_closed_with_1002() {
     let t = TestServer::with(|socket| socket.timeout = Duration::from_millis(300));
     for serializer in SERIALIZERS {
@@ -649,14 +727,21 @@ async fn intercepting_subscribers_are_handed_to_the_caller() {
         let done = t.server.broadcast(pacer.sender(), &message, "room:out", usize::MAX, |sink| {
             handed.push(sink.as_any().downcast_ref::<ChannelProcess>().expect("the test's sink").conn_id);
         });
-        assert_eq!(done, Broadcasted::Queued(Pace::Go));
+        assert_eq!(done, Ok(Broadcasted::Queued(Pace::Go)));
         handed
     };
     assert_eq!(broadcast("secret", br#"{"s":1}"#), [t.app.conn_id("intercepting")]);
     plain.expect(r#"[null,null,"room:out","secret",{"s":1}]"#).await;
     let message = Broadcast { event: "secret", body: Body::Json(b"{}"), exclude: None };
     let refused = t.server.broadcast(pacer.sender(), &message, "room:out", 0, |_| panic!("not handed out"));
-    assert_eq!(refused, Broadcasted::TooManyInterceptors(1), "over the caller's limit nothing is done");
+    assert_eq!(refused, Ok(Broadcasted::TooManyInterceptors(1)), "over the caller's limit nothing is done");
+
+    // A binary broadcast whose topic is too long for a binary frame is refused before
+    // anything is done: no interceptor is handed it, no subscriber gets a frame.
+    let topic = "room:".repeat(60);
+    let message = Broadcast { event: "secret", body: Body::Binary(b"\x01"), exclude: None };
+    let refused = t.server.broadcast(pacer.sender(), &message, &topic, usize::MAX, |_| panic!("not handed out"));
+    assert_eq!(refused, Err(EncodeError::FieldTooLong { field: "topic", size: 300 }));
 
     // Other events reach both directly; the intercepting client got nothing before.
     assert!(broadcast("public", br#"{"p":2}"#).is_empty());
@@ -707,7 +792,7 @@ async fn channels_are_told_when_replaced_or_when_the_connection_closes() {
     client.expect(r#"["1","1","room:a","phx_close",{}]"#).await;
     client.join("3", "room:b").await;
     eventually("the replaced channel is told", || !t.app.closed_channels().is_empty()).await;
-    assert_eq!(t.app.closed_channels(), [("room:a".to_owned(), Some("1".to_owned()), ClosedReason::DuplicateJoin)]);
+    assert_eq!(t.app.closed_channels(), [("room:a".to_owned(), Some("1".into()), ClosedReason::DuplicateJoin)]);
 
     drop(client); // the TCP connection ends without a close frame
     eventually("both channels are told", || t.app.closed_channels().len() == 3).await;
@@ -716,8 +801,8 @@ async fn channels_are_told_when_replaced_or_when_the_connection_closes() {
     assert_eq!(
         closed,
         [
-            ("room:a".to_owned(), Some("2".to_owned()), ClosedReason::ConnectionClosed),
-            ("room:b".to_owned(), Some("3".to_owned()), ClosedReason::ConnectionClosed),
+            ("room:a".to_owned(), Some("2".into()), ClosedReason::ConnectionClosed),
+            ("room:b".to_owned(), Some("3".into()), ClosedReason::ConnectionClosed),
         ]
     );
     assert_eq!(t.registry().topic_count(), 0);
@@ -1052,11 +1137,11 @@ async fn a_duplicate_join_while_the_first_is_answered_gets_both_answers_then_clo
         client.send(r#"["2","2","room:slow","phx_join",{}]"#).await;
         client.heartbeat("3").await; // both joins were read
         let (conn, join) = t.app.next_deferred_join().await;
-        assert_eq!(join.join_ref.as_deref(), Some("1"), "the first join is asked for first");
+        assert_eq!(join.join_ref, Some("1".into()), "the first join is asked for first");
         t.app.answer_join(&conn, join);
         client.expect(r#"["1","1","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#).await;
         let (conn, join) = t.app.next_deferred_join().await;
-        assert_eq!(join.join_ref.as_deref(), Some("2"));
+        assert_eq!(join.join_ref, Some("2".into()));
         t.app.answer_join(&conn, join);
         client.expect(r#"["2","2","room:slow","phx_reply",{"response":{"joined":"room:slow","user_id":"u1"},"status":"ok"}]"#).await;
         client.expect(r#"["1","1","room:slow","phx_close",{}]"#).await;

@@ -29,8 +29,8 @@ async fn every_connection_is_closed_with_1012_and_its_channels_are_told() {
     assert_eq!(
         closed,
         [
-            ("room:a".to_owned(), Some("1".to_owned()), ClosedReason::ConnectionClosed),
-            ("room:b".to_owned(), Some("1".to_owned()), ClosedReason::ConnectionClosed),
+            ("room:a".to_owned(), Some("1".into()), ClosedReason::ConnectionClosed),
+            ("room:b".to_owned(), Some("1".into()), ClosedReason::ConnectionClosed),
         ]
     );
 }
@@ -70,7 +70,7 @@ impl Handler for Unanswered {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_waiting_for_its_connect_gets_503() {
     let config = Config {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         sockets: vec![SocketConfig::new("/socket")],
         ..Config::default()
     };

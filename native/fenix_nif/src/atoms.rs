@@ -33,6 +33,7 @@ rustler::atoms! {
     x_headers,
     trace_context_headers,
     host,
+    secure,
     origin,
     sec_websocket_headers,
     auth_token,
@@ -64,6 +65,7 @@ rustler::atoms! {
     io,
     invalid_config,
     bind_failed,
+    tls,
     eaddrinuse,
     noproc,
     // %Fenix.Socket.Broadcast{}, to PubSub subscribers

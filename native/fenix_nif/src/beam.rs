@@ -9,11 +9,12 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use fenix_core::protocol::{Event, Message, Serializer};
-use fenix_core::server::{Conn, Transport};
+use fenix_core::server::{Conn, TransportKind};
 use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest};
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 
 use crate::atoms;
+use crate::client_ref::RefTerm;
 use crate::resources::{ChannelResource, ConnResource};
 use crate::term::{binary, payload_to_term};
 
@@ -69,7 +70,7 @@ impl Handler for Dispatcher {
         send(&self.pid, move |env| {
             let payload = payload_to_term(env, &request.payload);
             let socket = binary(env, &request.socket_data);
-            (atoms::fenix_join(), conn, socket, request.topic.as_str(), request.join_ref.as_deref(), request.r#ref.as_deref(), payload)
+            (atoms::fenix_join(), conn, socket, request.topic.as_str(), RefTerm(request.join_ref.as_ref()), RefTerm(request.r#ref.as_ref()), payload)
                 .encode(env)
         });
     }
@@ -103,8 +104,8 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
     let sec_websocket_headers = headers(&|k| k.starts_with("sec-websocket-"));
     let header = |name: &str| request.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let transport = match request.transport {
-        Transport::WebSocket => atoms::websocket(),
-        Transport::LongPoll => atoms::longpoll(),
+        TransportKind::WebSocket => atoms::websocket(),
+        TransportKind::LongPoll => atoms::longpoll(),
     };
     let mut info = Term::map_new(env);
     for (key, value) in [
@@ -119,6 +120,7 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
         // Not connect info keys: what the uri and the origin check are made of, and
         // the socket's `transport`.
         (atoms::host(), header("host").encode(env)),
+        (atoms::secure(), request.secure.encode(env)),
         (atoms::origin(), header("origin").encode(env)),
     ] {
         info = info.map_put(key, value).unwrap_or(info);
@@ -167,7 +169,7 @@ pub(crate) fn channel_message<'a>(env: Env<'a>, event: &ChannelEvent) -> Term<'a
 /// `size` back (`channel_handled/2`) once it has handled the message: that is the
 /// connection's inbound credit.
 pub(crate) fn client_message<'a>(env: Env<'a>, message: &Message, size: usize) -> Term<'a> {
-    let r#ref = message.r#ref.as_deref();
+    let r#ref = RefTerm(message.r#ref.as_ref());
     match &message.event {
         Event::Leave => (atoms::fenix_leave(), r#ref).encode(env),
         event => (atoms::fenix_in(), event.as_str(), payload_to_term(env, &message.payload), r#ref, size).encode(env),

@@ -5,6 +5,7 @@
 
 mod atoms;
 mod beam;
+mod client_ref;
 mod error;
 mod etf;
 mod log;

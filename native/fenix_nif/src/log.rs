@@ -4,6 +4,7 @@
 //! not send. So they go through a bounded queue to one logging thread, which sends
 //! `{:fenix_log, level, message}` to the log target (an endpoint's dispatcher, which
 //! calls `Logger`). When the queue is full, events are dropped rather than blocking.
+//! Panics are reported the same way.
 
 use std::fmt::Write as _;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -40,8 +41,21 @@ pub(crate) fn set_target(pid: LocalPid) {
             .expect("the logging thread starts");
         // Another library may have set a global subscriber already; then it keeps ours out.
         let _ = tracing::subscriber::set_global_default(Forwarder { max: max_level() });
+        report_panics();
         tx
     });
+}
+
+/// Panics reach `Logger` as errors, besides the standard report on stderr. The engine
+/// contains them (a session's task ends with its connection, the outbound worker and
+/// presence ticks go on, a NIF call raises in its caller: see `fenix_core::fault`), but
+/// they are bugs, and must be seen where the application's logs are.
+fn report_panics() {
+    let standard = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic in the Fenix engine (thread {}): {info}", std::thread::current().name().unwrap_or("unnamed"));
+        standard(info);
+    }));
 }
 
 fn level_atom(level: Level) -> rustler::Atom {

@@ -93,7 +93,7 @@ pub(crate) fn encode_payload(term: Term<'_>) -> Result<EncodedPayload<'_>, Unsup
     Ok(EncodedPayload::Json(out))
 }
 
-fn write_json(term: Term<'_>, out: &mut Vec<u8>, depth: usize) -> Result<(), Unsupported> {
+pub(crate) fn write_json(term: Term<'_>, out: &mut Vec<u8>, depth: usize) -> Result<(), Unsupported> {
     if depth > MAX_DEPTH {
         return Err(Unsupported);
     }

@@ -119,7 +119,8 @@ impl<'a> Status<'a> {
     /// // The answer to the heartbeat `[null,"4","phoenix","heartbeat",{}]`, as Phoenix sends it.
     /// assert_eq!(Status::Ok.as_str(), "ok");
     /// let mut out = Vec::new();
-    /// Serializer::V2.encode(&Outgoing::reply(None, Some("4"), "phoenix", Status::Ok, Body::Json(b"{}")), &mut out)?;
+    /// let r#ref = "4".into();
+    /// Serializer::V2.encode(&Outgoing::reply(None, Some(&r#ref), "phoenix", Status::Ok, Body::Json(b"{}")), &mut out)?;
     /// assert_eq!(out, br#"[null,"4","phoenix","phx_reply",{"response":{},"status":"ok"}]"#);
     /// # Ok::<(), fenix_core::EncodeError>(())
     /// ```

@@ -4,15 +4,16 @@
 
 use bytes::Bytes;
 
+use super::client_ref::ClientRef;
 use super::event::{self, Event, Status};
 
 /// A message from a client, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     /// The `join_ref` of the channel the message is for (`None` for heartbeats and v1 clients).
-    pub join_ref: Option<String>,
+    pub join_ref: Option<ClientRef>,
     /// The client's reference for this message; replies carry it back.
-    pub r#ref: Option<String>,
+    pub r#ref: Option<ClientRef>,
     /// The topic, e.g. `"room:lobby"`.
     pub topic: String,
     /// The event.
@@ -51,9 +52,9 @@ pub enum Outgoing<'a> {
     /// `{"response":<response>,"status":<status>}`.
     Reply {
         /// The `join_ref` of the channel that replies (`None` for heartbeats).
-        join_ref: Option<&'a str>,
+        join_ref: Option<&'a ClientRef>,
         /// The `ref` of the client message replied to.
-        r#ref: Option<&'a str>,
+        r#ref: Option<&'a ClientRef>,
         /// The topic.
         topic: &'a str,
         /// The reply's status.
@@ -64,7 +65,7 @@ pub enum Outgoing<'a> {
     /// An event pushed to one client's channel (`push/3`): `ref` is null.
     Push {
         /// The `join_ref` of the channel.
-        join_ref: Option<&'a str>,
+        join_ref: Option<&'a ClientRef>,
         /// The topic.
         topic: &'a str,
         /// The event name.
@@ -86,7 +87,7 @@ pub enum Outgoing<'a> {
     /// `join_ref` in both the `join_ref` and the `ref` slot.
     ChannelEnded {
         /// The `join_ref` of the channel that ended.
-        join_ref: Option<&'a str>,
+        join_ref: Option<&'a ClientRef>,
         /// The topic.
         topic: &'a str,
         /// How it ended.
@@ -125,18 +126,26 @@ impl<'a> Outgoing<'a> {
     /// A `phx_reply` to the client message `ref`.
     ///
     /// ```
-    /// use fenix_core::protocol::{Body, Outgoing, Serializer, Status};
+    /// use fenix_core::protocol::{Body, ClientRef, Outgoing, Serializer, Status};
     /// // The answer to `["3","5","room:lobby","echo",{"hello":"world","n":1}]`, as Phoenix sends it.
+    /// let (join_ref, r#ref) = (ClientRef::from("3"), ClientRef::from("5"));
     /// let response = Body::Json(br#"{"hello":"world","n":1}"#);
-    /// let reply = Outgoing::reply(Some("3"), Some("5"), "room:lobby", Status::Ok, response);
+    /// let reply = Outgoing::reply(Some(&join_ref), Some(&r#ref), "room:lobby", Status::Ok, response);
     /// let mut out = Vec::new();
     /// Serializer::V2.encode(&reply, &mut out)?;
     /// assert_eq!(out, br#"["3","5","room:lobby","phx_reply",{"response":{"hello":"world","n":1},"status":"ok"}]"#);
+    ///
+    /// // The same push from a client whose refs are numbers gets numbers back.
+    /// let push = Serializer::V2.decode_text(br#"[3,5,"room:lobby","echo",{"hello":"world","n":1}]"#).unwrap();
+    /// let reply = Outgoing::reply(push.join_ref.as_ref(), push.r#ref.as_ref(), "room:lobby", Status::Ok, response);
+    /// out.clear();
+    /// Serializer::V2.encode(&reply, &mut out)?;
+    /// assert_eq!(out, br#"[3,5,"room:lobby","phx_reply",{"response":{"hello":"world","n":1},"status":"ok"}]"#);
     /// # Ok::<(), fenix_core::EncodeError>(())
     /// ```
     pub fn reply(
-        join_ref: Option<&'a str>,
-        r#ref: Option<&'a str>,
+        join_ref: Option<&'a ClientRef>,
+        r#ref: Option<&'a ClientRef>,
         topic: &'a str,
         status: Status<'a>,
         response: Body<'a>,
@@ -147,15 +156,16 @@ impl<'a> Outgoing<'a> {
     /// A push to one client's channel (`ref` is null).
     ///
     /// ```
-    /// use fenix_core::protocol::{Body, Outgoing, Serializer};
+    /// use fenix_core::protocol::{Body, ClientRef, Outgoing, Serializer};
     /// // `push(socket, "pushed", %{only: "me"})` in a channel joined as "3", as Phoenix sends it.
-    /// let push = Outgoing::push(Some("3"), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#));
+    /// let join_ref = ClientRef::from("3");
+    /// let push = Outgoing::push(Some(&join_ref), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#));
     /// let mut out = Vec::new();
     /// Serializer::V2.encode(&push, &mut out)?;
     /// assert_eq!(out, br#"["3",null,"room:lobby","pushed",{"only":"me"}]"#);
     /// # Ok::<(), fenix_core::EncodeError>(())
     /// ```
-    pub fn push(join_ref: Option<&'a str>, topic: &'a str, event: &'a str, body: Body<'a>) -> Self {
+    pub fn push(join_ref: Option<&'a ClientRef>, topic: &'a str, event: &'a str, body: Body<'a>) -> Self {
         Outgoing::Push { join_ref, topic, event, body }
     }
 
@@ -180,15 +190,16 @@ impl<'a> Outgoing<'a> {
     /// in release builds.
     ///
     /// ```
-    /// use fenix_core::protocol::{Event, Outgoing, Serializer};
+    /// use fenix_core::protocol::{ClientRef, Event, Outgoing, Serializer};
     /// // A duplicate join replaces the channel joined as "1", as Phoenix says it.
-    /// let closed = Outgoing::channel_ended(Some("1"), "room:dup", Event::Close);
+    /// let join_ref = ClientRef::from("1");
+    /// let closed = Outgoing::channel_ended(Some(&join_ref), "room:dup", Event::Close);
     /// let mut out = Vec::new();
     /// Serializer::V2.encode(&closed, &mut out)?;
     /// assert_eq!(out, br#"["1","1","room:dup","phx_close",{}]"#);
     /// # Ok::<(), fenix_core::EncodeError>(())
     /// ```
-    pub fn channel_ended(join_ref: Option<&'a str>, topic: &'a str, event: Event) -> Self {
+    pub fn channel_ended(join_ref: Option<&'a ClientRef>, topic: &'a str, event: Event) -> Self {
         debug_assert!(matches!(event, Event::Error | Event::Close), "a channel ends with phx_error or phx_close");
         let end = if event == Event::Error { ChannelEnd::Crashed } else { ChannelEnd::Closed };
         Outgoing::ChannelEnded { join_ref, topic, end }

@@ -7,6 +7,9 @@
 //! - `2.0.0`: JSON arrays `[join_ref, ref, topic, event, payload]`, plus binary frames
 //!   for binary payloads.
 //!
+//! A message's `ref` and `join_ref` are whatever JSON value the client sent
+//! ([`ClientRef`]), echoed back as they came.
+//!
 //! Payloads travel as already-encoded JSON bytes on the way out, so a broadcast is
 //! encoded once and the same bytes go to every subscriber of a serializer. Everything
 //! here is pure: no I/O, no allocation beyond the output buffer.
@@ -19,6 +22,7 @@
 //! ├── v2              2.0.0 JSON arrays, binary bodies through binary
 //! │   └── binary      2.0.0 binary frames
 //! ├── message         Message / Outgoing / Body / Encoded: the model
+//! │   └── client_ref  ClientRef: a client's ref or join_ref, any JSON value
 //! ├── json            JSON-writing helpers (also used by the NIF)
 //! └── event           wire names of events and statuses
 //! ```
@@ -28,6 +32,7 @@
 //! Each module's unit tests check exact bytes against frames captured from Phoenix.
 
 mod binary;
+mod client_ref;
 mod event;
 pub mod json;
 mod message;
@@ -35,6 +40,7 @@ mod serializer;
 mod v1;
 mod v2;
 
+pub use client_ref::ClientRef;
 pub use event::{Event, Status};
 pub use message::{Body, ChannelEnd, Encoded, Message, Outgoing, Payload};
 pub use serializer::Serializer;

@@ -3,7 +3,7 @@
 
 use crate::error::{EncodeError, ProtocolError};
 
-use super::message::{Encoded, Message, Outgoing};
+use super::message::{Body, Encoded, Message, Outgoing};
 use super::{binary, v1, v2};
 
 /// The wire format of a connection.
@@ -72,7 +72,7 @@ impl Serializer {
     ///     .decode_text(br#"["3","3","room:lobby","phx_join",{"track":true,"name":"Alice"}]"#)
     ///     .unwrap();
     /// assert_eq!(msg.event, Event::Join);
-    /// assert_eq!(msg.join_ref.as_deref(), Some("3"));
+    /// assert_eq!(msg.join_ref, Some("3".into()));
     /// ```
     pub fn decode_text(self, text: &[u8]) -> Result<Message, ProtocolError> {
         match self {
@@ -88,7 +88,7 @@ impl Serializer {
     /// // `bin` pushed by the phoenix npm client: kind 0, join_ref "3", ref "14", room:lobby.
     /// let frame = b"\x00\x01\x02\x0a\x03314room:lobbybin\x00\x01\x02\x03\xfe\xff";
     /// let msg = Serializer::V2.decode_binary(frame).unwrap();
-    /// assert_eq!(msg.r#ref.as_deref(), Some("14"));
+    /// assert_eq!(msg.r#ref, Some("14".into()));
     /// assert_eq!(msg.payload, Payload::Binary(vec![0, 1, 2, 3, 0xfe, 0xff].into()));
     /// ```
     pub fn decode_binary(self, data: &[u8]) -> Result<Message, ProtocolError> {
@@ -106,7 +106,8 @@ impl Serializer {
     /// use fenix_core::protocol::{Body, Encoded, Outgoing, Serializer, Status};
     /// use fenix_core::EncodeError;
     /// // The answer to the heartbeat `[null,"4","phoenix","heartbeat",{}]`, in both formats.
-    /// let reply = Outgoing::reply(None, Some("4"), "phoenix", Status::Ok, Body::Json(b"{}"));
+    /// let r#ref = "4".into();
+    /// let reply = Outgoing::reply(None, Some(&r#ref), "phoenix", Status::Ok, Body::Json(b"{}"));
     /// let mut out = Vec::new();
     /// Serializer::V2.encode(&reply, &mut out).unwrap();
     /// assert_eq!(out, br#"[null,"4","phoenix","phx_reply",{"response":{},"status":"ok"}]"#);
@@ -131,6 +132,32 @@ impl Serializer {
         match self {
             Serializer::V1 => v1::encode(msg, out),
             Serializer::V2 => v2::encode(msg, out),
+        }
+    }
+
+    /// Checks that a broadcast to `topic` of `event` with `body` can be encoded, without
+    /// encoding it: a broadcast is encoded in the fan-out, once its caller has returned,
+    /// so its caller learns here what it would break. Only a binary frame (2.0.0) has
+    /// limits: header fields of at most 255 bytes. A binary body is no error for 1.0.0,
+    /// whose subscribers just do not get it.
+    ///
+    /// ```
+    /// use fenix_core::protocol::{Body, Serializer};
+    /// use fenix_core::EncodeError;
+    /// // `shout_bin` to room:lobby fits; to a topic of 300 bytes it does not.
+    /// assert_eq!(Serializer::V2.check_broadcast("room:lobby", "bin", Body::Binary(b"\x09")), Ok(()));
+    /// let topic = "room:".repeat(60);
+    /// assert_eq!(
+    ///     Serializer::V2.check_broadcast(&topic, "bin", Body::Binary(b"\x09")),
+    ///     Err(EncodeError::FieldTooLong { field: "topic", size: 300 })
+    /// );
+    /// assert_eq!(Serializer::V2.check_broadcast(&topic, "shout", Body::Json(b"{}")), Ok(()));
+    /// assert_eq!(Serializer::V1.check_broadcast(&topic, "bin", Body::Binary(b"\x09")), Ok(()));
+    /// ```
+    pub fn check_broadcast(self, topic: &str, event: &str, body: Body<'_>) -> Result<(), EncodeError> {
+        match (self, body) {
+            (Serializer::V2, Body::Binary(_)) => binary::check_broadcast(topic, event),
+            _ => Ok(()),
         }
     }
 }

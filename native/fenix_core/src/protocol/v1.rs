@@ -4,25 +4,32 @@ use serde::Deserialize;
 
 use crate::error::{EncodeError, ProtocolError};
 
+use super::client_ref::{write_opt_ref, ClientRef};
 use super::event::{self, Event};
-use super::json::{write_opt_str, write_reply, write_str};
+use super::json::{write_reply, write_str};
 use super::message::{Body, Encoded, Message, Outgoing, Payload};
 
-/// A client message: `{"topic":..,"event":..,"payload":..,"ref":..,"join_ref":..}`.
+/// A client message: `{"topic":..,"event":..,"payload":..,"ref":..,"join_ref":..}`;
+/// `ref` and `join_ref` may be any JSON value (see [`ClientRef`]).
 #[derive(Deserialize)]
 struct Incoming {
     topic: String,
     event: String,
     payload: serde_json::Value,
     #[serde(rename = "ref")]
-    r#ref: Option<String>,
+    r#ref: Option<ClientRef>,
     #[serde(default)]
-    join_ref: Option<String>,
+    join_ref: Option<ClientRef>,
 }
 
 pub(super) fn decode(text: &[u8]) -> Result<Message, ProtocolError> {
-    let msg: Incoming = serde_json::from_slice(text)
-        .map_err(|e| ProtocolError::MalformedMessage(format!("vsn 1.0.0: {e}")))?;
+    let malformed = |detail: &dyn std::fmt::Display| ProtocolError::MalformedMessage(format!("vsn 1.0.0: {detail}"));
+    // A derived struct takes a JSON array too (its fields in order), and with refs of any
+    // value `["1","1","room:lobby","echo",{}]` would pass; Phoenix's 1.0.0 takes objects only.
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(malformed(&"expected a JSON object"));
+    }
+    let msg: Incoming = serde_json::from_slice(text).map_err(|e| malformed(&e))?;
     Ok(Message {
         join_ref: msg.join_ref,
         r#ref: msg.r#ref,
@@ -63,7 +70,7 @@ fn write_object(
     out: &mut Vec<u8>,
     event: &str,
     write_payload: impl FnOnce(&mut Vec<u8>),
-    r#ref: Option<&str>,
+    r#ref: Option<&ClientRef>,
     topic: &str,
 ) {
     out.extend_from_slice(b"{\"event\":");
@@ -71,7 +78,7 @@ fn write_object(
     out.extend_from_slice(b",\"payload\":");
     write_payload(out);
     out.extend_from_slice(b",\"ref\":");
-    write_opt_str(out, r#ref);
+    write_opt_ref(out, r#ref);
     out.extend_from_slice(b",\"topic\":");
     write_str(out, topic);
     out.push(b'}');
@@ -95,8 +102,8 @@ mod tests {
             .unwrap();
         assert_eq!(msg.topic, "room:v1");
         assert_eq!(msg.event, Event::Custom("echo".into()));
-        assert_eq!(msg.r#ref.as_deref(), Some("5"));
-        assert_eq!(msg.join_ref.as_deref(), Some("3"));
+        assert_eq!(msg.r#ref, Some("5".into()));
+        assert_eq!(msg.join_ref, Some("3".into()));
         assert_eq!(msg.payload, Payload::Json(serde_json::json!({"hello": "v1"})));
     }
 
@@ -109,7 +116,14 @@ mod tests {
 
     #[test]
     fn rejects_malformed_messages() {
-        for bad in [&b"not json"[..], b"[]", b"{}", br#"{"topic":1,"event":"e","payload":{},"ref":null}"#] {
+        for bad in [
+            &b"not json"[..],
+            b"[]",
+            b"{}",
+            br#"{"topic":1,"event":"e","payload":{},"ref":null}"#,
+            br#"["1","1","room:lobby","echo",{}]"#,
+            br#" ["t","e",{},"1"]"#,
+        ] {
             assert!(matches!(decode(bad), Err(ProtocolError::MalformedMessage(_))), "{bad:?}");
         }
     }
@@ -119,7 +133,7 @@ mod tests {
     #[test]
     fn encodes_a_reply_without_its_join_ref() {
         assert_eq!(
-            encoded(Outgoing::reply(Some("3"), Some("5"), "room:v1", Status::Ok, Body::Json(br#"{"hello":"v1"}"#))),
+            encoded(Outgoing::reply(Some(&"3".into()), Some(&"5".into()), "room:v1", Status::Ok, Body::Json(br#"{"hello":"v1"}"#))),
             r#"{"event":"phx_reply","payload":{"response":{"hello":"v1"},"status":"ok"},"ref":"5","topic":"room:v1"}"#
         );
     }
@@ -127,7 +141,7 @@ mod tests {
     #[test]
     fn encodes_a_push_with_a_null_ref() {
         assert_eq!(
-            encoded(Outgoing::push(Some("3"), "room:v1", "presence_state", Body::Json(b"{}"))),
+            encoded(Outgoing::push(Some(&"3".into()), "room:v1", "presence_state", Body::Json(b"{}"))),
             r#"{"event":"presence_state","payload":{},"ref":null,"topic":"room:v1"}"#
         );
     }
@@ -144,11 +158,11 @@ mod tests {
     fn encodes_a_channel_end_with_the_join_ref_as_ref() {
         // phx_error carries Phoenix 1.8's payload (CONFORMANCE.md), phx_close `{}`.
         assert_eq!(
-            encoded(Outgoing::channel_ended(Some("10"), "room:v1crash", Event::Error)),
+            encoded(Outgoing::channel_ended(Some(&"10".into()), "room:v1crash", Event::Error)),
             r#"{"event":"phx_error","payload":{"reason":"channel_crash"},"ref":"10","topic":"room:v1crash"}"#
         );
         assert_eq!(
-            encoded(Outgoing::channel_ended(Some("15"), "room:v1stop", Event::Close)),
+            encoded(Outgoing::channel_ended(Some(&"15".into()), "room:v1stop", Event::Close)),
             r#"{"event":"phx_close","payload":{},"ref":"15","topic":"room:v1stop"}"#
         );
     }
@@ -157,13 +171,31 @@ mod tests {
     fn refuses_binary_bodies() {
         let data = Body::Binary(b"\x09\x08\x07");
         for msg in [
-            Outgoing::reply(Some("3"), Some("14"), "room:v1", Status::Ok, data),
-            Outgoing::push(Some("3"), "room:v1", "bin", data),
+            Outgoing::reply(Some(&"3".into()), Some(&"14".into()), "room:v1", Status::Ok, data),
+            Outgoing::push(Some(&"3".into()), "room:v1", "bin", data),
             Outgoing::broadcast("room:v1", "bin", data),
         ] {
             let mut out = Vec::new();
             assert_eq!(encode(&msg, &mut out), Err(EncodeError::BinaryNeedsV2), "{msg:?}");
             assert!(out.is_empty(), "nothing written for {msg:?}");
         }
+    }
+
+    #[test]
+    fn refs_of_any_json_value_round_trip_exactly() {
+        // Python's phxsocket: integer refs from 0, no join_ref.
+        for r#ref in ["0", "41", r#""5""#, "null", "1.5", r#"{"id":[1]}"#] {
+            let text = format!(r#"{{"event":"echo","topic":"room:py","ref":{ref},"payload":{{}}}}"#);
+            let msg = decode(text.as_bytes()).unwrap();
+            assert_eq!(msg.join_ref, None);
+            let reply = Outgoing::reply(msg.join_ref.as_ref(), msg.r#ref.as_ref(), &msg.topic, Status::Ok, Body::Json(b"{}"));
+            assert_eq!(
+                encoded(reply),
+                format!(r#"{{"event":"phx_reply","payload":{{"response":{{}},"status":"ok"}},"ref":{ref},"topic":"room:py"}}"#)
+            );
+        }
+        let msg = decode(br#"{"event":"echo","topic":"t","ref":1,"join_ref":7,"payload":{}}"#).unwrap();
+        let ended = Outgoing::channel_ended(msg.join_ref.as_ref(), "t", Event::Error);
+        assert_eq!(encoded(ended), r#"{"event":"phx_error","payload":{"reason":"channel_crash"},"ref":7,"topic":"t"}"#);
     }
 }

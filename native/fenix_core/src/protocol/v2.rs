@@ -1,13 +1,15 @@
 //! Serializer 2.0.0: text frames `[join_ref, ref, topic, event, payload]`, and binary
-//! frames (written by [`binary`]) for binary payloads.
+//! frames (written by [`binary`]) for binary payloads. `join_ref` and `ref` may be any
+//! JSON value (see [`ClientRef`]).
 
 use serde_json::Value;
 
 use crate::error::{EncodeError, ProtocolError};
 
 use super::binary;
+use super::client_ref::{write_opt_ref, ClientRef};
 use super::event::{self, Event};
-use super::json::{write_opt_str, write_reply, write_str};
+use super::json::{write_reply, write_str};
 use super::message::{Body, Encoded, Message, Outgoing, Payload};
 
 const SHAPE: &str = "vsn 2.0.0: expected [join_ref, ref, topic, event, payload]";
@@ -23,8 +25,8 @@ pub(super) fn decode(text: &[u8]) -> Result<Message, ProtocolError> {
         return Err(malformed("too few elements".into()));
     };
     Ok(Message {
-        join_ref: optional_string(join_ref).ok_or_else(|| malformed("join_ref".into()))?,
-        r#ref: optional_string(r#ref).ok_or_else(|| malformed("ref".into()))?,
+        join_ref: ClientRef::from_value(join_ref),
+        r#ref: ClientRef::from_value(r#ref),
         topic: string(topic).ok_or_else(|| malformed("topic".into()))?,
         event: Event::from_wire(string(event).ok_or_else(|| malformed("event".into()))?),
         payload: Payload::Json(payload),
@@ -34,14 +36,6 @@ pub(super) fn decode(text: &[u8]) -> Result<Message, ProtocolError> {
 fn string(value: Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn optional_string(value: Value) -> Option<Option<String>> {
-    match value {
-        Value::Null => Some(None),
-        Value::String(s) => Some(Some(s)),
         _ => None,
     }
 }
@@ -72,16 +66,16 @@ pub(super) fn encode(msg: &Outgoing<'_>, out: &mut Vec<u8>) -> Result<Encoded, E
 
 fn write_array(
     out: &mut Vec<u8>,
-    join_ref: Option<&str>,
-    r#ref: Option<&str>,
+    join_ref: Option<&ClientRef>,
+    r#ref: Option<&ClientRef>,
     topic: &str,
     event: &str,
     write_payload: impl FnOnce(&mut Vec<u8>),
 ) -> Encoded {
     out.push(b'[');
-    write_opt_str(out, join_ref);
+    write_opt_ref(out, join_ref);
     out.push(b',');
-    write_opt_str(out, r#ref);
+    write_opt_ref(out, r#ref);
     out.push(b',');
     write_str(out, topic);
     out.push(b',');
@@ -106,7 +100,7 @@ mod tests {
     #[test]
     fn decodes_the_frames_of_the_phoenix_client() {
         let msg = decode(br#"[null,"4","phoenix","heartbeat",{}]"#).unwrap();
-        assert_eq!((msg.join_ref, msg.r#ref.as_deref(), msg.event), (None, Some("4"), Event::Heartbeat));
+        assert_eq!((msg.join_ref, msg.r#ref, msg.event), (None, Some("4".into()), Event::Heartbeat));
         let msg = decode(br#"["3","5","room:lobby","echo",{"hello":"world","n":1}]"#).unwrap();
         assert_eq!(msg.topic, "room:lobby");
         assert_eq!(msg.payload, Payload::Json(serde_json::json!({"hello": "world", "n": 1})));
@@ -125,8 +119,6 @@ mod tests {
             b"{}",
             b"[]",
             br#"["1","1","t","e"]"#,
-            br#"[1,"1","t","e",{}]"#,
-            br#"["1",2,"t","e",{}]"#,
             br#"["1","1",null,"e",{}]"#,
             br#"["1","1","t",{},{}]"#,
         ] {
@@ -140,8 +132,8 @@ mod tests {
     fn encodes_a_reply() {
         assert_eq!(
             encoded(Outgoing::reply(
-                Some("3"),
-                Some("3"),
+                Some(&"3".into()),
+                Some(&"3".into()),
                 "room:lobby",
                 Status::Ok,
                 Body::Json(br#"{"joined":"room:lobby","user_id":"u1"}"#)
@@ -151,7 +143,7 @@ mod tests {
         assert_eq!(
             encoded(Outgoing::reply(
                 None,
-                Some("5"),
+                Some(&"5".into()),
                 "room:never",
                 Status::Error,
                 Body::Json(br#"{"reason":"unmatched topic"}"#)
@@ -163,7 +155,7 @@ mod tests {
     #[test]
     fn encodes_a_push() {
         assert_eq!(
-            encoded(Outgoing::push(Some("3"), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#))),
+            encoded(Outgoing::push(Some(&"3".into()), "room:lobby", "pushed", Body::Json(br#"{"only":"me"}"#))),
             r#"["3",null,"room:lobby","pushed",{"only":"me"}]"#
         );
     }
@@ -180,11 +172,11 @@ mod tests {
     fn encodes_a_channel_end_with_the_join_ref_in_both_slots() {
         // phx_error carries Phoenix 1.8's payload (CONFORMANCE.md), phx_close `{}`.
         assert_eq!(
-            encoded(Outgoing::channel_ended(Some("18"), "room:crashy", Event::Error)),
+            encoded(Outgoing::channel_ended(Some(&"18".into()), "room:crashy", Event::Error)),
             r#"["18","18","room:crashy","phx_error",{"reason":"channel_crash"}]"#
         );
         assert_eq!(
-            encoded(Outgoing::channel_ended(Some("1"), "room:dup", Event::Close)),
+            encoded(Outgoing::channel_ended(Some(&"1".into()), "room:dup", Event::Close)),
             r#"["1","1","room:dup","phx_close",{}]"#
         );
     }
@@ -192,11 +184,12 @@ mod tests {
     #[test]
     fn sends_binary_bodies_as_binary_frames() {
         let mut out = Vec::new();
-        let reply = Outgoing::reply(Some("3"), Some("14"), "room:lobby", Status::Ok, Body::Binary(b"\xfe\xff"));
+        let (join_ref, r#ref) = (ClientRef::from("3"), ClientRef::from("14"));
+        let reply = Outgoing::reply(Some(&join_ref), Some(&r#ref), "room:lobby", Status::Ok, Body::Binary(b"\xfe\xff"));
         assert_eq!(encode(&reply, &mut out), Ok(Encoded::Binary));
         assert_eq!(out, b"\x01\x01\x02\x0a\x02314room:lobbyok\xfe\xff");
         out.clear();
-        let push = Outgoing::push(Some("3"), "room:lobby", "bin", Body::Binary(b"\xfe\xff"));
+        let push = Outgoing::push(Some(&join_ref), "room:lobby", "bin", Body::Binary(b"\xfe\xff"));
         assert_eq!(encode(&push, &mut out), Ok(Encoded::Binary));
         assert_eq!(out, b"\x00\x01\x0a\x033room:lobbybin\xfe\xff");
         out.clear();
@@ -221,9 +214,45 @@ mod tests {
         let msg = decode(text).unwrap();
         let Payload::Json(payload) = &msg.payload else { panic!("a text frame has a JSON payload") };
         let body = serde_json::to_vec(payload).unwrap();
-        let push = Outgoing::push(msg.join_ref.as_deref(), &msg.topic, msg.event.as_str(), Body::Json(&body));
+        let push = Outgoing::push(msg.join_ref.as_ref(), &msg.topic, msg.event.as_str(), Body::Json(&body));
         let mut bytes = Vec::new();
         encode(&push, &mut bytes).unwrap();
         assert_eq!(decode(&bytes).unwrap(), msg);
+    }
+
+    #[test]
+    fn refs_of_any_json_value_round_trip_exactly() {
+        // join_ref and ref as the client sent them, and the reply that must carry them back.
+        for (join_ref, r#ref) in [
+            (r#""3""#, r#""5""#),
+            ("3", "5"),
+            ("null", "0"),
+            ("null", "null"),
+            ("-1", "18446744073709551615"),
+            ("2.5", "true"),
+            (r#""ü\"\\""#, r#"[1,"a",null]"#),
+            (r#"{"a":{"b":[]}}"#, r#""""#),
+        ] {
+            let text = format!(r#"[{join_ref},{ref},"room:lobby","echo",{{}}]"#);
+            let msg = decode(text.as_bytes()).unwrap();
+            let reply = Outgoing::reply(msg.join_ref.as_ref(), msg.r#ref.as_ref(), &msg.topic, Status::Ok, Body::Json(b"{}"));
+            assert_eq!(
+                encoded(reply),
+                format!(r#"[{join_ref},{ref},"room:lobby","phx_reply",{{"response":{{}},"status":"ok"}}]"#),
+                "{text}"
+            );
+            let ended = Outgoing::channel_ended(msg.join_ref.as_ref(), &msg.topic, Event::Close);
+            assert_eq!(encoded(ended), format!(r#"[{join_ref},{join_ref},"room:lobby","phx_close",{{}}]"#));
+        }
+    }
+
+    #[test]
+    fn refs_are_kept_as_values_in_canonical_form() {
+        // Spacing, key order and escapes are not part of a value: the echo is the value's
+        // canonical JSON, as Jason re-encodes what it decoded.
+        let msg = decode(br#"[ { "b" : 1, "a" : 2 } , "\u0035" ,"t","e",{}]"#).unwrap();
+        let reply = Outgoing::reply(msg.join_ref.as_ref(), msg.r#ref.as_ref(), "t", Status::Ok, Body::Json(b"{}"));
+        assert_eq!(encoded(reply), r#"[{"a":2,"b":1},"5","t","phx_reply",{"response":{},"status":"ok"}]"#);
+        assert_eq!(msg.r#ref, Some("5".into()));
     }
 }

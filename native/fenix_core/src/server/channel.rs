@@ -12,14 +12,14 @@ use std::sync::Arc;
 use super::conn::Conn;
 use super::outbound::{Pace, Sender};
 use crate::error::Result;
-use crate::protocol::{Body, Event, Outgoing, Status};
+use crate::protocol::{Body, ClientRef, Event, Outgoing, Status};
 
 /// A joined channel of a connection.
 #[derive(Debug)]
 pub struct Channel {
     conn: Arc<Conn>,
     topic: String,
-    join_ref: Option<String>,
+    join_ref: Option<ClientRef>,
     /// Client messages handed to the channel and not handled yet, in one word (every
     /// joined channel has one): [`ENDED`], then the count ([`MESSAGE`] each), then the
     /// bytes ([`BYTES`]). The connection's credit bounds both far below their fields.
@@ -34,7 +34,7 @@ const MESSAGE: u64 = 1 << 40;
 const BYTES: u64 = MESSAGE - 1;
 
 impl Channel {
-    pub(crate) fn new(conn: Arc<Conn>, topic: String, join_ref: Option<String>) -> Channel {
+    pub(crate) fn new(conn: Arc<Conn>, topic: String, join_ref: Option<ClientRef>) -> Channel {
         Channel { conn, topic, join_ref, unhandled: AtomicU64::new(0) }
     }
 
@@ -49,12 +49,12 @@ impl Channel {
     }
 
     /// The join's `join_ref`, which every message of the channel carries.
-    pub fn join_ref(&self) -> Option<&str> {
-        self.join_ref.as_deref()
+    pub fn join_ref(&self) -> Option<&ClientRef> {
+        self.join_ref.as_ref()
     }
 
     /// Replies to the client message `ref`, after everything `sender` sent before.
-    pub fn reply(&self, sender: Sender<'_>, r#ref: Option<&str>, status: Status<'_>, body: Body<'_>) -> Result<Pace> {
+    pub fn reply(&self, sender: Sender<'_>, r#ref: Option<&ClientRef>, status: Status<'_>, body: Body<'_>) -> Result<Pace> {
         self.conn.send_app(sender, &Outgoing::reply(self.join_ref(), r#ref, &self.topic, status, body))
     }
 

@@ -4,18 +4,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::tls::HttpsConfig;
+
 /// The server's options.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address to listen on. Default `127.0.0.1:4000`.
-    pub addr: SocketAddr,
+    /// Address of the plain HTTP listener. Default `127.0.0.1:4000`; `None`: no plain
+    /// listener (HTTPS only).
+    pub addr: Option<SocketAddr>,
+    /// The HTTPS listener, serving the same sockets. Default none.
+    pub https: Option<HttpsConfig>,
     /// The sockets, by path.
     pub sockets: Vec<SocketConfig>,
     /// A directory served at `/` for GET requests no socket matches. Default none.
     pub static_dir: Option<PathBuf>,
     /// How long a TCP connection may take to send its whole request head (request line
-    /// and headers); one that sends nothing, or stops half-way, is answered 408 and
-    /// closed. Default 10 s: a head is one packet or a few, and a connection that never
+    /// and headers), its TLS handshake included on the HTTPS listener; one that sends
+    /// nothing, or stops half-way, is answered 408 and closed (a handshake not finished
+    /// in time is closed). Default 10 s: a head is one packet or a few, and a connection that never
     /// finishes it otherwise holds a task and a descriptor for as long as it likes.
     pub head_timeout: Duration,
     /// The most connections the server holds; an upgrade beyond it is answered 503.
@@ -33,7 +39,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            addr: Some(SocketAddr::from(([127, 0, 0, 1], 4000))),
+            https: None,
             sockets: Vec::new(),
             static_dir: None,
             head_timeout: Duration::from_secs(10),
@@ -82,6 +89,14 @@ pub struct SocketConfig {
     /// ever. Default 10 s: a 1 MiB frame (the default `max_frame_size`) needs about
     /// 100 KiB/s; raise it for big frames over slow links.
     pub frame_timeout: Duration,
+    /// How long the client's socket may take nothing while there is something to write
+    /// to it; a client that stays that far behind (it does not read, or its network is
+    /// gone) is dropped without a close frame (one could not be written), logged and
+    /// counted. A client that falls behind by more than `outbox_capacity` frames or
+    /// `outbox_capacity_bytes` is dropped at once. Default 30 s: a phone that loses its
+    /// network for a moment catches up, a dead peer does not hold its queue for ever
+    /// (without this, one that still sends heartbeats but never reads would).
+    pub slow_reader_timeout: Duration,
     /// The most messages a second a client may send (heartbeats and joins included),
     /// with a burst of as many; beyond it the connection is closed (1008). Default
     /// none: the inbound credit (`max_unhandled_messages`) already makes a flood cost
@@ -134,6 +149,7 @@ impl SocketConfig {
             max_unhandled_bytes: 1 << 20,
             connect_timeout: Duration::from_secs(10),
             frame_timeout: Duration::from_secs(10),
+            slow_reader_timeout: Duration::from_secs(30),
             max_messages_per_second: None,
             max_joins_per_second: 1_000,
             longpoll: None,

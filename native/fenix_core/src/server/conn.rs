@@ -32,7 +32,7 @@ use crate::error::{CapacityError, Error, Result};
 use super::handler::JoinRequest;
 use crate::registry::Subscriber;
 use crate::sink::{ChannelEvent, ClosedReason, Sink};
-use crate::protocol::{Body, Event, Message, Outgoing, Serializer, Status};
+use crate::protocol::{Body, ClientRef, Event, Message, Outgoing, Serializer, Status};
 use crate::websocket::{frame, CloseCode};
 
 /// A connection.
@@ -73,7 +73,7 @@ struct Member {
 }
 
 impl JoinedChannel for Member {
-    fn join_ref(&self) -> Option<&str> {
+    fn join_ref(&self) -> Option<&ClientRef> {
         self.channel.join_ref()
     }
 }
@@ -156,6 +156,7 @@ impl Conn {
     /// Handles a message read from the client, `size` bytes on the wire. An error
     /// means the client broke a limit and the connection must be closed.
     pub fn handle_message(self: &Arc<Self>, msg: Message, size: usize) -> Result<(), CapacityError> {
+        crate::fault::inject(msg.event.as_str());
         let mut state = self.lock();
         if state.finalized {
             return Ok(());
@@ -253,18 +254,18 @@ impl Conn {
             return Err(JoinError::Closed);
         }
         let (topic, join_ref) = (request.topic, request.join_ref);
-        let channel = Arc::new(Channel::new(Arc::clone(self), topic.to_owned(), join_ref.map(str::to_owned)));
+        let channel = Arc::new(Channel::new(Arc::clone(self), topic.to_owned(), join_ref.cloned()));
         let sink = make_sink(&channel);
         let member = Member { channel: Arc::clone(&channel), sink: Arc::clone(&sink) };
         let Answered { replaced, held } = state.channels.on_joined(topic, join_ref, member)?;
-        let ok = Reply { join_ref: join_ref.map(str::to_owned), r#ref: request.r#ref.map(str::to_owned), topic: topic.to_owned(), status: Status::Ok, body: &[] };
+        let ok = Reply { join_ref: join_ref.cloned(), r#ref: request.r#ref.cloned(), topic: topic.to_owned(), status: Status::Ok, body: &[] };
         let mut pace = self.send_reply_body(Via::App(sender), &ok, response);
         pace = pace.max(self.send_replaced_close(sender, topic, replaced));
         // Intercepted events reach the channel from now on; frames only after the reply,
         // so that no broadcast overtakes it.
         let intercepts = self.shared.registry.intern_intercepts(intercepts);
         self.shared.registry.join(topic, self.id, sink, intercepts);
-        let subscribe = Op::Subscribe { conn: Arc::clone(self), topic: topic.to_owned(), join_ref: join_ref.map(str::to_owned) };
+        let subscribe = Op::Subscribe { conn: Arc::clone(self), topic: topic.to_owned(), join_ref: join_ref.cloned() };
         match self.shared.outbound.submit(sender, subscribe, true) {
             Submitted::RunNow(_) => self.shared.registry.activate(topic, self),
             Submitted::Queued(p) => pace = pace.max(p),
@@ -290,7 +291,7 @@ impl Conn {
         self: &Arc<Self>,
         sender: Sender<'_>,
         request: &JoinRef<'_>,
-        reply_join_ref: Option<&str>,
+        reply_join_ref: Option<&ClientRef>,
         response: &[u8],
     ) -> Result<Pace, JoinError> {
         let mut state = self.lock();
@@ -299,8 +300,8 @@ impl Conn {
         }
         let Answered { replaced, held } = state.channels.on_join_failed(request.topic, request.join_ref)?;
         let error = Reply {
-            join_ref: reply_join_ref.map(str::to_owned),
-            r#ref: request.r#ref.map(str::to_owned),
+            join_ref: reply_join_ref.cloned(),
+            r#ref: request.r#ref.cloned(),
             topic: request.topic.to_owned(),
             status: Status::Error,
             body: &[],
@@ -313,15 +314,15 @@ impl Conn {
         Ok(pace.max(replayed))
     }
 
-    fn send_replaced_close(self: &Arc<Self>, sender: Sender<'_>, topic: &str, replaced: Option<Option<String>>) -> Pace {
+    fn send_replaced_close(self: &Arc<Self>, sender: Sender<'_>, topic: &str, replaced: Option<Option<ClientRef>>) -> Pace {
         let Some(old_join_ref) = replaced else { return Pace::Go };
-        let close = Outgoing::channel_ended(old_join_ref.as_deref(), topic, Event::Close);
+        let close = Outgoing::channel_ended(old_join_ref.as_ref(), topic, Event::Close);
         self.send_app(sender, &close).unwrap_or(Pace::Go)
     }
 
     /// Ends the channel `join_ref` on `topic` with `phx_close` or `phx_error`, after
     /// what `sender` sent before. Returns false when it was not (or no longer) joined.
-    pub(crate) fn end_channel(self: &Arc<Self>, sender: Sender<'_>, topic: &str, join_ref: Option<&str>, event: Event) -> bool {
+    pub(crate) fn end_channel(self: &Arc<Self>, sender: Sender<'_>, topic: &str, join_ref: Option<&ClientRef>, event: Event) -> bool {
         let mut state = self.lock();
         let Some(member) = state.channels.on_channel_ended(topic, join_ref) else { return false };
         self.shared.registry.leave(topic, self.id);
@@ -338,7 +339,7 @@ impl Conn {
 
     /// Sends `reply` with `body` as its response.
     fn send_reply_body(self: &Arc<Self>, via: Via<'_>, reply: &Reply, body: &[u8]) -> Pace {
-        let (join_ref, r#ref) = (reply.join_ref.as_deref(), reply.r#ref.as_deref());
+        let (join_ref, r#ref) = (reply.join_ref.as_ref(), reply.r#ref.as_ref());
         let reply = Outgoing::reply(join_ref, r#ref, &reply.topic, reply.status, Body::Json(body));
         // Closed, or a full outbox: dealt with where it happens.
         let sent = match via {
@@ -370,7 +371,7 @@ impl Conn {
     /// Subscribes the channel that joined `topic` as `join_ref`, unless it has ended
     /// since (left, crashed, replaced, or the connection closed). Under the
     /// connection's lock, so that an ending channel cannot slip in between.
-    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&str>) {
+    pub(crate) fn subscribe_if_joined(self: &Arc<Self>, topic: &str, join_ref: Option<&ClientRef>) {
         let state = self.lock();
         if state.channels.is_joined(topic, join_ref) {
             self.shared.registry.activate(topic, self);
@@ -425,8 +426,18 @@ impl Conn {
 
     /// Drops a client that does not read: nothing more is written.
     pub(crate) fn close_slow_reader(&self) {
+        self.drop_slow_reader("its outbox is full");
+    }
+
+    /// Drops a client whose socket took nothing for the socket's `slow_reader_timeout`.
+    pub(crate) fn close_stalled_reader(&self) {
+        self.drop_slow_reader("its socket took nothing for slow_reader_timeout");
+    }
+
+    fn drop_slow_reader(&self, why: &str) {
         if !self.outbox.is_aborted() {
-            tracing::warn!(conn = self.id, "closing a connection whose client does not read (outbox full)");
+            let total = self.shared.slow_readers.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            tracing::warn!(conn = self.id, slow_readers_dropped = total, "dropping a connection whose client does not read: {why}");
             self.outbox.abort();
         }
     }
@@ -490,7 +501,7 @@ pub struct JoinRef<'a> {
     /// The topic.
     pub topic: &'a str,
     /// The join's `join_ref`.
-    pub join_ref: Option<&'a str>,
+    pub join_ref: Option<&'a ClientRef>,
     /// The join's `ref`.
-    pub r#ref: Option<&'a str>,
+    pub r#ref: Option<&'a ClientRef>,
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Conn;
-use crate::protocol::Payload;
+use crate::protocol::{ClientRef, Payload};
 
 /// What the engine asks of the application. Calls are made on engine threads and
 /// must return quickly: the answer comes back later through [`Conn`] methods.
@@ -37,13 +37,15 @@ pub struct ConnectRequest {
     pub headers: Vec<(String, String)>,
     /// The request path and query, as sent.
     pub uri: String,
+    /// Whether the connection came over TLS (the HTTPS listener).
+    pub secure: bool,
     /// Which transport the client connects with.
-    pub transport: Transport,
+    pub transport: TransportKind,
 }
 
 /// How a client reaches a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub enum TransportKind {
     /// A WebSocket at `<socket path>/websocket`.
     WebSocket,
     /// Long-poll HTTP requests at `<socket path>/longpoll`: the application answers the
@@ -57,9 +59,9 @@ pub struct JoinRequest {
     /// The topic to join.
     pub topic: String,
     /// The join's `join_ref` (also the channel's identity on the wire).
-    pub join_ref: Option<String>,
+    pub join_ref: Option<ClientRef>,
     /// The join's `ref`.
-    pub r#ref: Option<String>,
+    pub r#ref: Option<ClientRef>,
     /// The join payload.
     pub payload: Payload,
     /// The opaque data the application gave to [`Conn::accept`].

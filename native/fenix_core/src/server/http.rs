@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::conn::{Conn, Decision};
 use super::connections::{Connections, Tracked};
-use super::handler::{ConnectRequest, Transport};
+use super::handler::{ConnectRequest, TransportKind};
+use super::transport::Stream;
 use super::{longpoll, session, Shared};
 use crate::protocol::Serializer;
 use crate::websocket::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
@@ -44,13 +45,15 @@ impl Request {
     }
 }
 
-/// Serves one TCP connection: one request, or for long-poll requests (which keep the
-/// connection alive, as their client polls continuously) one after another.
-pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Serves one connection (TCP, or TLS once its handshake is done), whose first request
+/// head must be in by `deadline`: one request, or for long-poll requests (which keep
+/// the connection alive, as their client polls continuously) one after another, each
+/// head within the head timeout of the answer before.
+pub(super) async fn serve(mut stream: impl Stream, peer: SocketAddr, shared: Arc<Shared>, mut deadline: Instant) {
     let mut buffered = Vec::new();
     let mut first = true;
     loop {
-        let head = tokio::time::timeout(shared.config.head_timeout, read_head(&mut stream, std::mem::take(&mut buffered))).await;
+        let head = tokio::time::timeout_at(deadline, read_head(&mut stream, std::mem::take(&mut buffered))).await;
         let (request, leftover) = match head {
             Ok(Ok(Some(parsed))) => parsed,
             Ok(Ok(None)) => return,
@@ -72,6 +75,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
                 Some(rest) => buffered = rest,
                 None => return,
             }
+            deadline = Instant::now() + shared.config.head_timeout;
             continue;
         }
         return match (&shared.config.static_dir, request.method.as_str()) {
@@ -83,8 +87,8 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<S
 
 /// One long-poll request: its body is read (bounded in size and time) and answered;
 /// returns the bytes after it, for the next request, unless the connection closes.
-async fn longpoll_exchange(
-    stream: &mut TcpStream,
+async fn longpoll_exchange<S: Stream>(
+    stream: &mut S,
     peer: SocketAddr,
     request: Request,
     leftover: Vec<u8>,
@@ -108,7 +112,7 @@ async fn longpoll_exchange(
             return None;
         }
     };
-    let answer = longpoll::answer(peer, request, body, socket, shared).await;
+    let answer = longpoll::answer(peer, S::SECURE, request, body, socket, shared).await;
     let keep_alive = keep_alive && answer.status == 200;
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-length: {}\r\n{}{}\r\n",
@@ -118,7 +122,10 @@ async fn longpoll_exchange(
         answer.headers,
         if keep_alive { "" } else { "connection: close\r\n" },
     );
-    let written = stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(&answer.body).await.is_ok();
+    // Flushed: over TLS, the answer may still be in rustls's buffer.
+    let written = stream.write_all(head.as_bytes()).await.is_ok()
+        && stream.write_all(&answer.body).await.is_ok()
+        && stream.flush().await.is_ok();
     if written && keep_alive {
         return Some(rest);
     }
@@ -130,7 +137,7 @@ async fn longpoll_exchange(
 /// most `max` bytes, after the bytes already in `buf`: the body and the bytes after
 /// it, `Ok(None)` if the peer went away, or the status that refuses it (413 too
 /// large, 411 a body of unannounced length, 400 a bad length).
-async fn read_body(stream: &mut TcpStream, request: &Request, mut buf: Vec<u8>, max: usize) -> Result<Option<(Vec<u8>, Vec<u8>)>, u16> {
+async fn read_body(stream: &mut impl Stream, request: &Request, mut buf: Vec<u8>, max: usize) -> Result<Option<(Vec<u8>, Vec<u8>)>, u16> {
     if request.header("transfer-encoding").is_some() {
         return Err(411);
     }
@@ -154,7 +161,7 @@ async fn read_body(stream: &mut TcpStream, request: &Request, mut buf: Vec<u8>, 
 
 /// Reads until the end of the request head, after the bytes already in `buf`.
 /// `Ok(None)`: the peer went away.
-async fn read_head(stream: &mut TcpStream, mut buf: Vec<u8>) -> Result<Option<(Request, Vec<u8>)>, u16> {
+async fn read_head(stream: &mut impl Stream, mut buf: Vec<u8>) -> Result<Option<(Request, Vec<u8>)>, u16> {
     loop {
         if !buf.is_empty() {
             if let Some(parsed) = parse_head(&buf)? {
@@ -197,8 +204,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, Vec<u8>)>, u16> {
     }
 }
 
-async fn upgrade(
-    mut stream: TcpStream,
+async fn upgrade<S: Stream>(
+    mut stream: S,
     peer: SocketAddr,
     request: Request,
     leftover: Vec<u8>,
@@ -225,7 +232,8 @@ async fn upgrade(
     drop(offered);
     let uri = request.uri();
     // The request is handed over whole: a connection keeps none of it.
-    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers, transport: Transport::WebSocket };
+    let connect =
+        ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers, secure: S::SECURE, transport: TransportKind::WebSocket };
     let Connected { conn, tracked, .. } = match ask_connect(&shared, serializer, connect).await {
         Ok(connected) => connected,
         Err(status) => return respond(&mut stream, status, "", b"").await,
@@ -235,14 +243,16 @@ async fn upgrade(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
          sec-websocket-accept: {accept}\r\n{protocol}{CACHE_CONTROL}\r\n"
     );
-    if stream.write_all(head.as_bytes()).await.is_err() {
+    // Flushed: over TLS, the 101 may still be in rustls's buffer, and the
+    // client waits for it before it sends anything.
+    if stream.write_all(head.as_bytes()).await.is_err() || stream.flush().await.is_err() {
         return conn.finalize();
     }
     // A task of its own: the session does not carry the upgrade's state (about
     // 900 bytes) for the connection's whole life.
     tokio::spawn(async move {
         let _tracked = tracked;
-        session::run(stream, conn, leftover).await;
+        session::run(stream.into_session(), conn, leftover).await;
     });
 }
 
@@ -297,7 +307,7 @@ pub(super) async fn ask_connect(shared: &Arc<Shared>, serializer: Serializer, re
 }
 
 /// Answers a request that is not an upgrade the server accepts, saying why in the body.
-async fn refuse_upgrade(stream: &mut TcpStream, peer: SocketAddr, error: HandshakeError) {
+async fn refuse_upgrade(stream: &mut impl Stream, peer: SocketAddr, error: HandshakeError) {
     tracing::debug!(%peer, %error, "WebSocket upgrade refused");
     // A 426 names the versions the server speaks (RFC6455§4.4).
     let extra_headers = match error {
@@ -350,7 +360,7 @@ fn hex(digit: u8) -> Option<u8> {
     char::from(digit).to_digit(16).map(|d| d as u8)
 }
 
-async fn serve_file(stream: &mut TcpStream, dir: &Path, request: &Request) {
+async fn serve_file(stream: &mut impl Stream, dir: &Path, request: &Request) {
     let relative = request.path.trim_start_matches('/');
     let relative = if relative.is_empty() { "index.html" } else { relative };
     let relative = Path::new(relative);
@@ -381,7 +391,7 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 /// Writes a whole response and closes the connection.
-async fn respond(stream: &mut TcpStream, status: u16, extra_headers: &str, body: &[u8]) {
+async fn respond(stream: &mut impl Stream, status: u16, extra_headers: &str, body: &[u8]) {
     let head = format!(
         "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nvary: accept-encoding\r\n{CACHE_CONTROL}{extra_headers}connection: close\r\n\r\n",
         reason(status),

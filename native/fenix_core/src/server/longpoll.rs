@@ -52,7 +52,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::connections::Tracked;
-use super::handler::{ConnectRequest, Transport};
+use super::handler::{ConnectRequest, TransportKind};
 use super::http::{self, Connected, Request};
 use super::outbox::Next;
 use super::rate::Limits;
@@ -193,14 +193,15 @@ impl Drop for Polling<'_> {
     }
 }
 
-/// Answers one request to the long-poll path of socket `socket`.
-pub(super) async fn answer(peer: SocketAddr, request: Request, body: Vec<u8>, socket: usize, shared: &Arc<Shared>) -> Answer {
+/// Answers one request to the long-poll path of socket `socket`, from `peer` (over TLS
+/// when `secure`).
+pub(super) async fn answer(peer: SocketAddr, secure: bool, request: Request, body: Vec<u8>, socket: usize, shared: &Arc<Shared>) -> Answer {
     let session = || find(&request, socket, shared);
     match request.method.as_str() {
         "OPTIONS" => preflight(&request),
         "GET" => match session() {
             Some(session) => poll(&session, shared).await,
-            None => open(peer, request, socket, shared).await,
+            None => open(peer, secure, request, socket, shared).await,
         },
         "POST" => match session() {
             Some(session) => publish(&session, &request, &body, shared).await,
@@ -236,7 +237,7 @@ fn preflight(request: &Request) -> Answer {
 }
 
 /// Opens a session, as an upgrade opens a WebSocket connection.
-async fn open(peer: SocketAddr, request: Request, socket: usize, shared: &Arc<Shared>) -> Answer {
+async fn open(peer: SocketAddr, secure: bool, request: Request, socket: usize, shared: &Arc<Shared>) -> Answer {
     let params = http::parse_query(&request.query);
     let vsn = params.iter().find(|(k, _)| k == "vsn").map(|(_, v)| v.as_str());
     let Some(serializer) = Serializer::from_vsn(vsn) else {
@@ -245,7 +246,8 @@ async fn open(peer: SocketAddr, request: Request, socket: usize, shared: &Arc<Sh
     };
     let auth_token = request.header(AUTH_TOKEN_HEADER).map(str::to_owned);
     let uri = request.uri();
-    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers, transport: Transport::LongPoll };
+    let headers = request.headers;
+    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers, secure, transport: TransportKind::LongPoll };
     let Connected { conn, tracked, session_token } = match http::ask_connect(shared, serializer, connect).await {
         Ok(connected) => connected,
         // Not JSON: phoenix.js has no case for a 503 status, and retries on a body it

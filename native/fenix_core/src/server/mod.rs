@@ -1,10 +1,11 @@
 //! The tokio server: HTTP/1.1, the WebSocket upgrade, and one session task per connection.
 //!
 //! Data flow: [`listener`] accepts TCP connections and spawns a task per connection;
-//! [`http`] reads the request head and routes it (WebSocket upgrade at
+//! on the HTTPS listener, [`tls`] runs the TLS handshake in that task first; [`http`]
+//! reads the request head and routes it (WebSocket upgrade at
 //! `<socket path>/websocket`, static files, 404). An upgrade asks the application's
 //! [`Handler::connect`](crate::Handler::connect) and waits for its answer, then
-//! [`session`] runs the connection: the reader parses frames and hands messages to the
+//! [`session`] runs the connection (over TCP, or TLS: see [`transport`]): the reader parses frames and hands messages to the
 //! [`Conn`] state machine (while the connection has inbound credit, see [`credit`]), the
 //! writer drains the [`Conn`]'s outbox with vectored writes. What the application sends
 //! goes through [`outbound`]: straight to the outbox, or into the sender's lane behind
@@ -31,6 +32,8 @@ mod presence;
 mod rate;
 mod session;
 mod slots;
+mod tls;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -38,12 +41,15 @@ use std::sync::Arc;
 
 pub use channel::Channel;
 pub use config::{Config, LongPollConfig, SocketConfig};
+pub use tls::{CipherSuite, HttpsConfig, TlsError};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use connections::Drained;
-pub use handler::{ConnectRequest, Handler, JoinRequest, Transport};
+pub use handler::{ConnectRequest, Handler, JoinRequest, TransportKind};
 pub use longpoll::{parse_body, BodyError, Line, MAX_BATCH};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
+
+use tokio_rustls::TlsAcceptor;
 
 use crate::fanout::Broadcast;
 use crate::registry::Registry;
@@ -59,6 +65,8 @@ pub(crate) struct Shared {
     /// `config.sockets`, shared by the connections of each socket.
     pub(crate) sockets: Vec<Arc<SocketConfig>>,
     pub(crate) next_conn_id: AtomicU64,
+    /// How many connections were dropped for not reading (see `SocketConfig::slow_reader_timeout`).
+    pub(crate) slow_readers: AtomicU64,
     pub(crate) connections: connections::Connections,
     pub(crate) sessions: longpoll::Sessions,
 }
@@ -73,34 +81,57 @@ impl std::fmt::Debug for Shared {
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
-    local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
 }
 
 impl Server {
-    /// Binds `config.addr` and starts accepting on `runtime`.
+    /// Binds `config.addr` and `config.https`'s address (one of them at least) and
+    /// starts accepting on `runtime`.
     pub fn start(runtime: &tokio::runtime::Handle, config: Config, handler: Arc<dyn Handler>) -> std::io::Result<Server> {
-        let listener = std::net::TcpListener::bind(config.addr)?;
-        listener.set_nonblocking(true)?;
-        let local_addr = listener.local_addr()?;
+        if config.addr.is_none() && config.https.is_none() {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "neither an HTTP nor an HTTPS listener"));
+        }
+        // Both bound before either accepts: a port in use fails the start as a whole.
+        let http = config.addr.map(bind).transpose()?;
+        let https = config.https.as_ref().map(|https| bind(https.addr).map(|l| (l, TlsAcceptor::from(Arc::clone(&https.tls))))).transpose()?;
+        let http_addr = http.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
+        let https_addr = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
         let sockets = config.sockets.iter().cloned().map(Arc::new).collect();
         let outbound = outbound::Outbound::default();
         let (registry, socket_ids) = (Registry::default(), SocketIds::default());
         let connections = connections::Connections::new();
         let next_conn_id = AtomicU64::new(1);
         let sessions = longpoll::Sessions::default();
-        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, connections, sessions });
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
-        };
-        runtime.spawn(listener::run(listener, Arc::clone(&shared)));
+        let shared = Arc::new(Shared {
+            registry,
+            socket_ids,
+            outbound,
+            handler,
+            config,
+            sockets,
+            next_conn_id,
+            slow_readers: AtomicU64::new(0),
+            connections,
+            sessions,
+        });
+        let _guard = runtime.enter();
+        let listeners = http.map(|l| (l, Scheme::Http)).into_iter().chain(https.map(|(l, acceptor)| (l, Scheme::Https(acceptor))));
+        for (listener, scheme) in listeners {
+            runtime.spawn(listener::run(tokio::net::TcpListener::from_std(listener)?, scheme, Arc::clone(&shared)));
+        }
         runtime.spawn(outbound::run(Arc::clone(&shared)));
-        Ok(Server { shared, local_addr })
+        Ok(Server { shared, http_addr, https_addr })
     }
 
-    /// The address the server listens on.
+    /// The address of the plain HTTP listener, or of the HTTPS one when there is no plain one.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.http_addr.or(self.https_addr).expect("a server has a listener at least")
+    }
+
+    /// The address of the HTTPS listener, if there is one.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// The topic registry (who is a member of which topic).
@@ -120,7 +151,9 @@ impl Server {
     /// now, in the caller, for the application to hand them the payload itself; when
     /// more than `max_interceptors` would be, nothing is done and
     /// [`Broadcasted::TooManyInterceptors`] says how many (Fenix then repeats the call
-    /// on a dirty scheduler).
+    /// on a dirty scheduler). A message that a subscriber's serializer could not carry
+    /// (a binary body with a topic or event over 255 bytes) is an error, and nothing is
+    /// done: the fan-out encodes it later, when the caller could no longer be told.
     pub fn broadcast(
         &self,
         sender: Sender<'_>,
@@ -128,11 +161,12 @@ impl Server {
         topic: &str,
         max_interceptors: usize,
         intercept: impl FnMut(&crate::Sink),
-    ) -> Broadcasted {
+    ) -> Result<Broadcasted, crate::EncodeError> {
+        crate::protocol::Serializer::V2.check_broadcast(topic, message.event, message.body)?;
         let registry = &self.shared.registry;
         let interceptors = registry.interceptor_count(topic, message.event);
         if interceptors > max_interceptors {
-            return Broadcasted::TooManyInterceptors(interceptors);
+            return Ok(Broadcasted::TooManyInterceptors(interceptors));
         }
         if interceptors > 0 {
             // Handed to the caller once the registry is unlocked again.
@@ -145,13 +179,13 @@ impl Server {
             crate::protocol::Body::Binary(data) => (bytes::Bytes::copy_from_slice(data), true),
         };
         let op = outbound::Op::Broadcast { topic: topic.to_owned(), event: message.event.to_owned(), body, binary, exclude: message.exclude };
-        match self.shared.outbound.submit(sender, op, false) {
+        Ok(match self.shared.outbound.submit(sender, op, false) {
             outbound::Submitted::Queued(pace) => Broadcasted::Queued(pace),
             outbound::Submitted::RunNow(op) => {
                 outbound::carry_out_one(op, &self.shared);
                 Broadcasted::Queued(Pace::Go)
             }
-        }
+        })
     }
 
     /// Starts a presence hub (one per presence module): every `tick`, each changed
@@ -175,6 +209,11 @@ impl Server {
         self.shared.connections.drain(path, batch)
     }
 
+    /// How many connections were dropped so far because their clients did not read.
+    pub fn slow_readers_dropped(&self) -> u64 {
+        self.shared.slow_readers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many senders have sends waiting or being carried out.
     pub fn busy_senders(&self) -> usize {
         self.shared.outbound.lane_count()
@@ -189,7 +228,7 @@ impl Server {
     pub fn stop(&self) {
         let closed = self.shared.connections.stop();
         if closed > 0 {
-            tracing::info!(addr = %self.local_addr, connections = closed, "server stopped: connections closed with 1012");
+            tracing::info!(addr = %self.local_addr(), connections = closed, "server stopped: connections closed with 1012");
         }
     }
 }
@@ -203,11 +242,20 @@ impl WeakServer {
     pub fn with_registry<R>(&self, f: impl FnOnce(&Registry<Conn>) -> R) -> Option<R> {
         self.0.upgrade().map(|shared| f(&shared.registry))
     }
+}
 
-    /// Whether both name the same server.
-    pub fn same(&self, other: &WeakServer) -> bool {
-        self.0.ptr_eq(&other.0)
-    }
+/// A listening socket, bound and non-blocking for tokio.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// What a listener's connections speak.
+pub(crate) enum Scheme {
+    Http,
+    /// TLS first: the handshake runs in the connection's task.
+    Https(TlsAcceptor),
 }
 
 /// What [`Server::broadcast`] did.

@@ -32,6 +32,7 @@
 //! fairness over real connections).
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -42,7 +43,7 @@ use tokio::sync::Notify;
 use super::conn::Conn;
 use super::Shared;
 use crate::fanout::{fan_out, Broadcast};
-use crate::protocol::Body;
+use crate::protocol::{Body, ClientRef};
 use crate::registry::Target;
 use crate::socket_ids::DISCONNECT_EVENT;
 use crate::websocket::CloseCode;
@@ -90,7 +91,7 @@ pub(crate) enum Op {
     /// Queue a frame to one connection.
     Send { conn: Arc<Conn>, frame: Bytes },
     /// Make a channel that just joined a fan-out target, unless it has ended meanwhile.
-    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<String> },
+    Subscribe { conn: Arc<Conn>, topic: String, join_ref: Option<ClientRef> },
     /// Fan a broadcast out to a topic's subscribers.
     Broadcast { topic: String, event: String, body: Bytes, binary: bool, exclude: Option<u64> },
 }
@@ -267,7 +268,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     loop {
         let lane = shared.outbound.next_lane().await;
         shared.outbound.take_turn(&lane, &mut batch);
-        frames += carry_out(&mut batch, &mut targets, &shared);
+        // A bug that panics costs this turn's operations, not the worker that serves
+        // every sender (the panic itself is reported by the panic hook).
+        let carried = std::panic::catch_unwind(AssertUnwindSafe(|| carry_out(&mut batch, &mut targets, &shared)));
+        frames += carried.unwrap_or_else(|_| {
+            tracing::error!("the engine's outbound worker panicked: one sender's turn of sends is lost, the others go on");
+            batch.clear();
+            targets.clear();
+            0
+        });
         shared.outbound.end_turn(lane);
         if frames >= FRAMES_PER_TURN {
             frames = 0;
@@ -283,7 +292,7 @@ pub(crate) fn carry_out_one(op: Op, shared: &Shared) -> usize {
         // A closed or full outbox was already dealt with by Conn::send.
         Op::Send { conn, frame } => usize::from(conn.send(frame).is_ok()),
         Op::Subscribe { conn, topic, join_ref } => {
-            conn.subscribe_if_joined(&topic, join_ref.as_deref());
+            conn.subscribe_if_joined(&topic, join_ref.as_ref());
             0
         }
         // Only the worker groups broadcasts; a lone one is a group of one.
@@ -318,6 +327,7 @@ fn carry_out(batch: &mut Vec<Op>, targets: &mut Vec<Target<Conn>>, shared: &Shar
                         exclude: *exclude,
                     })
                     .collect();
+                messages.iter().for_each(|m| crate::fault::inject(m.event));
                 if messages.iter().any(|m| m.event == DISCONNECT_EVENT) {
                     shared.socket_ids.connections(&topic).iter().for_each(|conn| conn.close(CloseCode::GoingAway, ""));
                 }

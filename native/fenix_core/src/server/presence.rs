@@ -28,6 +28,7 @@
 //! The hub's tick task holds it weakly: dropping the last handle stops it.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Wake, Waker};
@@ -244,35 +245,44 @@ impl PresenceHub {
         }
         let topics = std::mem::take(&mut *lock(&self.dirty));
         for topic in topics {
-            let diff = match self.topics.get_mut(&topic) {
-                Some(mut presence) => presence.take_diff(),
-                None => None,
-            };
-            // A topic nobody tracks on any more goes, once its last diff is out.
-            self.topics.remove_if(&topic, |_, presence| presence.is_empty());
-            let Some(diff) = diff else { continue };
-            if let Some(handler) = &self.route.handler {
-                handler(&topic, &diff);
+            // A bug that panics costs this topic's diff, not the hub's other topics.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| self.tick_topic(topic))).is_err() {
+                tracing::error!("a presence tick panicked: one topic's diff is lost, the others go on");
             }
-            if !self.route.broadcast {
-                continue;
-            }
-            if let Some(on_broadcast) = &self.route.on_broadcast {
-                let mut sinks = Vec::new();
-                self.shared.registry.interceptors(&topic, PRESENCE_DIFF, None, &mut sinks);
-                on_broadcast(&topic, &diff, &sinks);
-            }
-            let body = Bytes::from(diff.encode());
-            let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body, binary: false, exclude: None };
-            // Called under the lane's lock when it is full, so before the worker can wake it.
-            let waker = || {
-                self.backlog.0.store(true, Ordering::SeqCst);
-                Waker::from(Arc::clone(&self.backlog))
-            };
-            let sender = Sender { id: self.sender, waker: &waker };
-            if let Submitted::RunNow(op) = self.shared.outbound.submit(sender, op, false) {
-                super::outbound::carry_out_one(op, &self.shared);
-            }
+        }
+    }
+
+    /// One topic's part of a tick: its diff, where the route says.
+    fn tick_topic(&self, topic: String) {
+        crate::fault::inject(&topic);
+        let diff = match self.topics.get_mut(&topic) {
+            Some(mut presence) => presence.take_diff(),
+            None => None,
+        };
+        // A topic nobody tracks on any more goes, once its last diff is out.
+        self.topics.remove_if(&topic, |_, presence| presence.is_empty());
+        let Some(diff) = diff else { return };
+        if let Some(handler) = &self.route.handler {
+            handler(&topic, &diff);
+        }
+        if !self.route.broadcast {
+            return;
+        }
+        if let Some(on_broadcast) = &self.route.on_broadcast {
+            let mut sinks = Vec::new();
+            self.shared.registry.interceptors(&topic, PRESENCE_DIFF, None, &mut sinks);
+            on_broadcast(&topic, &diff, &sinks);
+        }
+        let body = Bytes::from(diff.encode());
+        let op = Op::Broadcast { topic, event: PRESENCE_DIFF.to_owned(), body, binary: false, exclude: None };
+        // Called under the lane's lock when it is full, so before the worker can wake it.
+        let waker = || {
+            self.backlog.0.store(true, Ordering::SeqCst);
+            Waker::from(Arc::clone(&self.backlog))
+        };
+        let sender = Sender { id: self.sender, waker: &waker };
+        if let Submitted::RunNow(op) = self.shared.outbound.submit(sender, op, false) {
+            super::outbound::carry_out_one(op, &self.shared);
         }
     }
 }

@@ -14,7 +14,8 @@
 //! (`rate.rs`): beyond either, 1008.
 //!
 //! The writer takes every frame queued in the outbox and writes them with one
-//! vectored write.
+//! vectored write. The session is generic over its [`Transport`]: plain TCP, or TLS
+//! (`transport.rs`), whose writes are flushed before the writer waits for more.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
@@ -22,13 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
 use super::rate::Limits;
+use super::transport::Transport;
 use crate::error::{CapacityError, Error, ProtocolError};
 use crate::websocket::frame::{self, Opcode};
 use crate::websocket::{CloseCode, Frame, Reader};
@@ -61,7 +61,7 @@ enum ReadEnd {
     Gone,
 }
 
-pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8>) {
+pub(super) async fn run(mut stream: impl Transport, conn: Arc<Conn>, leftover: Vec<u8>) {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
     let finalize = Finalize(&conn);
     {
@@ -79,7 +79,7 @@ pub(super) async fn run(mut stream: TcpStream, conn: Arc<Conn>, leftover: Vec<u8
         }
     }
     drop(finalize);
-    let _ = stream.shutdown().await;
+    stream.shutdown().await;
 }
 
 struct Finalize<'a>(&'a Conn);
@@ -90,14 +90,22 @@ impl Drop for Finalize<'_> {
     }
 }
 
-async fn write_loop(stream: &TcpStream, conn: &Conn) {
+async fn write_loop(stream: &impl Transport, conn: &Conn) {
     let mut batch = Vec::new();
     loop {
         match conn.outbox.next(&mut batch).await {
             Next::Write => {
-                if let Err(error) = write_all(stream, &batch, conn).await {
-                    tracing::debug!(conn = conn.id(), %error, "write failed");
-                    conn.outbox.abort();
+                let written = match write_all(stream, &batch, conn).await {
+                    Ok(()) => flush(stream, conn).await,
+                    failed => failed,
+                };
+                if let Err(error) = written {
+                    if error.kind() == io::ErrorKind::TimedOut {
+                        conn.close_stalled_reader();
+                    } else {
+                        tracing::debug!(conn = conn.id(), %error, "write failed");
+                        conn.outbox.abort();
+                    }
                     return;
                 }
                 batch.clear();
@@ -107,7 +115,7 @@ async fn write_loop(stream: &TcpStream, conn: &Conn) {
     }
 }
 
-async fn write_all(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
+async fn write_all(stream: &impl Transport, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
     let total: usize = frames.iter().map(Bytes::len).sum();
     if frames.len() == 1 || total > COALESCE_LIMIT {
         return write_vectored(stream, frames, conn).await;
@@ -131,7 +139,30 @@ async fn write_all(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Res
     }
 }
 
-async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
+/// Waits until what the transport took is on the wire: at once on TCP; TLS may hold
+/// records the socket did not take yet, which nothing else would send while the
+/// outbox is empty.
+async fn flush(stream: &impl Transport, conn: &Conn) -> io::Result<()> {
+    while !stream.try_flush()? {
+        writable(stream, conn).await?;
+    }
+    Ok(())
+}
+
+/// Waits until the socket takes more: `TimedOut` when it took nothing for the
+/// socket's `slow_reader_timeout` (only waits pay for the timer: a socket that takes
+/// what it is given never waits).
+async fn writable(stream: &impl Transport, conn: &Conn) -> io::Result<()> {
+    tokio::select! {
+        ready = tokio::time::timeout(conn.config().slow_reader_timeout, stream.writable()) => match ready {
+            Ok(ready) => ready,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        },
+        () = conn.outbox.aborted() => Err(io::ErrorKind::ConnectionAborted.into()),
+    }
+}
+
+async fn write_vectored(stream: &impl Transport, frames: &[Bytes], conn: &Conn) -> io::Result<()> {
     let (mut index, mut offset) = (0, 0);
     while index < frames.len() {
         let written = {
@@ -140,13 +171,13 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
                 .take(MAX_IOVECS)
                 .map(IoSlice::new)
                 .collect();
-            tokio::select! {
-                ready = stream.writable() => ready?,
-                () = conn.outbox.aborted() => return Err(io::ErrorKind::ConnectionAborted.into()),
-            }
+            // Tried first: the socket usually takes it, and then nothing waits.
             match stream.try_write_vectored(&slices) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    writable(stream, conn).await?;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         };
@@ -167,7 +198,7 @@ async fn write_vectored(stream: &TcpStream, frames: &[Bytes], conn: &Conn) -> io
     Ok(())
 }
 
-async fn read_loop(stream: &TcpStream, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
+async fn read_loop(stream: &impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>) -> ReadEnd {
     let config = conn.config();
     let (timeout, frame_timeout) = (config.timeout, config.frame_timeout);
     // One timer per connection, moved only when it fires: a read just notes the time,

@@ -16,7 +16,9 @@
 //!   held message: the first join gets its answer, then the second replaces it, as in
 //!   Phoenix, whose socket answers joins one at a time;
 //! - a message carrying another `join_ref` than the topic's current one is dropped; a
-//!   null `join_ref` is accepted;
+//!   null `join_ref` is accepted, and so is any on a channel joined without one (as
+//!   Phoenix does "to handle v1 protocol"). Refs are compared as JSON values: `1` is
+//!   not `"1"` (see [`ClientRef`]);
 //! - a message for a topic not joined gets `unmatched topic`; a `phx_leave` gets `ok`;
 //! - heartbeats on topic `phoenix` are answered `ok` at once.
 //!
@@ -26,7 +28,7 @@
 //! joined, or (a held `phx_join`) replace the channel.
 
 use crate::error::CapacityError;
-use crate::protocol::{Event, Message, Status, HEARTBEAT_TOPIC};
+use crate::protocol::{ClientRef, Event, Message, Status, HEARTBEAT_TOPIC};
 
 use super::conn::JoinError;
 
@@ -41,7 +43,7 @@ pub(crate) const TOO_MANY_CHANNELS: &[u8] = br#"{"reason":"too many channels joi
 /// A joined channel, as the machine needs to know it.
 pub(crate) trait JoinedChannel: Clone {
     /// The `join_ref` its messages must carry.
-    fn join_ref(&self) -> Option<&str>;
+    fn join_ref(&self) -> Option<&ClientRef>;
 }
 
 /// What to do with an event.
@@ -62,8 +64,8 @@ pub(crate) enum Action<C> {
 /// A reply the connection gives itself.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Reply {
-    pub(crate) join_ref: Option<String>,
-    pub(crate) r#ref: Option<String>,
+    pub(crate) join_ref: Option<ClientRef>,
+    pub(crate) r#ref: Option<ClientRef>,
     pub(crate) topic: String,
     pub(crate) status: Status<'static>,
     pub(crate) body: &'static [u8],
@@ -73,7 +75,7 @@ pub(crate) struct Reply {
 #[derive(Debug)]
 pub(crate) struct Answered {
     /// The `join_ref` of the channel this join replaced: it gets `phx_close` after the reply.
-    pub(crate) replaced: Option<Option<String>>,
+    pub(crate) replaced: Option<Option<ClientRef>>,
     /// What the client sent meanwhile, with sizes, to run through [`Slots::on_message`].
     pub(crate) held: Vec<(Message, usize)>,
 }
@@ -88,13 +90,13 @@ enum Slot<C> {
 
 #[derive(Debug)]
 struct Joining {
-    join_ref: Option<String>,
+    join_ref: Option<ClientRef>,
     held: Vec<(Message, usize)>,
-    replaces: Option<Option<String>>,
+    replaces: Option<Option<ClientRef>>,
 }
 
 impl<C> Slot<C> {
-    fn joining(join_ref: Option<String>, replaces: Option<Option<String>>) -> Slot<C> {
+    fn joining(join_ref: Option<ClientRef>, replaces: Option<Option<ClientRef>>) -> Slot<C> {
         Slot::Joining(Box::new(Joining { join_ref, held: Vec::new(), replaces }))
     }
 }
@@ -126,7 +128,7 @@ impl<C: JoinedChannel> Slots<C> {
             Slot::Joining(joining) => {
                 let Joining { join_ref, held, .. } = &mut **joining;
                 // A join defines its own join_ref: only other messages can be stale.
-                if msg.event != Event::Join && is_stale(&msg, join_ref.as_deref()) {
+                if msg.event != Event::Join && is_stale(&msg, join_ref.as_ref()) {
                     tracing::debug!(topic = msg.topic, "dropped a message with a stale join_ref");
                     return Ok(Action::None);
                 }
@@ -138,7 +140,7 @@ impl<C: JoinedChannel> Slots<C> {
             }
             Slot::Joined(channel) if msg.event == Event::Join => {
                 let old = channel.clone();
-                let replaces = Some(old.join_ref().map(str::to_owned));
+                let replaces = Some(old.join_ref().cloned());
                 self.slots[index].1 = Slot::joining(msg.join_ref.clone(), replaces);
                 Ok(Action::Replace { old, join: msg })
             }
@@ -166,7 +168,7 @@ impl<C: JoinedChannel> Slots<C> {
     }
 
     /// The application accepted the join `join_ref` of `topic`: `channel` is joined.
-    pub(crate) fn on_joined(&mut self, topic: &str, join_ref: Option<&str>, channel: C) -> Result<Answered, JoinError> {
+    pub(crate) fn on_joined(&mut self, topic: &str, join_ref: Option<&ClientRef>, channel: C) -> Result<Answered, JoinError> {
         let index = self.joining(topic, join_ref)?;
         let answered = self.answered(index);
         self.slots[index].1 = Slot::Joined(channel);
@@ -174,7 +176,7 @@ impl<C: JoinedChannel> Slots<C> {
     }
 
     /// The application refused (or crashed in) the join `join_ref` of `topic`.
-    pub(crate) fn on_join_failed(&mut self, topic: &str, join_ref: Option<&str>) -> Result<Answered, JoinError> {
+    pub(crate) fn on_join_failed(&mut self, topic: &str, join_ref: Option<&ClientRef>) -> Result<Answered, JoinError> {
         let index = self.joining(topic, join_ref)?;
         let answered = self.answered(index);
         self.slots.swap_remove(index);
@@ -183,7 +185,7 @@ impl<C: JoinedChannel> Slots<C> {
 
     /// The channel `join_ref` of `topic` ended (closed itself or crashed); returns it,
     /// or `None` when it was not (or no longer) joined.
-    pub(crate) fn on_channel_ended(&mut self, topic: &str, join_ref: Option<&str>) -> Option<C> {
+    pub(crate) fn on_channel_ended(&mut self, topic: &str, join_ref: Option<&ClientRef>) -> Option<C> {
         let index = self.position(topic)?;
         match &self.slots[index].1 {
             Slot::Joined(channel) if channel.join_ref() == join_ref => {}
@@ -196,7 +198,7 @@ impl<C: JoinedChannel> Slots<C> {
     }
 
     /// Whether `join_ref` is the joined channel of `topic`.
-    pub(crate) fn is_joined(&self, topic: &str, join_ref: Option<&str>) -> bool {
+    pub(crate) fn is_joined(&self, topic: &str, join_ref: Option<&ClientRef>) -> bool {
         self.position(topic).is_some_and(|i| matches!(&self.slots[i].1, Slot::Joined(c) if c.join_ref() == join_ref))
     }
 
@@ -219,10 +221,10 @@ impl<C: JoinedChannel> Slots<C> {
             .collect()
     }
 
-    fn joining(&self, topic: &str, join_ref: Option<&str>) -> Result<usize, JoinError> {
+    fn joining(&self, topic: &str, join_ref: Option<&ClientRef>) -> Result<usize, JoinError> {
         let index = self.position(topic).ok_or(JoinError::Stale)?;
         match &self.slots[index].1 {
-            Slot::Joining(joining) if joining.join_ref.as_deref() == join_ref => Ok(index),
+            Slot::Joining(joining) if joining.join_ref.as_ref() == join_ref => Ok(index),
             _ => Err(JoinError::Stale),
         }
     }
@@ -248,13 +250,16 @@ impl<C: JoinedChannel> Slots<C> {
     }
 }
 
-/// A message for another join of its topic than the current one (a null `join_ref`,
-/// as v1 clients send, is never stale).
-fn is_stale(msg: &Message, current: Option<&str>) -> bool {
-    msg.join_ref.is_some() && msg.join_ref.as_deref() != current
+/// A message for another join of its topic than the current one. A null `join_ref`, as
+/// v1 clients send, is never stale, nor is any on a channel joined without one.
+fn is_stale(msg: &Message, current: Option<&ClientRef>) -> bool {
+    match (&msg.join_ref, current) {
+        (Some(sent), Some(current)) => sent != current,
+        _ => false,
+    }
 }
 
-fn reply(join_ref: Option<String>, msg: &Message, status: Status<'static>, body: &'static [u8]) -> Reply {
+fn reply(join_ref: Option<ClientRef>, msg: &Message, status: Status<'static>, body: &'static [u8]) -> Reply {
     Reply { join_ref, r#ref: msg.r#ref.clone(), topic: msg.topic.clone(), status, body }
 }
 
@@ -265,11 +270,11 @@ mod tests {
 
     /// A joined channel in the tests: its join_ref.
     #[derive(Debug, Clone, PartialEq)]
-    struct Ch(Option<String>);
+    struct Ch(Option<ClientRef>);
 
     impl JoinedChannel for Ch {
-        fn join_ref(&self) -> Option<&str> {
-            self.0.as_deref()
+        fn join_ref(&self) -> Option<&ClientRef> {
+            self.0.as_ref()
         }
     }
 
@@ -285,7 +290,8 @@ mod tests {
     }
 
     fn joined(slots: &mut Slots<Ch>, topic: &str, join_ref: &str) -> Answered {
-        slots.on_joined(topic, Some(join_ref), Ch(Some(join_ref.into()))).expect("pending")
+        let join_ref = ClientRef::from(join_ref);
+        slots.on_joined(topic, Some(&join_ref), Ch(Some(join_ref.clone()))).expect("pending")
     }
 
     fn reply_of(action: Action<Ch>) -> Reply {
@@ -303,7 +309,7 @@ mod tests {
         assert!(answered.held.is_empty() && answered.replaced.is_none());
         match on(&mut slots, r#"["1","2","room:a","echo",{"x":1}]"#) {
             Action::Deliver { channel, message, size } => {
-                assert_eq!((channel, message.r#ref.as_deref(), size), (Ch(Some("1".into())), Some("2"), 33), "size: the frame's 33 bytes");
+                assert_eq!((channel, message.r#ref, size), (Ch(Some("1".into())), Some("2".into()), 33), "size: the frame's 33 bytes");
             }
             other => panic!("expected a delivery, got {other:?}"),
         }
@@ -316,7 +322,7 @@ mod tests {
         assert!(matches!(on(&mut slots, r#"["1","2","room:a","echo",{}]"#), Action::None));
         assert!(matches!(on(&mut slots, r#"["1","3","room:a","echo",{}]"#), Action::None));
         let refs: Vec<_> = joined(&mut slots, "room:a", "1").held.into_iter().map(|(m, _)| m.r#ref).collect();
-        assert_eq!(refs, [Some("2".to_owned()), Some("3".to_owned())]);
+        assert_eq!(refs, [Some("2".into()), Some("3".into())]);
     }
 
     #[test]
@@ -336,12 +342,12 @@ mod tests {
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         joined(&mut slots, "room:a", "1");
         match on(&mut slots, r#"["5","5","room:a","phx_join",{}]"#) {
-            Action::Replace { old, join } => assert_eq!((old, join.join_ref.as_deref()), (Ch(Some("1".into())), Some("5"))),
+            Action::Replace { old, join } => assert_eq!((old, join.join_ref), (Ch(Some("1".into())), Some("5".into()))),
             other => panic!("expected a replacement, got {other:?}"),
         }
         // The old channel is gone at once: a late message of it is stale.
         assert!(matches!(on(&mut slots, r#"["1","6","room:a","echo",{}]"#), Action::None));
-        assert_eq!(joined(&mut slots, "room:a", "5").replaced, Some(Some("1".to_owned())));
+        assert_eq!(joined(&mut slots, "room:a", "5").replaced, Some(Some("1".into())));
     }
 
     #[test]
@@ -353,7 +359,7 @@ mod tests {
         let answered = joined(&mut slots, "room:a", "1");
         let [(second, size)] = <[_; 1]>::try_from(answered.held).expect("one held join");
         match slots.on_message(second, size, MAX_CHANNELS).unwrap() {
-            Action::Replace { old, join } => assert_eq!((old, join.join_ref.as_deref()), (Ch(Some("1".into())), Some("2"))),
+            Action::Replace { old, join } => assert_eq!((old, join.join_ref), (Ch(Some("1".into())), Some("2".into()))),
             other => panic!("expected the second join to replace the first, got {other:?}"),
         }
     }
@@ -369,12 +375,40 @@ mod tests {
     }
 
     #[test]
+    fn join_refs_are_compared_as_json_values() {
+        let mut slots = Slots::new();
+        // A client whose refs are numbers (Python, embedded, game engines).
+        assert!(matches!(on(&mut slots, r#"[1,1,"room:a","phx_join",{}]"#), Action::Join(_)));
+        let one = ClientRef::from_json("1").unwrap();
+        slots.on_joined("room:a", one.as_ref(), Ch(one.clone())).expect("pending");
+        assert!(matches!(on(&mut slots, r#"[1,2,"room:a","echo",{}]"#), Action::Deliver { .. }));
+        for stale in [r#"["1",3,"room:a","echo",{}]"#, r#"[1.0,4,"room:a","echo",{}]"#, r#"[[1],5,"room:a","echo",{}]"#] {
+            assert!(matches!(on(&mut slots, stale), Action::None), "{stale} is another join_ref than 1");
+        }
+        // Objects are equal whatever their key order.
+        let mut slots = Slots::new();
+        on(&mut slots, r#"[{"a":1,"b":2},1,"room:o","phx_join",{}]"#);
+        let object = ClientRef::from_json(r#"{"b":2,"a":1}"#).unwrap();
+        slots.on_joined("room:o", object.as_ref(), Ch(object.clone())).expect("the same join_ref");
+        assert!(matches!(on(&mut slots, r#"[{"b":2,"a":1},2,"room:o","echo",{}]"#), Action::Deliver { .. }));
+    }
+
+    #[test]
+    fn a_channel_joined_without_a_join_ref_takes_any() {
+        // Phoenix: `existing_join_ref in [join_ref, nil]`, "to handle v1 protocol".
+        let mut slots = Slots::new();
+        on(&mut slots, r#"[null,0,"room:a","phx_join",{}]"#);
+        slots.on_joined("room:a", None, Ch(None)).expect("pending");
+        assert!(matches!(on(&mut slots, r#"["7","1","room:a","echo",{}]"#), Action::Deliver { .. }));
+    }
+
+    #[test]
     fn a_message_for_a_topic_not_joined_is_unmatched_and_a_leave_is_ok() {
         let mut slots: Slots<Ch> = Slots::new();
         let unmatched = reply_of(on(&mut slots, r#"["1","2","room:x","echo",{}]"#));
         assert_eq!((unmatched.join_ref, unmatched.status, unmatched.body), (None, Status::Error, UNMATCHED_TOPIC));
         let leave = reply_of(on(&mut slots, r#"["1","3","room:x","phx_leave",{}]"#));
-        assert_eq!((leave.join_ref.as_deref(), leave.r#ref.as_deref(), leave.status, leave.body), (Some("1"), Some("3"), Status::Ok, EMPTY));
+        assert_eq!((leave.join_ref, leave.r#ref, leave.status, leave.body), (Some("1".into()), Some("3".into()), Status::Ok, EMPTY));
     }
 
     #[test]
@@ -384,7 +418,7 @@ mod tests {
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         on(&mut slots, r#"["2","2","room:b","phx_join",{}]"#);
         let refused = reply_of(on(&mut slots, r#"["3","3","room:c","phx_join",{}]"#));
-        assert_eq!((refused.join_ref.as_deref(), refused.status, refused.body), (Some("3"), Status::Error, TOO_MANY_CHANNELS));
+        assert_eq!((refused.join_ref, refused.status, refused.body), (Some("3".into()), Status::Error, TOO_MANY_CHANNELS));
         // Joining a topic already held again does not count as one more.
         joined(&mut slots, "room:a", "1");
         assert!(matches!(on(&mut slots, r#"["4","4","room:a","phx_join",{}]"#), Action::Replace { .. }));
@@ -402,7 +436,7 @@ mod tests {
         let mut slots: Slots<Ch> = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         on(&mut slots, r#"["1","2","room:a","echo",{}]"#);
-        let answered = slots.on_join_failed("room:a", Some("1")).unwrap();
+        let answered = slots.on_join_failed("room:a", Some(&"1".into())).unwrap();
         let [(held, size)] = <[_; 1]>::try_from(answered.held).expect("one held message");
         let reply = reply_of(slots.on_message(held, size, MAX_CHANNELS).unwrap());
         assert_eq!(reply.body, UNMATCHED_TOPIC, "answered as for a topic not joined");
@@ -412,8 +446,8 @@ mod tests {
     fn an_answer_for_another_join_is_stale() {
         let mut slots: Slots<Ch> = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
-        assert_eq!(slots.on_joined("room:a", Some("0"), Ch(None)).unwrap_err(), JoinError::Stale);
-        assert_eq!(slots.on_join_failed("room:b", Some("1")).unwrap_err(), JoinError::Stale);
+        assert_eq!(slots.on_joined("room:a", Some(&"0".into()), Ch(None)).unwrap_err(), JoinError::Stale);
+        assert_eq!(slots.on_join_failed("room:b", Some(&"1".into())).unwrap_err(), JoinError::Stale);
     }
 
     #[test]
@@ -421,10 +455,10 @@ mod tests {
         let mut slots = Slots::new();
         on(&mut slots, r#"["1","1","room:a","phx_join",{}]"#);
         joined(&mut slots, "room:a", "1");
-        assert!(slots.is_joined("room:a", Some("1")));
-        assert_eq!(slots.on_channel_ended("room:a", Some("2")), None, "another join's channel");
-        assert_eq!(slots.on_channel_ended("room:a", Some("1")), Some(Ch(Some("1".into()))));
-        assert_eq!(slots.on_channel_ended("room:a", Some("1")), None);
-        assert!(!slots.is_joined("room:a", Some("1")));
+        assert!(slots.is_joined("room:a", Some(&"1".into())));
+        assert_eq!(slots.on_channel_ended("room:a", Some(&"2".into())), None, "another join's channel");
+        assert_eq!(slots.on_channel_ended("room:a", Some(&"1".into())), Some(Ch(Some("1".into()))));
+        assert_eq!(slots.on_channel_ended("room:a", Some(&"1".into())), None);
+        assert!(!slots.is_joined("room:a", Some(&"1".into())));
     }
 }

@@ -9,7 +9,8 @@
 //!   joins of `room:slow*` wait until the test answers them ([`App::next_deferred_join`]);
 //!   a join payload `{"intercept":["e"]}` makes the channel intercept event `e`;
 //! - each joined channel is a task (like a channel process) fed by its [`ChannelSink`]:
-//!   `echo` replies `ok` with the payload (binary too), `shout` broadcasts `shout` to the
+//!   `echo` replies `ok` with the payload (binary too), `echo_binary` replies `ok` with
+//!   the bytes 00 01 02 03 fe ff, binary, `shout` broadcasts `shout` to the
 //!   topic, `shout_from` broadcasts `shout` to everyone but the sender and replies `ok {}`,
 //!   `phx_leave` replies `ok` and closes the channel; what the engine tells a channel it
 //!   closed is recorded ([`App::closed_channels`]); every message handled gives its
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Wake, Waker};
 use std::time::Duration;
 
-use fenix_core::protocol::{Body, Event, Payload, Serializer, Status};
+use fenix_core::protocol::{Body, ClientRef, Event, Payload, Serializer, Status};
 use fenix_core::registry::Registry;
 use fenix_core::server::{Broadcasted, Channel, Config, Conn, JoinRef, Pace, Sender, Server, SocketConfig};
 use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest, Sink};
@@ -71,7 +72,7 @@ impl TestServer {
     /// A server whose options (one socket at `/socket` unless changed) are adjusted by `configure`.
     pub fn with_config(configure: impl FnOnce(&mut Config)) -> TestServer {
         let mut config =
-            Config { addr: SocketAddr::from(([127, 0, 0, 1], 0)), sockets: vec![SocketConfig::new("/socket")], ..Config::default() };
+            Config { addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))), sockets: vec![SocketConfig::new("/socket")], ..Config::default() };
         configure(&mut config);
         let app = Arc::new(App::default());
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
@@ -152,7 +153,7 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 // ---------------------------------------------------------------------------------------
 
 /// A channel the engine closed: (topic, join_ref, reason).
-pub type ClosedChannel = (String, Option<String>, ClosedReason);
+pub type ClosedChannel = (String, Option<ClientRef>, ClosedReason);
 
 #[derive(Default)]
 pub struct App {
@@ -230,7 +231,7 @@ impl App {
     /// Answers a join by the rules of the `room:*` channel.
     pub fn answer_join(&self, conn: &Arc<Conn>, request: JoinRequest) {
         let join =
-            JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+            JoinRef { topic: &request.topic, join_ref: request.join_ref.as_ref(), r#ref: request.r#ref.as_ref() };
         let pacer = Pacer::new();
         if request.topic == "room:private" {
             let _ = conn.join_failed(pacer.sender(), &join, br#"{"reason":"unauthorized"}"#);
@@ -266,7 +267,7 @@ impl App {
     /// Refuses a join with `reason`.
     pub fn refuse_join(&self, conn: &Arc<Conn>, request: &JoinRequest, reason: &str) {
         let join =
-            JoinRef { topic: &request.topic, join_ref: request.join_ref.as_deref(), r#ref: request.r#ref.as_deref() };
+            JoinRef { topic: &request.topic, join_ref: request.join_ref.as_ref(), r#ref: request.r#ref.as_ref() };
         let response = serde_json::to_vec(&json!({ "reason": reason })).unwrap();
         let _ = conn.join_failed(Pacer::new().sender(), &join, &response).expect("join still pending");
     }
@@ -332,8 +333,9 @@ impl Pacer {
     pub fn broadcast_now(&self, server: &Server, topic: &str, event: &str, body: Body<'_>, exclude: Option<u64>) -> Pace {
         let message = fenix_core::fanout::Broadcast { event, body, exclude };
         match server.broadcast(self.sender(), &message, topic, usize::MAX, |_| {}) {
-            Broadcasted::Queued(pace) => pace,
-            Broadcasted::TooManyInterceptors(n) => panic!("no limit was set, yet {n} interceptors"),
+            Ok(Broadcasted::Queued(pace)) => pace,
+            Ok(Broadcasted::TooManyInterceptors(n)) => panic!("no limit was set, yet {n} interceptors"),
+            Err(error) => panic!("a broadcast the tests cannot encode: {error}"),
         }
     }
 
@@ -368,11 +370,11 @@ impl ChannelTask {
             let (msg, size) = match event {
                 ChannelEvent::In { message, size } => (message, size),
                 ChannelEvent::Closed(reason) => {
-                    closed.lock().unwrap().push((topic.to_owned(), channel.join_ref().map(str::to_owned), reason));
+                    closed.lock().unwrap().push((topic.to_owned(), channel.join_ref().cloned(), reason));
                     return;
                 }
             };
-            let r#ref = msg.r#ref.as_deref();
+            let r#ref = msg.r#ref.as_ref();
             match (msg.event, &msg.payload) {
                 (Event::Leave, _) => {
                     let _ = channel.reply(sender, r#ref, Status::Ok, Body::Json(b"{}"));
@@ -387,6 +389,10 @@ impl ChannelTask {
                     match event.as_str() {
                         "echo" => {
                             let _ = channel.reply(sender, r#ref, Status::Ok, Body::Json(&body));
+                        }
+                        // A binary reply to a text push, whose refs may be numbers.
+                        "echo_binary" => {
+                            let _ = channel.reply(sender, r#ref, Status::Ok, Body::Binary(b"\x00\x01\x02\x03\xfe\xff"));
                         }
                         "shout" => pacer.broadcast(server, topic, "shout", Body::Json(&body), None).await,
                         "shout_from" => {

@@ -16,6 +16,7 @@ use rustler::{Encoder, Env, LocalPid, ResourceArc, Term};
 use super::error;
 use crate::atoms;
 use crate::beam::ChannelProcess;
+use crate::error::NifError;
 use crate::pubsub::broadcast_struct;
 use crate::resources::EndpointResource;
 use crate::sender::{self, pace_atom, with_caller};
@@ -25,7 +26,9 @@ use crate::term::{encode_payload, is_large};
 pub(super) const DIRTY_THRESHOLD: usize = 500;
 
 /// Broadcasts `event` to `topic`, except to connection `exclude` and process `from`
-/// (either may be nil). Returns `:ok`, `:wait`, `:dirty`, or `{:error, :unsupported_term}`.
+/// (either may be nil). Returns `:ok`, `:wait`, `:dirty`, `{:error, :unsupported_term}`,
+/// or `{:error, {:encode, text}}` for a binary payload whose topic or event is too long
+/// for a binary frame (then nobody gets it).
 #[rustler::nif]
 fn endpoint_broadcast<'a>(
     env: Env<'a>,
@@ -83,8 +86,9 @@ fn broadcast<'a>(
     let broadcasted =
         with_caller(env, |sender| endpoint.server.broadcast(sender, &message, topic, max_interceptors, intercept));
     let pace = match broadcasted {
-        Broadcasted::Queued(pace) => pace,
-        Broadcasted::TooManyInterceptors(_) => return atoms::dirty().encode(env),
+        Ok(Broadcasted::Queued(pace)) => pace,
+        Ok(Broadcasted::TooManyInterceptors(_)) => return atoms::dirty().encode(env),
+        Err(error) => return NifError(error.into()).encode(env),
     };
     if let Some(pubsub) = endpoint.pubsub.as_ref().filter(|pubsub| pubsub.reach(topic, false) > 0) {
         let from = from.map(|pid| sender::id(env, pid));

@@ -5,6 +5,7 @@ use rustler::{Atom, Encoder, Env, ResourceArc, Term};
 
 use super::{error, paced};
 use crate::atoms;
+use crate::client_ref::RefArg;
 use crate::resources::ChannelResource;
 use crate::sender::with_caller;
 use crate::term::{encode_payload, is_large};
@@ -12,7 +13,7 @@ use crate::term::{encode_payload, is_large};
 /// Replies to the client message `ref` with `{status, payload}`; `:dirty` when the
 /// payload is too large to encode here (the caller repeats on `channel_reply_dirty`).
 #[rustler::nif]
-fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
+fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: RefArg, status: Atom, payload: Term<'a>) -> Term<'a> {
     if is_large(payload) {
         return atoms::dirty().encode(env);
     }
@@ -21,11 +22,11 @@ fn channel_reply<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref:
 
 /// [`channel_reply`] on a dirty CPU scheduler, for large payloads.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn channel_reply_dirty<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
+fn channel_reply_dirty<'a>(env: Env<'a>, channel: ResourceArc<ChannelResource>, r#ref: RefArg, status: Atom, payload: Term<'a>) -> Term<'a> {
     reply(env, &channel, r#ref, status, payload)
 }
 
-fn reply<'a>(env: Env<'a>, channel: &ChannelResource, r#ref: Option<String>, status: Atom, payload: Term<'a>) -> Term<'a> {
+fn reply<'a>(env: Env<'a>, channel: &ChannelResource, r#ref: RefArg, status: Atom, payload: Term<'a>) -> Term<'a> {
     let Ok(status_name) = status.to_term(env).atom_to_string() else {
         return error(env, atoms::unsupported_term());
     };
@@ -33,7 +34,7 @@ fn reply<'a>(env: Env<'a>, channel: &ChannelResource, r#ref: Option<String>, sta
         return error(env, atoms::unsupported_term());
     };
     let status = Status::from_name(&status_name);
-    paced(env, with_caller(env, |sender| channel.0.reply(sender, r#ref.as_deref(), status, payload.body())))
+    paced(env, with_caller(env, |sender| channel.0.reply(sender, r#ref.as_ref(), status, payload.body())))
 }
 
 /// Pushes `event` to this channel's client; `:dirty` when the payload is too large to

@@ -9,6 +9,7 @@ use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
 use super::error;
 use crate::atoms;
+use crate::client_ref::RefArg;
 use crate::beam::{client_message, ChannelProcess};
 use crate::error::{JoinErrorTerm, NifError};
 use crate::resources::{ChannelResource, ConnResource};
@@ -48,7 +49,7 @@ fn ok_or_error(env: Env<'_>, result: fenix_core::Result<()>) -> Term<'_> {
 fn conn_joined<'a>(
     env: Env<'a>,
     conn: ResourceArc<ConnResource>,
-    join: (String, Option<String>, Option<String>),
+    join: (String, RefArg, RefArg),
     response: Term<'a>,
     intercepts: Vec<String>,
 ) -> Term<'a> {
@@ -57,7 +58,7 @@ fn conn_joined<'a>(
         return error(env, atoms::unsupported_term());
     };
     let pid = env.pid();
-    let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
+    let request = JoinRef { topic: &topic, join_ref: join_ref.as_ref(), r#ref: r#ref.as_ref() };
     let mut resource = None;
     let make_sink = |channel: &Arc<_>| -> Sink {
         let channel_resource = ResourceArc::new(ChannelResource(Arc::clone(channel)));
@@ -84,22 +85,22 @@ fn conn_joined<'a>(
 fn conn_join_failed<'a>(
     env: Env<'a>,
     conn: ResourceArc<ConnResource>,
-    join: (String, Option<String>, Option<String>),
+    join: (String, RefArg, RefArg),
     response: Term<'a>,
 ) -> Term<'a> {
     let (topic, join_ref, r#ref) = join;
     let Ok(EncodedPayload::Json(response)) = encode_payload(response) else {
         return error(env, atoms::unsupported_term());
     };
-    let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
+    let request = JoinRef { topic: &topic, join_ref: join_ref.as_ref(), r#ref: r#ref.as_ref() };
     join_answered(env, with_caller(env, |sender| conn.0.join_failed(sender, &request, &response)))
 }
 
 /// No channel matches the topic: `unmatched topic`, as Phoenix answers it.
 #[rustler::nif]
-fn conn_join_unmatched(env: Env<'_>, conn: ResourceArc<ConnResource>, join: (String, Option<String>, Option<String>)) -> Term<'_> {
+fn conn_join_unmatched(env: Env<'_>, conn: ResourceArc<ConnResource>, join: (String, RefArg, RefArg)) -> Term<'_> {
     let (topic, join_ref, r#ref) = join;
-    let request = JoinRef { topic: &topic, join_ref: join_ref.as_deref(), r#ref: r#ref.as_deref() };
+    let request = JoinRef { topic: &topic, join_ref: join_ref.as_ref(), r#ref: r#ref.as_ref() };
     join_answered(env, with_caller(env, |sender| conn.0.join_unmatched(sender, &request)))
 }
 

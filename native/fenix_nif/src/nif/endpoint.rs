@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fenix_core::server::{Config, LongPollConfig, Server, SocketConfig};
+use fenix_core::server::{CipherSuite, Config, HttpsConfig, LongPollConfig, Server, SocketConfig};
 use rustler::{Encoder, Env, LocalPid, NifMap, ResourceArc, Term};
 
 use super::error;
@@ -22,8 +22,11 @@ use crate::runtime;
 
 #[derive(NifMap)]
 struct EndpointOptions {
+    /// Whether there is a plain HTTP listener (at `ip`, `port`).
+    http: bool,
     ip: Option<String>,
     port: Option<u16>,
+    https: Option<HttpsOptions>,
     static_dir: Option<String>,
     engine_threads: Option<usize>,
     tune_allocator: Option<bool>,
@@ -33,6 +36,36 @@ struct EndpointOptions {
     sockets: Vec<SocketOptions>,
     /// The endpoint's PubSub server (`pubsub_server:`), or nil.
     pubsub: Option<ResourceArc<PubSubResource>>,
+}
+
+/// The `https:` listener; the paths are absolute (Fenix.Endpoint resolves them).
+#[derive(NifMap)]
+struct HttpsOptions {
+    ip: Option<String>,
+    port: Option<u16>,
+    certfile: String,
+    keyfile: String,
+    /// `"strong"`, `"compatible"`, or nil for rustls's defaults.
+    cipher_suite: Option<String>,
+}
+
+/// The HTTPS listener's port when none is given: Plug.Cowboy's and Bandit's.
+const DEFAULT_HTTPS_PORT: u16 = 4040;
+
+impl HttpsOptions {
+    fn config(&self, default_ip: IpAddr) -> Result<HttpsConfig, String> {
+        let ip = parse_ip(self.ip.as_deref(), default_ip).ok_or("invalid https ip")?;
+        let cipher_suite = match self.cipher_suite.as_deref() {
+            None => CipherSuite::Default,
+            Some(name) => CipherSuite::from_name(name).ok_or_else(|| format!("unknown cipher_suite {name}"))?,
+        };
+        let tls = HttpsConfig::server_config(self.certfile.as_ref(), self.keyfile.as_ref(), cipher_suite).map_err(|e| e.to_string())?;
+        Ok(HttpsConfig { addr: SocketAddr::new(ip, self.port.unwrap_or(DEFAULT_HTTPS_PORT)), tls })
+    }
+}
+
+fn parse_ip(ip: Option<&str>, default: IpAddr) -> Option<IpAddr> {
+    ip.map_or(Some(default), |ip| ip.parse().ok())
 }
 
 #[derive(NifMap)]
@@ -47,6 +80,7 @@ struct SocketOptions {
     max_unhandled_bytes: Option<usize>,
     connect_timeout: Option<u64>,
     frame_timeout: Option<u64>,
+    slow_reader_timeout: Option<u64>,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: Option<usize>,
     /// nil: no long-poll transport.
@@ -82,6 +116,7 @@ impl From<SocketOptions> for SocketConfig {
             max_unhandled_bytes: o.max_unhandled_bytes.unwrap_or(defaults.max_unhandled_bytes),
             connect_timeout: o.connect_timeout.map_or(defaults.connect_timeout, Duration::from_millis),
             frame_timeout: o.frame_timeout.map_or(defaults.frame_timeout, Duration::from_millis),
+            slow_reader_timeout: o.slow_reader_timeout.map_or(defaults.slow_reader_timeout, Duration::from_millis),
             max_messages_per_second: o.max_messages_per_second.or(defaults.max_messages_per_second),
             max_joins_per_second: o.max_joins_per_second.unwrap_or(defaults.max_joins_per_second),
             longpoll: o.longpoll.map(LongPollConfig::from),
@@ -94,17 +129,23 @@ impl From<SocketOptions> for SocketConfig {
 /// long as `dispatcher` does: when it exits, for any reason, the server stops (see
 /// `EndpointResource`). Returns `{:ok, endpoint}`, `{:error, :eaddrinuse}` (worth a
 /// retry when the previous server of the port is still letting go of it),
-/// `{:error, :invalid_config}` or `{:error, {:bind_failed, text}}`.
-#[rustler::nif]
+/// `{:error, :invalid_config}`, `{:error, {:tls, text}}` (a certificate or key that
+/// cannot be used, an unknown cipher suite) or `{:error, {:bind_failed, text}}`.
+/// Reading the certificate and key is file I/O: it runs on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyIo")]
 fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) -> Term<'_> {
     let defaults = Config::default();
-    let ip = match options.ip.as_deref().map(str::parse::<IpAddr>) {
-        None => defaults.addr.ip(),
-        Some(Ok(ip)) => ip,
-        Some(Err(_)) => return error(env, atoms::invalid_config()),
+    let default_addr = defaults.addr.expect("the default config has an HTTP listener");
+    let Some(ip) = parse_ip(options.ip.as_deref(), default_addr.ip()) else {
+        return error(env, atoms::invalid_config());
+    };
+    let https = match options.https.as_ref().map(|https| https.config(ip)).transpose() {
+        Ok(https) => https,
+        Err(text) => return (atoms::error(), (atoms::tls(), text)).encode(env),
     };
     let config = Config {
-        addr: SocketAddr::new(ip, options.port.unwrap_or(defaults.addr.port())),
+        addr: options.http.then(|| SocketAddr::new(ip, options.port.unwrap_or(default_addr.port()))),
+        https,
         sockets: options.sockets.into_iter().map(SocketConfig::from).collect(),
         static_dir: options.static_dir.map(PathBuf::from),
         head_timeout: options.head_timeout.map_or(defaults.head_timeout, Duration::from_millis),
@@ -132,10 +173,17 @@ fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) 
     (atoms::ok(), endpoint).encode(env)
 }
 
-/// The port the endpoint listens on (useful with port 0).
+/// The port the endpoint listens on (useful with port 0): the HTTP listener's, or the
+/// HTTPS one's when there is no HTTP listener.
 #[rustler::nif]
 fn endpoint_port(endpoint: ResourceArc<EndpointResource>) -> u16 {
     endpoint.server.local_addr().port()
+}
+
+/// The port of the HTTPS listener, or nil.
+#[rustler::nif]
+fn endpoint_https_port(endpoint: ResourceArc<EndpointResource>) -> Option<u16> {
+    endpoint.server.https_addr().map(|addr| addr.port())
 }
 
 /// Stops the server: the port is released and every connection is closed with 1012.
@@ -172,6 +220,7 @@ fn endpoint_log_to(pid: LocalPid) -> rustler::Atom {
 struct EndpointDefaults {
     ip: String,
     port: u16,
+    https_port: u16,
     engine_threads: usize,
     tune_allocator: bool,
     head_timeout: u64,
@@ -191,6 +240,7 @@ struct SocketDefaults {
     max_unhandled_bytes: usize,
     connect_timeout: u64,
     frame_timeout: u64,
+    slow_reader_timeout: u64,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: usize,
     longpoll_window_ms: u64,
@@ -203,9 +253,11 @@ fn endpoint_defaults() -> EndpointDefaults {
     let config = Config::default();
     let socket = SocketConfig::new("");
     let longpoll = LongPollConfig::default();
+    let addr = config.addr.expect("the default config has an HTTP listener");
     EndpointDefaults {
-        ip: config.addr.ip().to_string(),
-        port: config.addr.port(),
+        ip: addr.ip().to_string(),
+        port: addr.port(),
+        https_port: DEFAULT_HTTPS_PORT,
         engine_threads: runtime::DEFAULT_THREADS,
         tune_allocator: runtime::DEFAULT_TUNE_ALLOCATOR,
         head_timeout: duration_ms(config.head_timeout),
@@ -221,6 +273,7 @@ fn endpoint_defaults() -> EndpointDefaults {
             max_unhandled_bytes: socket.max_unhandled_bytes,
             connect_timeout: duration_ms(socket.connect_timeout),
             frame_timeout: duration_ms(socket.frame_timeout),
+            slow_reader_timeout: duration_ms(socket.slow_reader_timeout),
             max_messages_per_second: socket.max_messages_per_second,
             max_joins_per_second: socket.max_joins_per_second,
             longpoll_window_ms: duration_ms(longpoll.window),

@@ -14,6 +14,13 @@ defmodule Mix.Tasks.Fenix.Conformance do
   Presence.list(socket))` rather than `Presence.push_state(socket)`, so that a
   benchmark can compare the two.
 
+  `HTTPS_PORT=<port>` (0: any free port) adds an HTTPS listener serving the same
+  socket, with a certificate for `localhost` and 127.0.0.1 made for the run
+  (`Fenix.Test.Cert`) and written to `$FENIX_TLS_DIR` (required then) as `cert.pem`,
+  `key.pem` and `ca.pem`, the CA a client trusts, and serves `test/fixtures/static`
+  (an empty page at `/`), so that a browser can open a page of the https origin; the
+  task prints `https listening at https://localhost:<port>` before the line above.
+
   The endpoint runs under a supervisor of its own, as in an application's tree, so
   that a crash of the endpoint is recovered from as it would be there. With
   `--control`, commands to kill parts of that tree are read from standard input (see
@@ -32,7 +39,8 @@ defmodule Mix.Tasks.Fenix.Conformance do
     Mix.Task.run("app.start")
     port = String.to_integer(System.get_env("PORT", "4001"))
     threads = String.to_integer(System.get_env("FENIX_ENGINE_THREADS", "0"))
-    endpoint_opts = [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads, pubsub_server: Fenix.Conformance.PubSub]
+    endpoint_opts =
+      [http: [ip: {127, 0, 0, 1}, port: port], engine_threads: threads, pubsub_server: Fenix.Conformance.PubSub] ++ https_opts()
     # rest_for_one: a presence restarts with the endpoint it tracks on.
     presence_opts =
       if tick = System.get_env("FENIX_PRESENCE_TICK_MS"),
@@ -46,8 +54,24 @@ defmodule Mix.Tasks.Fenix.Conformance do
     {:ok, _pid} =
       Supervisor.start_link(children, strategy: :rest_for_one, name: Control.Supervisor)
 
+    if Endpoint.https_port(), do: Mix.shell().info("https listening at https://localhost:#{Endpoint.https_port()}")
     Mix.shell().info("listening on 127.0.0.1:#{Endpoint.port()}")
 
     if opts[:control], do: Control.run(), else: Process.sleep(:infinity)
+  end
+
+  defp https_opts do
+    case System.get_env("HTTPS_PORT") do
+      nil ->
+        []
+
+      port ->
+        dir = System.get_env("FENIX_TLS_DIR") || Mix.raise("HTTPS_PORT needs FENIX_TLS_DIR, where the certificate is written")
+        cert = Fenix.Test.Cert.generate!(dir)
+        [
+          https: [ip: {127, 0, 0, 1}, port: String.to_integer(port), certfile: cert.certfile, keyfile: cert.keyfile],
+          static: [from: "test/fixtures/static"]
+        ]
+    end
   end
 end
