@@ -309,9 +309,11 @@ defmodule Fenix.Endpoint do
 
   @doc """
   Mounts `socket_module` (a `Fenix.Socket`) at `path`: the WebSocket is served at
-  `<path>/websocket`. See `Fenix.Socket` for the `websocket:` options.
+  `<path>/websocket`, and with `longpoll: true` (or `longpoll: [window_ms: ...]`)
+  Phoenix's long-poll transport at `<path>/longpoll`. See `Fenix.Socket` for the
+  `websocket:` and `longpoll:` options.
 
-      socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
+      socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000], longpoll: true
 
   `drainer:` says how the socket's connections are closed when the endpoint shuts
   down, as Phoenix's drainer: the endpoint stops accepting (its port is released), then
