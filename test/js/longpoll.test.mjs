@@ -12,7 +12,7 @@
 //
 // Run: node --test test/js/longpoll.test.mjs   (after `MIX_ENV=test mix compile`)
 
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { LongPoll, Presence } from "phoenix";
 import {
@@ -21,29 +21,18 @@ import {
   connect,
   connectRefused,
   deferred,
-  disconnectAll,
   eventually,
   joinTopic,
   nextEvent,
   pushAwait,
-  startConformance,
+  useConformance,
   uniqueTopic,
   withTimeout,
 } from "./helpers.mjs";
 
-let server;
+const conformance = useConformance();
 
-before(async () => {
-  server = await startConformance();
-});
-
-after(async () => {
-  await server?.stop();
-});
-
-afterEach(() => disconnectAll());
-
-const longPoll = (vsn, params = {}) => connect(server.wsUrl, { vsn, params, transport: LongPoll });
+const longPoll = (vsn, params = {}) => connect(conformance.server.wsUrl, { vsn, params, transport: LongPoll });
 
 {
   const vsn = "2.0.0";
@@ -63,7 +52,7 @@ const longPoll = (vsn, params = {}) => connect(server.wsUrl, { vsn, params, tran
     });
 
     it("a refused connect (token=deny) is reported as 403", async () => {
-      const error = await connectRefused(server.wsUrl, { vsn, params: { token: "deny" }, transport: LongPoll });
+      const error = await connectRefused(conformance.server.wsUrl, { vsn, params: { token: "deny" }, transport: LongPoll });
       assert.equal(error, 403);
     });
 
@@ -81,7 +70,7 @@ const longPoll = (vsn, params = {}) => connect(server.wsUrl, { vsn, params, tran
 
     it("broadcasts reach a WebSocket client from a long-poll client, and the other way", async () => {
       const topic = uniqueTopic("room:mixed");
-      const ws = await connect(server.wsUrl, { vsn, params: { user_id: "ws" } });
+      const ws = await connect(conformance.server.wsUrl, { vsn, params: { user_id: "ws" } });
       const lp = await longPoll(vsn, { user_id: "lp" });
       const { channel: wsChannel } = await joinTopic(ws, topic);
       const { channel: lpChannel } = await joinTopic(lp, topic);
@@ -111,7 +100,7 @@ const longPoll = (vsn, params = {}) => connect(server.wsUrl, { vsn, params, tran
       };
       const keys = (presence) => presence.list((key) => key).sort();
       const lp = await member(await longPoll(vsn, { user_id: "lp" }), "lp");
-      const ws = await member(await connect(server.wsUrl, { vsn, params: { user_id: "ws" } }), "ws");
+      const ws = await member(await connect(conformance.server.wsUrl, { vsn, params: { user_id: "ws" } }), "ws");
       await eventually("both see both", () => [lp, ws].every((p) => keys(p).join() === "lp,ws"), TIMEOUT_MS);
     });
 

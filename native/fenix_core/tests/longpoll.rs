@@ -93,6 +93,28 @@ impl Client {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
+    /// Opens a session with `params` and joins `topic`.
+    async fn joined(t: &TestServer, params: &str, topic: &str) -> Client {
+        let mut client = Client::open(t, params).await;
+        assert_eq!(client.post(&[&format!(r#"["1","1","{topic}","phx_join",{{}}]"#)]).await, 200);
+        assert_eq!(client.messages(1).await[0][4]["status"], "ok");
+        client
+    }
+
+    /// Polls until the session is gone: the answer that says so.
+    async fn until_gone(&mut self) -> Value {
+        tokio::time::timeout(FRAME_TIMEOUT, async {
+            loop {
+                let answer = self.poll().await;
+                if answer["status"] == 410 {
+                    return answer;
+                }
+            }
+        })
+        .await
+        .expect("the session ends")
+    }
+
     fn target(&self) -> String {
         format!("/socket/longpoll?{}&token={}", self.query, self.token)
     }
@@ -190,9 +212,7 @@ async fn refused_and_unknown_sessions() {
 #[tokio::test]
 async fn a_session_nobody_polls_ends_with_its_channels() {
     let t = server_with(|_| {});
-    let mut client = Client::open(&t, "vsn=2.0.0&user_id=idle").await;
-    assert_eq!(client.post(&[r#"["1","1","room:idle","phx_join",{}]"#]).await, 200);
-    client.messages(1).await;
+    let mut client = Client::joined(&t, "vsn=2.0.0&user_id=idle", "room:idle").await;
     assert_eq!(t.registry().counts("room:idle").0, 1);
     // No poll for 1.5 windows: the session ends, and its channel is told.
     eventually("the channel is told its connection closed", || {
@@ -206,21 +226,9 @@ async fn a_session_nobody_polls_ends_with_its_channels() {
 #[tokio::test]
 async fn a_disconnect_ends_the_session_after_what_was_queued() {
     let t = server_with(|_| {});
-    let mut client = Client::open(&t, "vsn=2.0.0&user_id=bye").await;
-    assert_eq!(client.post(&[r#"["1","1","room:bye","phx_join",{}]"#]).await, 200);
-    client.messages(1).await;
+    let mut client = Client::joined(&t, "vsn=2.0.0&user_id=bye", "room:bye").await;
     Pacer::new().broadcast(&t.server, "users_socket:bye", "disconnect", Body::Json(b"{}"), None).await;
-    let answer = tokio::time::timeout(FRAME_TIMEOUT, async {
-        loop {
-            let answer = client.poll().await;
-            if answer["status"] != 204 {
-                return answer;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(answer, json!({"status": 410}));
+    assert_eq!(client.until_gone().await, json!({"status": 410}));
 }
 
 #[tokio::test]
@@ -242,24 +250,15 @@ async fn bodies_and_batches_are_bounded() {
 #[tokio::test]
 async fn a_session_whose_buffer_overflows_ends() {
     let t = server_with(|socket| socket.outbox_capacity = 4);
-    let mut client = Client::open(&t, "vsn=2.0.0&user_id=slow").await;
-    assert_eq!(client.post(&[r#"["1","1","room:overflow","phx_join",{}]"#]).await, 200);
-    client.messages(1).await;
+    let mut client = Client::joined(&t, "vsn=2.0.0&user_id=slow", "room:overflow").await;
     let echoes: Vec<String> = (0..20).map(|i| format!(r#"["1","{i}","room:overflow","echo",{{}}]"#)).collect();
     let echoes: Vec<&str> = echoes.iter().map(String::as_str).collect();
     assert_eq!(client.post(&echoes).await, 200);
-    // Twenty replies into room for four: the session takes nothing more, and its next poll ends it.
-    let answer = tokio::time::timeout(FRAME_TIMEOUT, async {
-        loop {
-            let answer = client.poll().await;
-            if answer["status"] == 410 {
-                return answer;
-            }
-        }
-    })
-    .await
-    .expect("the session ends");
-    assert_eq!(answer, json!({"status": 410}));
+    // Twenty replies into room for four: the session takes nothing more, and its next
+    // poll ends it. Not polled meanwhile (a poll would make room): the channel answers
+    // twenty echoes well within a window.
+    tokio::time::sleep(WINDOW).await;
+    assert_eq!(client.until_gone().await, json!({"status": 410}));
     eventually("its channel is told", || t.app.closed_channels().iter().any(|(topic, _, _)| topic == "room:overflow")).await;
 }
 
