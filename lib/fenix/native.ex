@@ -46,7 +46,7 @@ defmodule Fenix.Native do
           https_port: :inet.port_number(),
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
-          socket: %{atom() => pos_integer()}
+          socket: %{atom() => pos_integer() | nil | map()}
         }
   def endpoint_defaults, do: :erlang.nif_error(:nif_not_loaded)
 

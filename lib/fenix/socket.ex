@@ -158,9 +158,9 @@ defmodule Fenix.Socket do
   that falls behind by the outbox bounds ends at its next poll.
 
     * `:window_ms` - how long a poll waits for messages. Default
-      `#{@defaults.longpoll_window_ms}`, as Phoenix.
+      `#{@defaults.longpoll.window_ms}`, as Phoenix.
     * `:max_body_size` - the largest `POST` body, in bytes; a larger one is answered
-      HTTP `413`. Default `#{@defaults.longpoll_max_body_size}`. Each message is bounded by
+      HTTP `413`. Default `#{@defaults.longpoll.max_body_size}`. Each message is bounded by
       `:max_frame_size` too.
 
   ## Fields

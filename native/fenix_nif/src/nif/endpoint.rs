@@ -243,8 +243,14 @@ struct SocketDefaults {
     slow_reader_timeout: u64,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: usize,
-    longpoll_window_ms: u64,
-    longpoll_max_body_size: usize,
+    /// What a socket with `longpoll: true` gets.
+    longpoll: LongPollDefaults,
+}
+
+#[derive(NifMap)]
+struct LongPollDefaults {
+    window_ms: u64,
+    max_body_size: usize,
 }
 
 /// What `endpoint_start` uses for each option left out, with durations in ms.
@@ -276,8 +282,7 @@ fn endpoint_defaults() -> EndpointDefaults {
             slow_reader_timeout: duration_ms(socket.slow_reader_timeout),
             max_messages_per_second: socket.max_messages_per_second,
             max_joins_per_second: socket.max_joins_per_second,
-            longpoll_window_ms: duration_ms(longpoll.window),
-            longpoll_max_body_size: longpoll.max_body_size,
+            longpoll: LongPollDefaults { window_ms: duration_ms(longpoll.window), max_body_size: longpoll.max_body_size },
         },
     }
 }
