@@ -7,7 +7,7 @@ PHOENIX_JS := node_modules/phoenix/priv/static/phoenix.js
 VENV := .venv
 DEMO_PORT ?= 4000
 
-.PHONY: all deps system-deps npm-deps python-deps test test-rust test-elixir test-js test-python test-bench bench demo clean
+.PHONY: all deps system-deps npm-deps python-deps test test-rust test-elixir test-js test-python test-bench bench fuzz fuzz-cmin demo clean
 
 all: test
 
@@ -71,6 +71,31 @@ bench: system-deps
 	cargo build --release -p fenix-loadgen -p fenix-limit
 	MIX_ENV=test mix compile
 	python3 bench/run.py
+
+# Coverage-guided fuzzing of the engine's parsers (nightly, cargo fuzz; not part of `make test`):
+# each target for FUZZ_SECONDS, one after the other. New inputs go to a working corpus in
+# fuzz/target/corpus/; the committed inputs (seeds/, corpus/, regressions/) are only read,
+# and `cargo test` replays them on stable. A crash stops the run, its input left in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := native/fenix_core/fuzz
+FUZZ_TARGETS := frame_reader v1_json v2_json v2_binary http_head
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	cd $(FUZZ_DIR) && for target in $(FUZZ_TARGETS); do \
+	  mkdir -p target/corpus/$$target && \
+	  cargo +nightly fuzz run $$target target/corpus/$$target seeds/$$target corpus/$$target \
+	    $$(ls -d regressions/$$target 2>/dev/null) \
+	    -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# Folds the working corpus into the committed one, minimized (`cargo fuzz cmin`) to the
+# fewest inputs that reach every edge (set cover, hit counts ignored): a few hundred files.
+fuzz-cmin:
+	cd $(FUZZ_DIR) && for target in $(FUZZ_TARGETS); do \
+	  cp target/corpus/$$target/* corpus/$$target/ 2>/dev/null; \
+	  cargo +nightly fuzz cmin $$target -- -set_cover_merge=1 -use_counters=0 || exit 1; \
+	done
 
 demo: deps
 	cp $(PHOENIX_JS) examples/chat/priv/static/phoenix.js

@@ -14,6 +14,8 @@
 //!   rules, inbound credit, and the per-sender lanes that carry out what the
 //!   application sends.
 //!
+//! - `fuzz_api` (feature `fuzzing`): what the fuzz targets of `fuzz/` call.
+//!
 //! The layers only look down: `protocol` <- `websocket` <- `registry`/`fanout` <-
 //! `server`. The application side (user callbacks, channel processes) is reached
 //! through the [`Handler`] and [`ChannelSink`] traits; `fenix_nif` implements them by
@@ -26,6 +28,8 @@
 mod error;
 pub mod fault;
 pub mod fanout;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_api;
 pub mod presence;
 pub mod protocol;
 pub mod pubsub;

@@ -20,19 +20,20 @@ use crate::protocol::Serializer;
 use crate::websocket::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
 
 /// The largest request head accepted.
-const MAX_HEAD: usize = 8 * 1024;
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEADERS: usize = 64;
 const CACHE_CONTROL: &str = "cache-control: max-age=0, private, must-revalidate\r\n";
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 const PHOENIX_SUBPROTOCOL: &str = "phoenix";
 
 /// A parsed request head.
-#[derive(Debug)]
-pub(super) struct Request {
-    pub(super) method: String,
-    pub(super) path: String,
-    pub(super) query: String,
-    pub(super) headers: Vec<(String, String)>,
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    /// Names in lowercase, in the order they came.
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -164,8 +165,8 @@ async fn read_body(stream: &mut impl Stream, request: &Request, mut buf: Vec<u8>
 async fn read_head(stream: &mut impl Stream, mut buf: Vec<u8>) -> Result<Option<(Request, Vec<u8>)>, u16> {
     loop {
         if !buf.is_empty() {
-            if let Some(parsed) = parse_head(&buf)? {
-                return Ok(Some(parsed));
+            if let Some((request, len)) = parse_head(&buf)? {
+                return Ok(Some((request, buf[len..].to_vec())));
             }
         }
         // read_buf fills the Vec's spare room: no buffer lives in the task's own state.
@@ -177,9 +178,11 @@ async fn read_head(stream: &mut impl Stream, mut buf: Vec<u8>) -> Result<Option<
     }
 }
 
-/// The request head at the start of `buf` and the bytes after it; `Ok(None)` while it
-/// is not all in.
-fn parse_head(buf: &[u8]) -> Result<Option<(Request, Vec<u8>)>, u16> {
+/// Parses the request head at the start of `buf`: `Ok(Some((request, len)))` when the
+/// head is complete and takes `len` bytes, `Ok(None)` when more bytes are needed, or the
+/// status that refuses it: 400 for a malformed head, 431 for one not complete within
+/// [`MAX_HEAD`] bytes. Pure, so the `http_head` fuzz target runs it on any bytes.
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, u16> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(buf) {
@@ -196,7 +199,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Request, Vec<u8>)>, u16> {
                     .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
                     .collect(),
             };
-            Ok(Some((request, buf[len..].to_vec())))
+            Ok(Some((request, len)))
         }
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(None),
         Ok(httparse::Status::Partial) => Err(431),
@@ -224,9 +227,8 @@ async fn upgrade<S: Stream>(
         tracing::debug!(%peer, ?vsn, "upgrade refused: no serializer for this vsn");
         return respond(&mut stream, 403, "", b"").await;
     };
-    let offered: Vec<&str> =
-        request.header("sec-websocket-protocol").map(|v| v.split(',').map(str::trim).collect()).unwrap_or_default();
-    let auth_token = offered.iter().find_map(|p| p.strip_prefix(AUTH_TOKEN_PREFIX)).and_then(decode_auth_token);
+    let offered = offered_protocols(&request);
+    let auth_token = auth_token(&offered);
     let accept = accept_key(key.as_bytes());
     let offers_phoenix = offered.contains(&PHOENIX_SUBPROTOCOL);
     drop(offered);
@@ -315,6 +317,16 @@ async fn refuse_upgrade(stream: &mut impl Stream, peer: SocketAddr, error: Hands
         _ => String::new(),
     };
     respond(stream, error.status(), &extra_headers, error.to_string().as_bytes()).await
+}
+
+/// The subprotocols a request offers (`Sec-WebSocket-Protocol`, a comma-separated list).
+pub(crate) fn offered_protocols(request: &Request) -> Vec<&str> {
+    request.header("sec-websocket-protocol").map(|v| v.split(',').map(str::trim).collect()).unwrap_or_default()
+}
+
+/// The token of the `base64url.bearer.phx.<token>` subprotocol phoenix.js offers, if any.
+pub(crate) fn auth_token(offered: &[&str]) -> Option<String> {
+    offered.iter().find_map(|p| p.strip_prefix(AUTH_TOKEN_PREFIX)).and_then(decode_auth_token)
 }
 
 fn decode_auth_token(encoded: &str) -> Option<String> {
@@ -423,6 +435,30 @@ fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_a_head_that_may_come_in_parts() {
+        // The upgrade of the phoenix npm client (through `ws`), and a body already behind it.
+        let head = b"GET /socket/websocket?user_id=u1&vsn=2.0.0 HTTP/1.1\r\nSec-WebSocket-Version: 13\r\n\
+                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                     Host: 127.0.0.1:4100\r\n\r\n\x81";
+        let (request, len) = parse_head(head).unwrap().unwrap();
+        assert_eq!(len, head.len() - 1);
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("GET", "/socket/websocket"));
+        assert_eq!(request.query, "user_id=u1&vsn=2.0.0");
+        assert_eq!(request.header("sec-websocket-version"), Some("13"));
+        for cut in [0, 1, 20, len - 1] {
+            assert_eq!(parse_head(&head[..cut]), Ok(None), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_and_endless_heads() {
+        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nbad header\r\n\r\n"), Err(400));
+        let endless = [&b"GET / HTTP/1.1\r\nx: "[..], &[b'a'; MAX_HEAD]].concat();
+        assert_eq!(parse_head(&endless[..MAX_HEAD - 1]), Ok(None));
+        assert_eq!(parse_head(&endless), Err(431));
+    }
 
     #[test]
     fn decodes_query_strings() {

@@ -51,6 +51,11 @@ pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub
 
 use tokio_rustls::TlsAcceptor;
 
+/// The request-head parser and the upgrade's pure steps, for the fuzz targets
+/// ([`crate::fuzz_api`]); the server itself keeps them private.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use http::{auth_token, offered_protocols, parse_head, parse_query, Request, MAX_HEAD, MAX_HEADERS};
+
 use crate::fanout::Broadcast;
 use crate::registry::Registry;
 use crate::socket_ids::SocketIds;
