@@ -424,7 +424,7 @@ pub enum BodyError {
 /// `ndjson` (`Content-Type: application/x-ndjson`) each line (`\n` or `\r\n`) is one,
 /// JSON if it starts with `[` (serializer 2.0.0) or `{` (1.0.0), which base64 never
 /// does, else base64 of a binary message. At most [`MAX_BATCH`] lines, each message at
-/// most `max_message` bytes. Pure: what a fuzz target calls.
+/// most `max_message` bytes. Pure: the `longpoll_body` fuzz target calls it.
 ///
 /// ```
 /// use fenix_core::server::{parse_body, Line};
