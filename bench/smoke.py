@@ -2,7 +2,7 @@
 """Runs the load generator's `smoke` scenario (tiny sizes of every scenario) against
 Fenix, Fenix over TLS (wss://, trusting the run's CA) and the limit server, so the
 benchmark tools keep working. The limit server has no presence, so its run skips the
-`presence` scenario; the TLS run has no flood (the flooder writes on plain TCP). No
+`presence` scenario; the TLS run has no flood and no churn (they write on plain TCP). No
 timing is asserted: it fails only if a message is lost, duplicated or out of order,
 or a phase fails."""
 

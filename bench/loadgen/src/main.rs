@@ -5,6 +5,7 @@
 //! Exit status: 0 ok, 1 the run completed but lost/duplicated/reordered something or a
 //! client failed, 2 the scenario could not be run (usage, server down, setup failed).
 
+mod churn;
 mod flooder;
 mod group;
 mod paced;
@@ -131,6 +132,35 @@ enum Cmd {
         flooder_reads: bool,
         /// The flooder's topic; healthy client i joins `<topic>-<i>`
         #[arg(long, default_value = "room:flood")]
+        topic: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// H healthy subscribers get `shout`s R times a second before, during and after
+    /// waves of K connections that connect, join and die abruptly (RST, FIN mid-frame,
+    /// RST mid-push); reports the healthy latency per phase, and with --server-pid the
+    /// server's open descriptors and RSS before and after the churn.
+    Churn {
+        /// Healthy subscribers
+        #[arg(long, default_value_t = 100)]
+        healthy: usize,
+        /// Shouts per second to the healthy subscribers
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Connections per wave
+        #[arg(long, default_value_t = 2000)]
+        wave: usize,
+        /// Seconds before the churn
+        #[arg(long, default_value_t = 5.0)]
+        before: f64,
+        /// Seconds of churn
+        #[arg(long, default_value_t = 20.0)]
+        during: f64,
+        /// Seconds after the churn
+        #[arg(long, default_value_t = 5.0)]
+        after: f64,
+        /// The healthy subscribers' topic; the churning connections join `<topic>-dying`
+        #[arg(long, default_value = "room:churn")]
         topic: String,
         #[command(flatten)]
         common: Common,
@@ -270,6 +300,11 @@ async fn run(cmd: Cmd) -> Result<Value, String> {
             let ui = Ui::new(common.quiet);
             let plan = presence::PresencePlan { members, joiners, burst_s, churn_rate, churn_s, topic };
             presence::presence(&common.opts(300.0)?, &plan, &ui).await
+        }
+        Cmd::Churn { healthy, rate, wave, before, during, after, topic, common } => {
+            let ui = Ui::new(common.quiet);
+            let plan = churn::ChurnPlan { healthy, rate, wave, before, during, after, topic };
+            churn::churn(&common.opts(120.0)?, &plan, &ui).await
         }
         Cmd::Smoke { no_presence, common } => {
             let ui = Ui::new(common.quiet);

@@ -57,6 +57,21 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Phases of `before`, `during` and `after` seconds, from a moment after now (for
+    /// the client tasks to start before the first request is due).
+    pub fn from_now(before: f64, during: f64, after: f64, period_ns: u64, timeout_ns: u64) -> Schedule {
+        let secs_ns = |s: f64| (s * 1e9) as u64;
+        let start_ns = mono_ns() + 50_000_000;
+        Schedule {
+            start_ns,
+            flood_start_ns: start_ns + secs_ns(before),
+            flood_end_ns: start_ns + secs_ns(before + during),
+            end_ns: start_ns + secs_ns(before + during + after),
+            period_ns,
+            timeout_ns,
+        }
+    }
+
     pub fn phase_of(&self, t: u64) -> Phase {
         if t < self.flood_start_ns {
             Phase::Before

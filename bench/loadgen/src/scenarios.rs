@@ -99,7 +99,7 @@ fn secs(ns: u64) -> f64 {
     (ns as f64 / 1e3).round() / 1e6
 }
 
-fn ms(ns: u64) -> f64 {
+pub(crate) fn ms(ns: u64) -> f64 {
     (ns as f64 / 1e6 * 1000.0).round() / 1000.0
 }
 
@@ -127,12 +127,12 @@ fn extend(v: &mut Value, more: Value) {
     }
 }
 
-async fn open_sender(o: &Opts, index: usize, topic: &str) -> Result<Client, String> {
+pub(crate) async fn open_sender(o: &Opts, index: usize, topic: &str) -> Result<Client, String> {
     open_one(o, index, topic, "sender").await
 }
 
 /// Connects and joins one client of the scenario's own (not a worker group's).
-async fn open_one(o: &Opts, index: usize, topic: &str, role: &str) -> Result<Client, String> {
+pub(crate) async fn open_one(o: &Opts, index: usize, topic: &str, role: &str) -> Result<Client, String> {
     let url = WsUrl::parse(&o.url, o.tls.as_ref())?;
     timeout(o.timeout, Client::open(&url, index, o.spread, topic))
         .await
@@ -244,35 +244,7 @@ pub async fn latency(o: &Opts, n: usize, per_sec: f64, duration: f64, body_size:
     let go = Go { start_ns: t0, end_ns: t0 + dur_ns, deadline_ns: t0 + dur_ns + o.timeout.as_nanos() as u64 };
     w.go(go)?;
     let start = Instant::now();
-    let step = 1e9 / per_sec;
-    let mut sent = 0u64;
-    let mut send_err = None;
-    for k in 1..=total {
-        let at = start + Duration::from_nanos(((k - 1) as f64 * step) as u64);
-        // Wait for the send time, draining the sender's own copies of the broadcast.
-        let drained = loop {
-            tokio::select! {
-                biased;
-                _ = sleep_until(at) => break Ok(()),
-                m = sender.conn.next_msg() => match m {
-                    Ok(crate::ws::Msg::Close(c)) => break Err(format!("server closed the sender (code {c:?})")),
-                    Err(e) => break Err(format!("sender: {e}")),
-                    Ok(_) => {}
-                },
-            }
-        };
-        if let Err(e) = drained {
-            send_err = Some(e);
-            break;
-        }
-        let payload = format!("{{\"t\":{},\"seq\":{k}{body}}}", mono_ns());
-        if let Err(e) = sender.push("shout", payload.as_bytes()).await {
-            send_err = Some(format!("sender: {e}"));
-            break;
-        }
-        sent = k;
-        ui.update(k);
-    }
+    let (sent, send_err) = send_shouts(&mut sender, start, per_sec, total, &body, |k| ui.update(k)).await;
     let send_s = secs(start.elapsed().as_nanos() as u64);
     let drain = spawn_local(async move {
         while sender.conn.next_msg().await.is_ok() {}
@@ -315,6 +287,38 @@ pub async fn latency(o: &Opts, n: usize, per_sec: f64, duration: f64, body_size:
         extend(&mut v, json!({"error": e}));
     }
     Ok(v)
+}
+
+/// Pushes `shout` `{"t": <send time ns>, "seq": k}` (plus `extra` fields) for k = 1..=total,
+/// shout k due at `start + (k - 1) / per_sec`, draining the sender's own copies of the
+/// broadcast meanwhile. Returns how many were sent and why it stopped early, if it did.
+pub(crate) async fn send_shouts(sender: &mut Client, start: Instant, per_sec: f64, total: u64, extra: &str, on_sent: impl Fn(u64)) -> (u64, Option<String>) {
+    let step = 1e9 / per_sec;
+    let mut sent = 0u64;
+    for k in 1..=total {
+        let at = start + Duration::from_nanos(((k - 1) as f64 * step) as u64);
+        let drained = loop {
+            tokio::select! {
+                biased;
+                _ = sleep_until(at) => break Ok(()),
+                m = sender.conn.next_msg() => match m {
+                    Ok(crate::ws::Msg::Close(c)) => break Err(format!("server closed the sender (code {c:?})")),
+                    Err(e) => break Err(format!("sender: {e}")),
+                    Ok(_) => {}
+                },
+            }
+        };
+        if let Err(e) = drained {
+            return (sent, Some(e));
+        }
+        let payload = format!("{{\"t\":{},\"seq\":{k}{extra}}}", mono_ns());
+        if let Err(e) = sender.push("shout", payload.as_bytes()).await {
+            return (sent, Some(format!("sender: {e}")));
+        }
+        sent = k;
+        on_sent(k);
+    }
+    (sent, None)
 }
 
 /// C clients, each on its own topic, each in a closed loop of `echo` push + reply.
@@ -529,17 +533,7 @@ pub async fn flood(o: &Opts, p: &FloodPlan, ui: &Ui) -> Result<Value, String> {
     };
     let cpu = || tree.as_ref().map(|t| t.cpu_ns());
 
-    let secs_ns = |s: f64| (s * 1e9) as u64;
-    // A moment for the client tasks to start before the first request is due.
-    let start_ns = mono_ns() + 50_000_000;
-    let s = Schedule {
-        start_ns,
-        flood_start_ns: start_ns + secs_ns(p.before),
-        flood_end_ns: start_ns + secs_ns(p.before + p.during),
-        end_ns: start_ns + secs_ns(p.before + p.during + p.after),
-        period_ns: (1e9 / p.rate) as u64,
-        timeout_ns: p.request_timeout.as_nanos() as u64,
-    };
+    let s = Schedule::from_now(p.before, p.during, p.after, (1e9 / p.rate) as u64, p.request_timeout.as_nanos() as u64);
     let tally = Rc::new(RefCell::new(Tally::default()));
     let clients: Vec<_> = clients
         .into_iter()
@@ -675,10 +669,11 @@ pub async fn smoke(o: &Opts, with_presence: bool, ui: &Ui) -> Value {
         ("connect", connect(o, 5, "room:smoke-connect-shared", true, Some(50), ui).await),
         ("latency", latency(o, 5, 20.0, 1.0, 0, "room:smoke-latency", ui).await),
     ];
-    // The flooder writes on plain TCP only (see `Conn::into_parts`).
+    // The flooder and the churn write on plain TCP only (see `Conn::into_parts`).
     if o.tls.is_none() {
         runs.push(("flood", flood(o, &smoke_flood(true), ui).await));
         runs.push(("flood", flood(o, &smoke_flood(false), ui).await));
+        runs.push(("churn", crate::churn::churn(o, &crate::churn::smoke_plan(), ui).await));
     }
     if with_presence {
         runs.push(("presence", crate::presence::presence(o, &smoke_presence(), ui).await));

@@ -1,4 +1,5 @@
-//! Clocks, /proc sampling of the server process, and the open-files limit.
+//! Clocks, /proc sampling of the server process (CPU, RSS, open descriptors), and the
+//! open-files limit.
 
 use std::collections::HashMap;
 use std::fs;
@@ -87,6 +88,11 @@ impl ProcTree {
         ticks * 1_000_000_000 / clk_tck()
     }
 
+    /// Open file descriptors of the tree (entries of `/proc/P/fd`).
+    pub fn fds(&self) -> u64 {
+        self.pids.iter().filter_map(|p| fs::read_dir(format!("/proc/{p}/fd")).ok()).map(|d| d.count() as u64).sum()
+    }
+
     /// Resident memory of the tree, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         self.pids
@@ -152,6 +158,7 @@ mod tests {
         let _ = cpu_ns(me).unwrap();
         let t = ProcTree::of(me).unwrap();
         assert!(t.rss_bytes() > 0);
+        assert!(t.fds() >= 3, "stdin, stdout, stderr at least");
         assert!(ProcTree::of(u32::MAX).is_err());
         let a = mono_ns();
         let b = mono_ns();

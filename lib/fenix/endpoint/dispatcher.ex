@@ -118,18 +118,24 @@ defmodule Fenix.Endpoint.Dispatcher do
     # A plain short-lived process, like Phoenix's transport runs connect/3 in its own:
     # connect/6 below catches everything, and a connect never answered is refused by
     # the engine after the socket's connect_timeout. No supervisor call per client.
+    # At low priority: a storm of connects (thousands a second, as in a reconnect wave
+    # or an attack) then waits behind the channels of connected clients instead of
+    # delaying their broadcasts; low-priority processes still run, interleaved.
     check_origin = if transport.check_origin == nil, do: state.origin.check, else: transport.check_origin
     url_host = state.origin.url_host
 
-    spawn(fn ->
-      # The request's URI is made only if the check or the connect info needs it.
-      if Origin.allowed?(check_origin, info.origin, url_host, fn -> request_uri(info) end) do
-        connect(endpoint, handler, conn, params, connect_info(info, transport.connect_info), serializer, info.transport)
-      else
-        Origin.log_refused(handler, info.origin)
-        Native.conn_refuse(conn)
-      end
-    end)
+    Process.spawn(
+      fn ->
+        # The request's URI is made only if the check or the connect info needs it.
+        if Origin.allowed?(check_origin, info.origin, url_host, fn -> request_uri(info) end) do
+          connect(endpoint, handler, conn, params, connect_info(info, transport.connect_info), serializer, info.transport)
+        else
+          Origin.log_refused(handler, info.origin)
+          Native.conn_refuse(conn)
+        end
+      end,
+      priority: :low
+    )
     {:noreply, state}
   end
 

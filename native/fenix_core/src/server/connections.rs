@@ -92,6 +92,11 @@ impl Connections {
         Ok(Tracked { shared: Arc::clone(shared), id: conn.id(), address })
     }
 
+    /// How many connections are tracked.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().conns.len()
+    }
+
     /// Resolves once the server is stopping (at once if it already is).
     pub(crate) async fn stopped(&self) {
         let mut stopping = self.stopping.subscribe();

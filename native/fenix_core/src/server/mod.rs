@@ -214,6 +214,12 @@ impl Server {
         self.shared.connections.drain(path, batch)
     }
 
+    /// How many connections are tracked now: from the upgrade asking the application
+    /// until the session ends (see `Connections`).
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.count()
+    }
+
     /// How many connections were dropped so far because their clients did not read.
     pub fn slow_readers_dropped(&self) -> u64 {
         self.shared.slow_readers.load(std::sync::atomic::Ordering::Relaxed)

@@ -64,6 +64,7 @@ enum ReadEnd {
 pub(super) async fn run(mut stream: impl Transport, conn: Arc<Conn>, leftover: Vec<u8>) {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
     let finalize = Finalize(&conn);
+    let mut peer_gone = false;
     {
         let writer = write_loop(&stream, &conn);
         tokio::pin!(writer);
@@ -72,14 +73,22 @@ pub(super) async fn run(mut stream: impl Transport, conn: Arc<Conn>, leftover: V
             end = read_loop(&stream, &conn, leftover) => {
                 match end {
                     ReadEnd::Close(code, reason) => conn.close(code, &reason),
-                    ReadEnd::Gone => conn.outbox.abort(),
+                    ReadEnd::Gone => {
+                        conn.outbox.abort();
+                        peer_gone = true;
+                    }
                 }
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
             }
         }
     }
     drop(finalize);
-    stream.shutdown().await;
+    // A peer that reset or closed its side reads nothing more: dropping the stream
+    // closes it, and a shutdown first would be one more system call (and a FIN or TLS
+    // close_notify sent into a dead socket) for each of a wave of dying connections.
+    if !peer_gone {
+        stream.shutdown().await;
+    }
 }
 
 struct Finalize<'a>(&'a Conn);
