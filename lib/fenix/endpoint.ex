@@ -310,14 +310,15 @@ defmodule Fenix.Endpoint do
   ]
 
   @doc """
-  Mounts `socket_module` at `path`: the WebSocket is served at `<path>/websocket`.
-  See `Fenix.Socket` for the `websocket:` options.
+  Mounts `socket_module` at `path`: the WebSocket is served at `<path>/websocket`, and
+  with `longpoll: true` (or `longpoll: [window_ms: ...]`) Phoenix's long-poll transport
+  at `<path>/longpoll`. See `Fenix.Socket` for the `websocket:` and `longpoll:` options.
 
   The module is a `Fenix.Socket` (`use Fenix.Socket`: channels), or a
-  `Fenix.Socket.Transport` (`@behaviour Fenix.Socket.Transport`: raw messages);
-  anything else makes the endpoint fail to start, naming the module.
+  `Fenix.Socket.Transport` (`@behaviour Fenix.Socket.Transport`: raw messages, over
+  WebSocket only); anything else makes the endpoint fail to start, naming the module.
 
-      socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000]
+      socket "/socket", MyAppWeb.UserSocket, websocket: [timeout: 45_000], longpoll: true
       socket "/counter", MyAppWeb.CounterSocket, websocket: true
 
   `drainer:` says how the socket's connections are closed when the endpoint shuts
@@ -369,8 +370,30 @@ defmodule Fenix.Endpoint do
 
     # Every option named, nil for those left out: the engine fills in its defaults.
     websocket = Map.new(@socket_options, &{&1, Keyword.get(websocket, &1)})
+    websocket = Map.put(websocket, :longpoll, longpoll!(Keyword.get(opts, :longpoll, false)))
     transport = Map.merge(given, %{connect_info: connect_info, check_origin: check_origin, drainer: drainer})
     {String.trim_trailing(path, "/"), module, websocket, transport}
+  end
+
+  # The `longpoll:` options, positive integers; nil (off), or a map of every option
+  # with nil for those left out (the engine's defaults, see Fenix.Socket).
+  @longpoll_options [:window_ms, :max_body_size]
+
+  defp longpoll!(false), do: nil
+  defp longpoll!(true), do: longpoll!([])
+
+  defp longpoll!(options) when is_list(options) do
+    options = Keyword.validate!(options, @longpoll_options)
+
+    for {key, value} <- options, not (is_integer(value) and value > 0) do
+      raise ArgumentError, "the #{inspect(key)} longpoll option must be a positive integer, got: #{inspect(value)}"
+    end
+
+    Map.new(@longpoll_options, &{&1, Keyword.get(options, &1)})
+  end
+
+  defp longpoll!(other) do
+    raise ArgumentError, "the :longpoll option must be true, false or a keyword list, got: #{inspect(other)}"
   end
 
   # An MFA is called when the endpoint starts and stops, and checked then.

@@ -46,7 +46,7 @@ defmodule Fenix.Native do
           https_port: :inet.port_number(),
           engine_threads: non_neg_integer(),
           tune_allocator: boolean(),
-          socket: %{atom() => pos_integer()}
+          socket: %{atom() => pos_integer() | nil | map()}
         }
   def endpoint_defaults, do: :erlang.nif_error(:nif_not_loaded)
 
@@ -80,8 +80,8 @@ defmodule Fenix.Native do
   @type error :: {:error, :closed | :stale | :slow_client | :unsupported_term | {atom(), String.t()}}
   @type pace :: :ok | :wait
 
-  @spec conn_accept(conn(), String.t() | nil, binary()) :: :ok | {:error, :closed}
-  def conn_accept(_conn, _socket_id, _socket), do: :erlang.nif_error(:nif_not_loaded)
+  @spec conn_accept(conn(), String.t() | nil, binary(), String.t() | nil) :: :ok | {:error, :closed}
+  def conn_accept(_conn, _socket_id, _socket, _session_token), do: :erlang.nif_error(:nif_not_loaded)
 
   @type transport :: reference()
 

@@ -31,7 +31,8 @@ defmodule Fenix.Socket do
 
   ## Lifecycle
 
-  1. A client opens `<path>/websocket?<params>`. The engine (Rust) parses the upgrade
+  1. A client opens `<path>/websocket?<params>` (or a long-poll session, see "Long-poll"
+     below). The engine (Rust) parses the upgrade
      and asks the endpoint, which runs `c:connect/3` in a short-lived process.
   2. `{:ok, socket}` accepts: the upgrade is answered `101` and `c:id/1` names the
      socket. `:error` or `{:error, reason}` refuses: the upgrade is answered `403`.
@@ -125,6 +126,46 @@ defmodule Fenix.Socket do
   `Fenix.Socket.Transport`, whose messages count against the inbound bounds as a
   channel's do.
 
+  ## Long-poll
+
+  `longpoll: true` (or `longpoll: [window_ms: ..., max_body_size: ...]`) given to
+  `Fenix.Endpoint.socket/3` also serves the socket at `<path>/longpoll`, Phoenix 1.8's
+  long-poll protocol: phoenix.js's `LongPoll` transport, and the fallback its
+  `longPollFallbackMs` option makes when a WebSocket cannot connect. It is off by
+  default. A long-poll session is one more kind of connection: the same `c:connect/3`
+  (with `socket.transport == :longpoll`, the auth token from the `X-Phoenix-AuthToken`
+  header), the same channels, broadcasts, presence and `disconnect`, the same
+  `websocket:` limits, and the endpoint's connection limits count it.
+
+    * A `GET` without the token of a live session opens one: `{"status": 410,
+      "token": ..., "messages": []}` (`403` if `c:connect/3` refuses). The token is
+      signed with the endpoint's `:secret_key_base` when it has one (`Fenix.Token`),
+      else 128 random bits; the engine looks sessions up by it alone (it is
+      unguessable), without calling Elixir.
+    * A `GET` with the token (`token` param or `x-phoenix-longpoll-token` header)
+      waits up to the window for what the channels sent: `200` with the messages, or
+      `204`. A `disconnect` or a drain ends the session: the polls after it get `410`
+      and the client connects anew.
+    * A `POST` with the token publishes one message, or with `Content-Type:
+      application/x-ndjson` a batch of at most 100 lines (JSON, or base64 of a binary
+      message). Messages wait for the session's inbound credit as a WebSocket's do;
+      a batch its channels do not take within the window gets `408`. A malformed
+      message ends the session (`400`).
+    * `OPTIONS` answers the CORS preflight.
+
+  The HTTP status is always `200` (the real one is in the JSON body), with
+  `cache-control: no-store` and `access-control-allow-origin: *`, and the HTTP
+  connection is kept alive for the next poll; a session beyond the connection limits
+  gets an HTTP `503`. Origins are checked when a session opens. A session that nobody
+  polls for 1.5 windows ends, and its channels are told as when a WebSocket closes; one
+  that falls behind by the outbox bounds ends at its next poll.
+
+    * `:window_ms` - how long a poll waits for messages. Default
+      `#{@defaults.longpoll.window_ms}`, as Phoenix.
+    * `:max_body_size` - the largest `POST` body, in bytes; a larger one is answered
+      HTTP `413`. Default `#{@defaults.longpoll.max_body_size}`. Each message is bounded by
+      `:max_frame_size` too.
+
   ## Fields
 
     * `:assigns` - the map set with `assign/3`
@@ -133,7 +174,7 @@ defmodule Fenix.Socket do
     * `:id` - the socket id from `c:id/1`, or `nil`
     * `:serializer` - `:v1` or `:v2`: the wire format the engine picked from the
       client's `vsn` (a missing `vsn` means `:v1`)
-    * `:transport` - `:websocket`
+    * `:transport` - `:websocket` or `:longpoll`, as the client connected
     * in a channel: `:channel`, `:channel_pid`, `:topic`, `:join_ref`, `:joined`, and
       `:ref` (the ref of the message being handled)
 
@@ -159,7 +200,7 @@ defmodule Fenix.Socket do
           ref: client_ref(),
           serializer: :v1 | :v2 | nil,
           topic: String.t() | nil,
-          transport: :websocket,
+          transport: :websocket | :longpoll,
           transport_pid: pid() | nil,
           conn_id: non_neg_integer() | nil,
           channel_ref: reference() | nil
@@ -310,10 +351,10 @@ defmodule Fenix.Socket do
 
   @doc false
   # Runs the handler's connect/3 and id/1. Called in a process of its own.
-  @spec __connect__(module(), module(), map(), map(), :v1 | :v2) ::
+  @spec __connect__(module(), module(), map(), map(), :v1 | :v2, :websocket | :longpoll) ::
           {:ok, t()} | :error | {:error, term()}
-  def __connect__(endpoint, handler, params, connect_info, serializer) do
-    socket = %__MODULE__{endpoint: endpoint, handler: handler, serializer: serializer}
+  def __connect__(endpoint, handler, params, connect_info, serializer, transport \\ :websocket) do
+    socket = %__MODULE__{endpoint: endpoint, handler: handler, serializer: serializer, transport: transport}
 
     case handler.connect(params, socket, connect_info) do
       {:ok, %__MODULE__{} = socket} ->

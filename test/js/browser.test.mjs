@@ -1,7 +1,8 @@
 // The chat demo (examples/chat, `PORT=<port> mix run --no-halt`) in headless Chromium:
 // two pages join room:lobby through the unmodified phoenix.js; a message typed in one
 // appears in the other; each page's "online" list (the client's Presence) shows who is in
-// the room, and follows pages that open and close.
+// the room, and follows pages that open and close; a page whose WebSocket is refused falls
+// back to long-poll and chats with the others.
 //
 // Run: node --test test/js/browser.test.mjs
 //   FENIX_CHAT_URL=http://127.0.0.1:4000  use a chat demo that is already running
@@ -200,6 +201,38 @@ describe("chat demo in headless Chromium", () => {
 
     await watcher.context().close();
     await tab1.context().close();
+  });
+
+  it("a page whose WebSocket is refused falls back to long-poll (longPollFallbackMs) and chats with the others", T, async () => {
+    const watcher = await openPage("?name=watcher");
+    await joined(watcher);
+    // Its own context, errors not recorded: the refused WebSocket is logged by Chromium.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${chat.url}/?name=fallback`);
+    const result = await page.evaluate(async () => {
+      // The page's WebSocket goes to a path that answers 404, as behind a proxy that
+      // refuses upgrades; phoenix.js then falls back to its LongPoll transport.
+      class Refused extends WebSocket {
+        constructor(url, protocols) {
+          super(url.replace("/socket/websocket", "/refused/websocket"), protocols);
+        }
+      }
+      const socket = new window.Phoenix.Socket("/socket", { transport: Refused, longPollFallbackMs: 300, params: { user_id: "fallback" } });
+      socket.connect();
+      const channel = socket.channel("room:lobby", {});
+      const within = (promise, what) =>
+        Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), 10_000))]);
+      await within(new Promise((resolve, reject) => channel.join().receive("ok", resolve).receive("error", reject)), "join");
+      const echoed = new Promise((resolve) => channel.on("shout", (payload) => payload.body === "over long-poll" && resolve(payload)));
+      channel.push("shout", { body: "over long-poll" });
+      const shout = await within(echoed, "own shout");
+      return { longPoll: socket.conn instanceof window.Phoenix.LongPoll, user: shout.user };
+    });
+    assert.deepEqual(result, { longPoll: true, user: "fallback" });
+    assert.equal(await seen(watcher, "over long-poll"), "fallback", "a WebSocket page sees the long-poll page's message");
+    await context.close();
+    await watcher.context().close();
   });
 
   it("no script errors in any page", () => {

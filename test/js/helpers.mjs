@@ -11,6 +11,7 @@
 // (SIGTERM to its process group, then SIGKILL) when the tests end.
 
 import { spawn } from "node:child_process";
+import { after, afterEach, before } from "node:test";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
@@ -252,6 +253,23 @@ export async function startConformanceTls() {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * For a test file against the conformance app: starts it before the file's tests, stops
+ * it after them, and disconnects every socket after each test. Returns a handle whose
+ * `server` is the running app (set once the tests run).
+ */
+export function useConformance() {
+  const handle = { server: null };
+  before(async () => {
+    handle.server = await startConformance();
+  });
+  after(async () => {
+    await handle.server?.stop();
+  });
+  afterEach(() => disconnectAll());
+  return handle;
 }
 
 /**

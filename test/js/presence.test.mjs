@@ -9,26 +9,16 @@
 //
 // Run: node --test test/js/presence.test.mjs   (after `MIX_ENV=test mix compile`)
 
-import { describe, it, before, after, afterEach } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Presence } from "phoenix";
-import { TIMEOUT_MS, VSNS, connect, disconnectAll, joinTopic, sleep, startConformance, uniqueTopic } from "./helpers.mjs";
+import { TIMEOUT_MS, VSNS, connect, joinTopic, sleep, useConformance, uniqueTopic } from "./helpers.mjs";
 
-let server;
-
-before(async () => {
-  server = await startConformance();
-});
-
-after(async () => {
-  await server?.stop();
-});
-
-afterEach(() => disconnectAll());
+const conformance = useConformance();
 
 /** A client of `vsn` as user `id`, joined to `topic` with track, and its Presence. */
 async function member(vsn, topic, id, name) {
-  const socket = await connect(server.wsUrl, { vsn, params: { user_id: id } });
+  const socket = await connect(conformance.server.wsUrl, { vsn, params: { user_id: id } });
   const channel = socket.channel(topic, { track: true, name });
   const presence = new Presence(channel);
   let syncs = 0;

@@ -7,6 +7,7 @@ defmodule Fenix.TestEndpoint do
   @connect_info [:peer_data, :x_headers, :trace_context_headers, :sec_websocket_headers, :uri, :user_agent, :auth_token, region: "test"]
   socket "/socket", Fenix.TestSocket, websocket: [timeout: 60_000, max_channels: 5, max_frame_size: 4096, connect_info: @connect_info]
   socket "/short", Fenix.TestSocket, websocket: [timeout: 200]
+  socket "/lp", Fenix.TestSocket, websocket: [connect_info: [:auth_token]], longpoll: [window_ms: 300]
   socket "/origins", Fenix.TestSocket, websocket: [check_origin: ["//*.example.com", "https://exact.org", "//any.net:8080"]]
   socket "/same-host", Fenix.TestSocket, websocket: [check_origin: :conn]
   socket "/any-origin", Fenix.TestSocket, websocket: [check_origin: false]
@@ -59,6 +60,12 @@ defmodule Fenix.TestSocket do
   @impl true
   def connect(%{"deny" => "error"}, _socket, _info), do: {:error, :denied}
   def connect(%{"deny" => "raise"}, _socket, _info), do: raise("connect crashed on purpose")
+
+  def connect(%{"report" => "transport"} = params, socket, info) do
+    test_pid = params |> Map.fetch!("test_pid") |> String.to_charlist() |> :erlang.list_to_pid()
+    send(test_pid, {:connected, socket.transport, info})
+    {:ok, assign(socket, user_id: nil)}
+  end
 
   def connect(params, socket, info) do
     test_pid = params |> Map.fetch!("test_pid") |> String.to_charlist() |> :erlang.list_to_pid()

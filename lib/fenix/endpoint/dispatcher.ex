@@ -5,7 +5,9 @@ defmodule Fenix.Endpoint.Dispatcher do
   #   {:fenix_connect, conn, socket_index, params, connect_info, serializer}
   #       runs the socket's connect/3 (a transport's connect/1) in a process of its
   #       own, then accepts or refuses; an accepted transport gets a process of its
-  #       own (Fenix.Socket.Transport.Server) that accepts the connection;
+  #       own (Fenix.Socket.Transport.Server) that accepts the connection; a long-poll
+  #       connect (`connect_info.transport == :longpoll`) is given its session token
+  #       with the accept;
   #   {:fenix_join, conn, socket_state, topic, join_ref, ref, payload}
   #       finds the channel for the topic and starts its process;
   #   {:fenix_log, level, message}
@@ -132,11 +134,11 @@ defmodule Fenix.Endpoint.Dispatcher do
       fn ->
         # The request's URI is made only if the check or the connect info needs it.
         if Origin.allowed?(check_origin, info.origin, url_host, fn -> request_uri(info) end) do
-          info = connect_info(info, transport.connect_info)
+          requested = connect_info(info, transport.connect_info)
 
           case transport.kind do
-            :channels -> connect(endpoint, handler, conn, params, info, serializer)
-            :raw -> connect_transport(endpoint, handler, conn, params, info, transport.options, channels)
+            :channels -> connect(endpoint, handler, conn, params, requested, serializer, info.transport)
+            :raw -> connect_transport(endpoint, handler, conn, params, requested, transport.options, channels)
           end
         else
           Origin.log_refused(handler, info.origin)
@@ -149,8 +151,16 @@ defmodule Fenix.Endpoint.Dispatcher do
   end
 
   def handle_info({:fenix_join, conn, socket_state, topic, join_ref, ref, payload}, state) do
-    {handler, id, assigns, serializer} = :erlang.binary_to_term(socket_state)
-    socket = %Socket{endpoint: state.endpoint, handler: handler, id: id, assigns: assigns, serializer: serializer}
+    {handler, id, assigns, serializer, transport} = :erlang.binary_to_term(socket_state)
+
+    socket = %Socket{
+      endpoint: state.endpoint,
+      handler: handler,
+      id: id,
+      assigns: assigns,
+      serializer: serializer,
+      transport: transport
+    }
     join = {topic, join_ref, ref}
 
     case socket.handler.__channel__(topic) do
@@ -243,10 +253,10 @@ defmodule Fenix.Endpoint.Dispatcher do
     end
   end
 
-  defp connect(endpoint, handler, conn, params, info, serializer) do
+  defp connect(endpoint, handler, conn, params, info, serializer, transport) do
     result =
       try do
-        Socket.__connect__(endpoint, handler, params, info, serializer)
+        Socket.__connect__(endpoint, handler, params, info, serializer, transport)
       catch
         kind, reason ->
           Logger.error(
@@ -260,8 +270,8 @@ defmodule Fenix.Endpoint.Dispatcher do
       {:ok, socket} ->
         # The engine keeps this per connection and hands it back with every join:
         # only what a channel's socket needs, not the whole struct.
-        socket_state = {socket.handler, socket.id, socket.assigns, socket.serializer}
-        Native.conn_accept(conn, socket.id, :erlang.term_to_binary(socket_state))
+        socket_state = {socket.handler, socket.id, socket.assigns, socket.serializer, transport}
+        Native.conn_accept(conn, socket.id, :erlang.term_to_binary(socket_state), session_token(endpoint, transport))
 
       _refused ->
         Native.conn_refuse(conn)
@@ -308,6 +318,23 @@ defmodule Fenix.Endpoint.Dispatcher do
 
     with :error <- start_child(supervisor, spec, "the transport process of #{inspect(handler)}") do
       Native.conn_refuse(conn)
+    end
+  end
+
+  # A long-poll session is looked up by its token alone, in the engine: the token must
+  # be unguessable. Signed with the endpoint's secret_key_base when it has one (as
+  # Phoenix signs its long-poll tokens), else 128 random bits; random data either way,
+  # so that no two sessions share a token.
+  @session_salt "fenix longpoll session"
+
+  defp session_token(_endpoint, :websocket), do: nil
+
+  defp session_token(endpoint, :longpoll) do
+    id = :crypto.strong_rand_bytes(16)
+
+    case endpoint.config(:secret_key_base) do
+      key_base when is_binary(key_base) -> Fenix.Token.sign(key_base, @session_salt, id)
+      nil -> Base.url_encode64(id, padding: false)
     end
   end
 

@@ -14,8 +14,8 @@
 //!   bytes, a partial one past the head limit is refused, and what parsed goes through
 //!   the upgrade's steps (handshake check, query, vsn, subprotocols), each checked.
 //!
-//! The long-poll transport has no body parser yet; when it gets one, its target goes
-//! here, beside [`http_head`], with its own corpus directory.
+//! - [`longpoll_body`]: a long-poll POST body; what parses keeps to the batch and
+//!   message bounds, JSON lines are as sent, and a body without ndjson is one message.
 //!
 //! Why a module behind a feature: the HTTP head parser and the upgrade's steps are
 //! private to the server, and the targets, a crate of their own (cargo fuzz builds it
@@ -29,7 +29,7 @@
 use serde_json::Value;
 
 use crate::protocol::{Body, ClientRef, Encoded, Event, Message, Outgoing, Payload, Serializer, Status};
-use crate::server::{auth_token, offered_protocols, parse_head, parse_query, Request, MAX_HEAD, MAX_HEADERS};
+use crate::server::{auth_token, offered_protocols, parse_body, parse_head, parse_query, BodyError, Line, Request, MAX_BATCH, MAX_HEAD, MAX_HEADERS};
 use crate::websocket::{accept_key, check_upgrade, frame, CloseCode, Frame, Opcode, Reader};
 use crate::ProtocolError;
 
@@ -246,6 +246,30 @@ pub fn http_head(data: &[u8]) {
     }
 }
 
+/// A long-poll POST body through [`parse_body`].
+///
+/// Input: one byte whose low bit says `Content-Type: application/x-ndjson`, a big-endian
+/// `u16` message limit, then the body.
+pub fn longpoll_body(data: &[u8]) {
+    let [flags, high, low, body @ ..] = data else { return };
+    let (ndjson, max) = (flags & 1 == 1, usize::from(u16::from_be_bytes([*high, *low])));
+    match parse_body(body, ndjson, max) {
+        Ok(lines) if !ndjson => assert_eq!(lines, [Line::Text(body)], "a body without ndjson is one message"),
+        Ok(lines) => {
+            assert!(lines.len() <= MAX_BATCH, "{} lines in a batch", lines.len());
+            for line in &lines {
+                match line {
+                    Line::Text(text) => assert!(text.len() <= max && matches!(text.first(), Some(b'[' | b'{')), "text line {text:?}"),
+                    Line::Binary(data) => assert!(data.len() <= max, "a binary message of {} bytes, limit {max}", data.len()),
+                }
+            }
+        }
+        Err(BodyError::TooManyLines) => assert!(ndjson && body.split(|&b| b == b'\n').count() > MAX_BATCH),
+        Err(BodyError::MessageTooLarge { size, max: limit }) => assert!(limit == max && size > max, "{size} refused, limit {max}"),
+        Err(BodyError::InvalidBase64) => assert!(ndjson),
+    }
+}
+
 /// The pure steps of `http::upgrade`, with what each promises.
 fn upgrade(request: &Request) {
     if let Ok(key) = check_upgrade(&request.method, &request.headers) {
@@ -276,12 +300,13 @@ mod tests {
     /// the function it calls.
     type Target = (&'static str, fn(&[u8]));
 
-    const TARGETS: [Target; 5] = [
+    const TARGETS: [Target; 6] = [
         ("frame_reader", super::frame_reader),
         ("v1_json", super::v1_json),
         ("v2_json", super::v2_json),
         ("v2_binary", super::v2_binary),
         ("http_head", super::http_head),
+        ("longpoll_body", super::longpoll_body),
     ];
 
     /// Runs every committed input of `target` (seeds, corpus and regressions) through

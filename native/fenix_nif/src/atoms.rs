@@ -45,6 +45,9 @@ rustler::atoms! {
     origin,
     sec_websocket_headers,
     auth_token,
+    transport,
+    websocket,
+    longpoll,
     // presence
     fenix_presence_diff,
     metas,

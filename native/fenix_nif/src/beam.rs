@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use fenix_core::protocol::{Event, Message, Serializer};
-use fenix_core::server::Conn;
+use fenix_core::server::{Conn, TransportKind};
 use fenix_core::{
     ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, ControlKind, DataKind, Handler, JoinRequest, TransportClosed,
     TransportEvent, TransportSink,
@@ -107,6 +107,10 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
     let trace_context_headers = headers(&|k| k == "traceparent" || k == "tracestate");
     let sec_websocket_headers = headers(&|k| k.starts_with("sec-websocket-"));
     let header = |name: &str| request.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let transport = match request.transport {
+        TransportKind::WebSocket => atoms::websocket(),
+        TransportKind::LongPoll => atoms::longpoll(),
+    };
     let mut info = Term::map_new(env);
     for (key, value) in [
         (atoms::peer_data(), peer.unwrap_or_else(|_| atoms::nil().encode(env))),
@@ -116,7 +120,9 @@ fn connect_info<'a>(env: Env<'a>, request: &ConnectRequest) -> Term<'a> {
         (atoms::sec_websocket_headers(), sec_websocket_headers.encode(env)),
         (atoms::user_agent(), header("user-agent").encode(env)),
         (atoms::auth_token(), request.auth_token.as_deref().encode(env)),
-        // Not connect info keys: what the uri and the origin check are made of.
+        (atoms::transport(), transport.encode(env)),
+        // Not connect info keys: what the uri and the origin check are made of, and
+        // the socket's `transport`.
         (atoms::host(), header("host").encode(env)),
         (atoms::secure(), request.secure.encode(env)),
         (atoms::origin(), header("origin").encode(env)),

@@ -6,6 +6,7 @@ defmodule Fenix.Conformance.Endpoint do
   # CONFORMANCE.md: any origin is accepted (the check itself is tested in ExUnit).
   socket "/socket", Fenix.Conformance.UserSocket,
     websocket: [timeout: 60_000, connect_info: [:auth_token], check_origin: false],
+    longpoll: true,
     drainer: {__MODULE__, :drainer, []}
 
   # CONFORMANCE.md's raw echo transport, at /echo/websocket (the default max_frame_size, 1 MiB).

@@ -3,5 +3,5 @@ defmodule Chat.Endpoint do
   use Fenix.Endpoint, otp_app: :chat
 
   # The page is served by this endpoint, at whatever host the browser used.
-  socket "/socket", Chat.UserSocket, websocket: [check_origin: :conn]
+  socket "/socket", Chat.UserSocket, websocket: [check_origin: :conn], longpoll: true
 end

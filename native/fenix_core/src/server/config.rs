@@ -111,6 +111,30 @@ pub struct SocketConfig {
     /// a loop is not a client; a page that joins all its channels at once (at most
     /// `max_channels`, 100) stays well under it.
     pub max_joins_per_second: usize,
+    /// The long-poll transport at `<path>/longpoll`, when the socket enables it.
+    /// Default none (off: the path answers 404), as Phoenix's `longpoll: false`.
+    pub longpoll: Option<LongPollConfig>,
+}
+
+/// A socket's long-poll transport (`longpoll: true` or `longpoll: [window_ms: ...]`).
+#[derive(Debug, Clone)]
+pub struct LongPollConfig {
+    /// How long a poll waits for messages before it is answered 204; a session that
+    /// nobody polls for 1.5 windows ends, with its channels. Default 10 s, as Phoenix's
+    /// `window_ms`.
+    pub window: Duration,
+    /// The largest request body (a POST of one message or a batch of them), in bytes;
+    /// a larger one is answered 413 and the HTTP connection closed, before any of it is
+    /// read. Default 1 MiB, the default `max_unhandled_bytes`: a batch that is larger
+    /// could not be handed to the channels at once anyway. Each message of a batch is
+    /// bounded by the socket's `max_frame_size` too.
+    pub max_body_size: usize,
+}
+
+impl Default for LongPollConfig {
+    fn default() -> Self {
+        LongPollConfig { window: Duration::from_secs(10), max_body_size: 1 << 20 }
+    }
 }
 
 impl SocketConfig {
@@ -131,6 +155,7 @@ impl SocketConfig {
             slow_reader_timeout: Duration::from_secs(30),
             max_messages_per_second: None,
             max_joins_per_second: 1_000,
+            longpoll: None,
         }
     }
 }

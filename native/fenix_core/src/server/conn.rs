@@ -52,7 +52,8 @@ pub struct Conn {
 /// The application's answer to a connect request.
 #[derive(Debug)]
 pub(crate) enum Decision {
-    Accept,
+    /// With the session token of a long-poll connection.
+    Accept(Option<Box<str>>),
     Refuse,
 }
 
@@ -132,6 +133,14 @@ impl Conn {
     /// `id/1`) registers it for `disconnect` broadcasts; `socket_data` is handed back
     /// with every join.
     pub fn accept(self: &Arc<Self>, socket_id: Option<String>, socket_data: Bytes) -> Result<()> {
+        self.accept_session(socket_id, socket_data, None)
+    }
+
+    /// Accepts the connection as [`Conn::accept`] does; a long-poll connection also
+    /// needs `session_token`, the token its client polls with (an unguessable string:
+    /// whoever has it is this connection). A long-poll connect accepted without one is
+    /// answered 500; a WebSocket ignores it.
+    pub fn accept_session(self: &Arc<Self>, socket_id: Option<String>, socket_data: Bytes, session_token: Option<String>) -> Result<()> {
         let mut state = self.lock();
         let decision = state.decision.take().ok_or(Error::Closed)?;
         if let Some(id) = &socket_id {
@@ -140,7 +149,7 @@ impl Conn {
         state.socket_id = socket_id.map(String::into_boxed_str);
         state.socket_data = socket_data;
         drop(state);
-        decision.send(Decision::Accept).map_err(|_| Error::Closed)
+        decision.send(Decision::Accept(session_token.map(String::into_boxed_str))).map_err(|_| Error::Closed)
     }
 
     /// Accepts a raw connection: the upgrade is answered with 101, and from then on
@@ -158,7 +167,7 @@ impl Conn {
         let sink = make_sink(&transport);
         // Under the lock: the session, which takes the peer under it, cannot start
         // before the peer is in place.
-        decision.send(Decision::Accept).map_err(|_| Error::Closed)?;
+        decision.send(Decision::Accept(None)).map_err(|_| Error::Closed)?;
         state.transport = Some(Box::new(Peer { transport: Arc::clone(&transport), sink, wants_control }));
         Ok(transport)
     }

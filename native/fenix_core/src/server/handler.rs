@@ -21,7 +21,8 @@ pub trait Handler: Send + Sync + 'static {
     fn join(&self, conn: &Arc<Conn>, request: JoinRequest);
 }
 
-/// A connection request, after the WebSocket handshake headers were checked.
+/// A connection request: a WebSocket upgrade whose handshake headers were checked, or
+/// the first poll of a long-poll session.
 #[derive(Debug, Clone)]
 pub struct ConnectRequest {
     /// Index of the socket (in `Config::sockets`) the request came in on.
@@ -38,6 +39,18 @@ pub struct ConnectRequest {
     pub uri: String,
     /// Whether the connection came over TLS (the HTTPS listener).
     pub secure: bool,
+    /// Which transport the client connects with.
+    pub transport: TransportKind,
+}
+
+/// How a client reaches a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// A WebSocket at `<socket path>/websocket`.
+    WebSocket,
+    /// Long-poll HTTP requests at `<socket path>/longpoll`: the application answers the
+    /// connect with [`Conn::accept_session`], giving the session its token.
+    LongPoll,
 }
 
 /// A `phx_join` from a client.

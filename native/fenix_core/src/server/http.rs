@@ -1,4 +1,5 @@
-//! HTTP/1.1 request heads and the router: WebSocket upgrades, static files, 404.
+//! HTTP/1.1 request heads and the router: WebSocket upgrades, long-poll requests
+//! (answered by `longpoll.rs`, on connections kept alive), static files, 404.
 
 use std::net::SocketAddr;
 use std::path::{Component, Path};
@@ -11,10 +12,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::conn::{Conn, Decision};
-use super::connections::Connections;
+use super::connections::{Connections, Tracked};
+use super::handler::{ConnectRequest, TransportKind};
 use super::transport::Stream;
-use super::{session, Shared, SocketKind};
-use super::handler::ConnectRequest;
+use super::{longpoll, session, Shared, SocketKind};
 use crate::protocol::Serializer;
 use crate::websocket::{accept_key, check_upgrade, HandshakeError, SUPPORTED_VERSION};
 
@@ -36,50 +37,143 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
-    fn uri(&self) -> String {
+    pub(super) fn uri(&self) -> String {
         if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
     }
 }
 
-/// Serves one connection (TCP, or TLS once its handshake is done), whose request head
-/// must be in by `deadline`.
-pub(super) async fn serve(mut stream: impl Stream, peer: SocketAddr, shared: Arc<Shared>, deadline: Instant) {
-    let head = tokio::time::timeout_at(deadline, read_head(&mut stream)).await;
-    let (request, leftover) = match head {
-        Ok(Ok(Some(parsed))) => parsed,
-        Ok(Ok(None)) => return,
-        Ok(Err(status)) => return respond(&mut stream, status, "", b"").await,
-        Err(_elapsed) => {
-            tracing::debug!(%peer, "no complete request head within the head timeout: 408");
-            return respond(&mut stream, 408, "", b"").await;
+/// Serves one connection (TCP, or TLS once its handshake is done), whose first request
+/// head must be in by `deadline`: one request, or for long-poll requests (which keep
+/// the connection alive, as their client polls continuously) one after another, each
+/// head within the head timeout of the answer before.
+pub(super) async fn serve(mut stream: impl Stream, peer: SocketAddr, shared: Arc<Shared>, mut deadline: Instant) {
+    let mut buffered = Vec::new();
+    let mut first = true;
+    loop {
+        let head = tokio::time::timeout_at(deadline, read_head(&mut stream, std::mem::take(&mut buffered))).await;
+        let (request, leftover) = match head {
+            Ok(Ok(Some(parsed))) => parsed,
+            Ok(Ok(None)) => return,
+            Ok(Err(status)) => return respond(&mut stream, status, "", b"").await,
+            // A kept-alive connection that stays quiet is closed without a word.
+            Err(_elapsed) if !first => return,
+            Err(_elapsed) => {
+                tracing::debug!(%peer, "no complete request head within the head timeout: 408");
+                return respond(&mut stream, 408, "", b"").await;
+            }
+        };
+        first = false;
+        let socket_of = |suffix: &str| shared.sockets.iter().position(|s| request.path.strip_suffix(suffix) == Some(s.path.as_str()));
+        if let Some(socket) = socket_of("/websocket") {
+            return upgrade(stream, peer, request, leftover, socket, shared).await;
         }
-    };
-    let socket = shared.sockets.iter().position(|s| request.path.strip_suffix("/websocket") == Some(s.path.as_str()));
-    if let Some(socket) = socket {
-        return upgrade(stream, peer, request, leftover, socket, shared).await;
-    }
-    match (&shared.config.static_dir, request.method.as_str()) {
-        (Some(dir), "GET" | "HEAD") => serve_file(&mut stream, dir, &request).await,
-        _ => respond(&mut stream, 404, "", b"").await,
+        if let Some(socket) = socket_of("/longpoll").filter(|&socket| shared.sockets[socket].longpoll.is_some()) {
+            match longpoll_exchange(&mut stream, peer, request, leftover, socket, &shared).await {
+                Some(rest) => buffered = rest,
+                None => return,
+            }
+            deadline = Instant::now() + shared.config.head_timeout;
+            continue;
+        }
+        return match (&shared.config.static_dir, request.method.as_str()) {
+            (Some(dir), "GET" | "HEAD") => serve_file(&mut stream, dir, &request).await,
+            _ => respond(&mut stream, 404, "", b"").await,
+        };
     }
 }
 
-/// Reads until the end of the request head. `Ok(None)`: the peer went away.
-async fn read_head(stream: &mut impl Stream) -> Result<Option<(Request, Vec<u8>)>, u16> {
-    let mut buf = Vec::with_capacity(1024);
+/// One long-poll request: its body is read (bounded in size and time) and answered;
+/// returns the bytes after it, for the next request, unless the connection closes.
+async fn longpoll_exchange<S: Stream>(
+    stream: &mut S,
+    peer: SocketAddr,
+    request: Request,
+    leftover: Vec<u8>,
+    socket: usize,
+    shared: &Arc<Shared>,
+) -> Option<Vec<u8>> {
+    let max_body = shared.sockets[socket].longpoll.as_ref().map_or(0, |longpoll| longpoll.max_body_size);
+    let keep_alive = !request.header("connection").is_some_and(|value| value.eq_ignore_ascii_case("close"));
+    let read = tokio::time::timeout(shared.config.head_timeout, read_body(stream, &request, leftover, max_body)).await;
+    let (body, rest) = match read {
+        Ok(Ok(Some(read))) => read,
+        Ok(Ok(None)) => return None,
+        Ok(Err(status)) => {
+            tracing::debug!(%peer, status, "long-poll request body refused");
+            respond(stream, status, "", b"").await;
+            return None;
+        }
+        Err(_elapsed) => {
+            tracing::debug!(%peer, "long-poll request body not in within the head timeout: 408");
+            respond(stream, 408, "", b"").await;
+            return None;
+        }
+    };
+    let answer = longpoll::answer(peer, S::SECURE, request, body, socket, shared).await;
+    let keep_alive = keep_alive && answer.status == 200;
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-length: {}\r\n{}{}\r\n",
+        answer.status,
+        reason(answer.status),
+        answer.body.len(),
+        answer.headers,
+        if keep_alive { "" } else { "connection: close\r\n" },
+    );
+    // Flushed: over TLS, the answer may still be in rustls's buffer.
+    let written = stream.write_all(head.as_bytes()).await.is_ok()
+        && stream.write_all(&answer.body).await.is_ok()
+        && stream.flush().await.is_ok();
+    if written && keep_alive {
+        return Some(rest);
+    }
+    let _ = stream.shutdown().await;
+    None
+}
+
+/// Reads the body that `request` announces with `content-length` (none: empty), of at
+/// most `max` bytes, after the bytes already in `buf`: the body and the bytes after
+/// it, `Ok(None)` if the peer went away, or the status that refuses it (413 too
+/// large, 411 a body of unannounced length, 400 a bad length).
+async fn read_body(stream: &mut impl Stream, request: &Request, mut buf: Vec<u8>, max: usize) -> Result<Option<(Vec<u8>, Vec<u8>)>, u16> {
+    if request.header("transfer-encoding").is_some() {
+        return Err(411);
+    }
+    let len = match request.header("content-length") {
+        None => 0,
+        Some(len) => len.trim().parse::<usize>().map_err(|_| 400u16)?,
+    };
+    if len > max {
+        return Err(413);
+    }
+    while buf.len() < len {
+        buf.reserve(len - buf.len());
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+    let rest = buf.split_off(len);
+    Ok(Some((buf, rest)))
+}
+
+/// Reads until the end of the request head, after the bytes already in `buf`.
+/// `Ok(None)`: the peer went away.
+async fn read_head(stream: &mut impl Stream, mut buf: Vec<u8>) -> Result<Option<(Request, Vec<u8>)>, u16> {
     loop {
+        if !buf.is_empty() {
+            if let Some((request, len)) = parse_head(&buf)? {
+                return Ok(Some((request, buf[len..].to_vec())));
+            }
+        }
         // read_buf fills the Vec's spare room: no buffer lives in the task's own state.
         buf.reserve(1024);
         match stream.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return Ok(None),
             Ok(_) => {}
-        }
-        if let Some((request, len)) = parse_head(&buf)? {
-            return Ok(Some((request, buf[len..].to_vec())));
         }
     }
 }
@@ -141,66 +235,80 @@ async fn upgrade<S: Stream>(
     let offered = offered_protocols(&request);
     let auth_token = auth_token(&offered);
     let accept = accept_key(key.as_bytes());
-
-    let config = Arc::clone(&shared.sockets[socket]);
-    let (decided, decision) = oneshot::channel();
-    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(&shared), decided));
-    let tracked = match Connections::track(&shared, &conn, peer.ip()) {
-        Ok(tracked) => tracked,
-        Err(refusal) => {
-            // Debug, not warn: a storm of refused connections must not flood the log.
-            tracing::debug!(%peer, ?refusal, "upgrade refused: 503");
-            conn.finalize();
-            return respond(&mut stream, 503, "", b"").await;
-        }
-    };
     let offers_phoenix = offered.contains(&PHOENIX_SUBPROTOCOL);
     drop(offered);
     let uri = request.uri();
     // The request is handed over whole: a connection keeps none of it.
-    let connect = ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers, secure: S::SECURE };
-    shared.handler.connect(&conn, connect);
+    let connect =
+        ConnectRequest { socket, params, auth_token, peer, uri, headers: request.headers, secure: S::SECURE, transport: TransportKind::WebSocket };
+    let Connected { conn, tracked, .. } = match ask_connect(&shared, serializer, connect).await {
+        Ok(connected) => connected,
+        Err(status) => return respond(&mut stream, status, "", b"").await,
+    };
+    let protocol = if offers_phoenix { format!("sec-websocket-protocol: {PHOENIX_SUBPROTOCOL}\r\n") } else { String::new() };
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-accept: {accept}\r\n{protocol}{CACHE_CONTROL}\r\n"
+    );
+    // Flushed: over TLS, the 101 may still be in rustls's buffer, and the
+    // client waits for it before it sends anything.
+    if stream.write_all(head.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+        return conn.finalize();
+    }
+    // A task of its own: the session does not carry the upgrade's state (about
+    // 900 bytes) for the connection's whole life.
+    tokio::spawn(async move {
+        let _tracked = tracked;
+        session::run(stream.into_session(), conn, leftover).await;
+    });
+}
+
+/// A connection the application accepted.
+pub(super) struct Connected {
+    pub(super) conn: Arc<Conn>,
+    /// Keeps it counted by the connection limits.
+    pub(super) tracked: Tracked,
+    /// What [`Conn::accept_session`] gave (long-poll connections need it).
+    pub(super) session_token: Option<Box<str>>,
+}
+
+/// Makes the connection `request` asks for, counts it (the connection limits), asks
+/// the application, and waits for its answer: the connection, or the HTTP status that
+/// refuses it (503 beyond a limit or while stopping, 403 refused, 500 no answer in time).
+pub(super) async fn ask_connect(shared: &Arc<Shared>, serializer: Serializer, request: ConnectRequest) -> Result<Connected, u16> {
+    let config = Arc::clone(&shared.sockets[request.socket]);
+    let (decided, decision) = oneshot::channel();
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let conn = Arc::new(Conn::new(id, serializer, Arc::clone(&config), Arc::clone(shared), decided));
+    let tracked = match Connections::track(shared, &conn, request.peer.ip()) {
+        Ok(tracked) => tracked,
+        Err(refusal) => {
+            // Debug, not warn: a storm of refused connections must not flood the log.
+            tracing::debug!(peer = %request.peer, ?refusal, "connect refused: 503");
+            conn.finalize();
+            return Err(503);
+        }
+    };
+    shared.handler.connect(&conn, request);
 
     // A stopping server answers now: the application that would decide may be gone.
     let decision = tokio::select! {
         decision = tokio::time::timeout(config.connect_timeout, decision) => decision,
         () = shared.connections.stopped() => {
             conn.finalize();
-            return respond(&mut stream, 503, "", b"").await;
+            return Err(503);
         }
     };
     match decision {
-        Ok(Ok(Decision::Accept)) => {
-            let protocol = if offers_phoenix {
-                format!("sec-websocket-protocol: {PHOENIX_SUBPROTOCOL}\r\n")
-            } else {
-                String::new()
-            };
-            let head = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
-                 sec-websocket-accept: {accept}\r\n{protocol}{CACHE_CONTROL}\r\n"
-            );
-            // Flushed: over TLS, the 101 may still be in rustls's buffer, and the
-            // client waits for it before it sends anything.
-            if stream.write_all(head.as_bytes()).await.is_err() || stream.flush().await.is_err() {
-                return conn.finalize();
-            }
-            // A task of its own: the session does not carry the upgrade's state (about
-            // 900 bytes) for the connection's whole life.
-            tokio::spawn(async move {
-                let _tracked = tracked;
-                session::run(stream.into_session(), conn, leftover).await;
-            });
-        }
+        Ok(Ok(Decision::Accept(session_token))) => Ok(Connected { conn, tracked, session_token }),
         Ok(Ok(Decision::Refuse)) => {
             conn.finalize();
-            respond(&mut stream, 403, "", b"").await;
+            Err(403)
         }
         Ok(Err(_)) | Err(_) => {
             tracing::error!(conn = id, "connect was not answered in time");
             conn.finalize();
-            respond(&mut stream, 500, "", b"").await;
+            Err(500)
         }
     }
 }
@@ -301,25 +409,32 @@ fn content_type(path: &Path) -> &'static str {
 
 /// Writes a whole response and closes the connection.
 async fn respond(stream: &mut impl Stream, status: u16, extra_headers: &str, body: &[u8]) {
-    let reason = match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-length: {}\r\nvary: accept-encoding\r\n{CACHE_CONTROL}{extra_headers}connection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nvary: accept-encoding\r\n{CACHE_CONTROL}{extra_headers}connection: close\r\n\r\n",
+        reason(status),
         body.len()
     );
     if stream.write_all(head.as_bytes()).await.is_ok() {
         let _ = stream.write_all(body).await;
     }
     let _ = stream.shutdown().await;
+}
+
+/// The reason phrase of the statuses the server answers with.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
 }
 
 #[cfg(test)]

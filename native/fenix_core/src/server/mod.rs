@@ -13,6 +13,9 @@
 //! connections (see `raw.rs`) skip the channel protocol: their messages go to
 //! one transport each.
 //! [`connections`] tracks every live connection, so that [`Server::stop`] closes them all.
+//! A socket that enables long-poll also answers at `<socket path>/longpoll`
+//! ([`longpoll`]): a session there is a [`Conn`] too, that HTTP requests poll and post
+//! to instead of a socket.
 //!
 //! Tested in `tests/server.rs` with a real WebSocket client against a plain-Rust handler.
 
@@ -24,6 +27,7 @@ mod credit;
 mod handler;
 mod http;
 mod listener;
+mod longpoll;
 mod outbound;
 mod outbox;
 mod presence;
@@ -39,11 +43,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub use channel::Channel;
-pub use config::{Config, SocketConfig, SocketKind};
+pub use config::{Config, LongPollConfig, SocketConfig, SocketKind};
 pub use tls::{CipherSuite, HttpsConfig, TlsError};
 pub use conn::{Conn, JoinError, JoinRef};
 pub use connections::Drained;
-pub use handler::{ConnectRequest, Handler, JoinRequest};
+pub use handler::{ConnectRequest, Handler, JoinRequest, TransportKind};
+pub use longpoll::{parse_body, BodyError, Line, MAX_BATCH};
 pub use outbound::{Pace, Sender, LANE_BYTES, LANE_OPS, QUANTUM};
 pub use raw::RawTransport;
 pub use presence::{BroadcastHandler, DiffHandler, DiffRoute, Listed, PresenceHub, DEFAULT_TICK, PRESENCE_DIFF};
@@ -72,6 +77,7 @@ pub(crate) struct Shared {
     /// How many connections were dropped for not reading (see `SocketConfig::slow_reader_timeout`).
     pub(crate) slow_readers: AtomicU64,
     pub(crate) connections: connections::Connections,
+    pub(crate) sessions: longpoll::Sessions,
 }
 
 impl std::fmt::Debug for Shared {
@@ -105,7 +111,19 @@ impl Server {
         let (registry, socket_ids) = (Registry::default(), SocketIds::default());
         let connections = connections::Connections::new();
         let next_conn_id = AtomicU64::new(1);
-        let shared = Arc::new(Shared { registry, socket_ids, outbound, handler, config, sockets, next_conn_id, slow_readers: AtomicU64::new(0), connections });
+        let sessions = longpoll::Sessions::default();
+        let shared = Arc::new(Shared {
+            registry,
+            socket_ids,
+            outbound,
+            handler,
+            config,
+            sockets,
+            next_conn_id,
+            slow_readers: AtomicU64::new(0),
+            connections,
+            sessions,
+        });
         let _guard = runtime.enter();
         let listeners = http.map(|l| (l, Scheme::Http)).into_iter().chain(https.map(|(l, acceptor)| (l, Scheme::Https(acceptor))));
         for (listener, scheme) in listeners {

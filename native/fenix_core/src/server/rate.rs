@@ -1,5 +1,5 @@
 //! Inbound rate limits of one connection: messages per second and joins per second,
-//! each a token bucket that holds a second's worth (so a burst of that many is fine),
+//! each a token bucket ([`Limits`]) that holds a second's worth (so a burst of that many is fine),
 //! kept by the connection's reader, which alone reads them: no lock, no atomic.
 //!
 //! The bucket is GCRA (the "virtual scheduling" form of a token bucket): one instant,
@@ -13,6 +13,47 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::SocketConfig;
+use crate::error::CapacityError;
+use crate::protocol::{Event, Message};
+
+/// A connection's inbound rate limits, as its socket configures them.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    /// None: no limit (the default).
+    messages: Option<RateLimit>,
+    joins: RateLimit,
+}
+
+impl Limits {
+    pub(crate) fn new(config: &SocketConfig, now: Instant) -> Self {
+        Limits {
+            messages: config.max_messages_per_second.map(|rate| RateLimit::new(rate, now)),
+            joins: RateLimit::new(config.max_joins_per_second, now),
+        }
+    }
+
+    /// Counts `message` at `now`; the error when it breaks a limit.
+    pub(crate) fn check(&mut self, message: &Message, now: Instant) -> Result<(), CapacityError> {
+        take_message(self.messages.as_mut(), now)?;
+        if message.event == Event::Join && !self.joins.take(now) {
+            return Err(CapacityError::TooManyJoins(self.joins.per_second()));
+        }
+        Ok(())
+    }
+}
+
+/// Counts a message against the messages-a-second limit, if there is one.
+pub(crate) fn take_message(limit: Option<&mut RateLimit>, now: Instant) -> Result<(), CapacityError> {
+    match limit {
+        Some(limit) => match limit.take(now) {
+            true => Ok(()),
+            false => Err(CapacityError::TooManyMessages(limit.per_second())),
+        },
+        None => Ok(()),
+    }
+}
 
 /// One rate: at most `per_second` a second, a burst of as many.
 #[derive(Debug)]

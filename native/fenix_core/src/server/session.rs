@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
-use super::rate::RateLimit;
+use super::rate::{self, Limits, RateLimit};
 use super::raw::Peer;
 use super::transport::Transport;
 use crate::error::{CapacityError, Error, ProtocolError};
@@ -94,8 +94,7 @@ pub(super) async fn run(stream: impl Transport, conn: Arc<Conn>, leftover: Vec<u
     // Picked once: neither kind tests for the other per message.
     match conn.transport_peer() {
         None => {
-            let joins = RateLimit::new(config.max_joins_per_second, now);
-            serve(stream, &conn, leftover, Channels { messages, joins }).await;
+            serve(stream, &conn, leftover, Channels { limits: Limits::new(config, now) }).await;
         }
         Some(peer) => serve(stream, &conn, leftover, Raw { peer, messages }).await,
     }
@@ -395,9 +394,7 @@ trait Inbound {
 /// A channel connection's messages: decoded and run through the channel rules, within
 /// the connection's inbound rate limits.
 struct Channels {
-    /// None: no limit (the default).
-    messages: Option<RateLimit>,
-    joins: RateLimit,
+    limits: Limits,
 }
 
 impl Inbound for Channels {
@@ -407,23 +404,12 @@ impl Inbound for Channels {
             DataKind::Binary => conn.serializer().decode_binary(data),
         };
         let message = decoded.map_err(|error| close_for(conn, error.into()))?;
-        self.check(&message, now).map_err(|error| close_for(conn, error.into()))?;
+        self.limits.check(&message, now).map_err(|error| close_for(conn, error.into()))?;
         conn.handle_message(message, data.len()).map_err(|error| close_for(conn, error.into()))
     }
 
     /// Heartbeats are channel messages: control frames need nothing more than the pong.
     fn control(&mut self, _conn: &Conn, _kind: ControlKind, _payload: &[u8]) {}
-}
-
-impl Channels {
-    /// Counts `message` at `now`; the error when it breaks a limit.
-    fn check(&mut self, message: &crate::protocol::Message, now: Instant) -> Result<(), CapacityError> {
-        take(self.messages.as_mut(), now)?;
-        if message.event == crate::protocol::Event::Join && !self.joins.take(now) {
-            return Err(CapacityError::TooManyJoins(self.joins.per_second()));
-        }
-        Ok(())
-    }
 }
 
 /// A raw connection's messages: handed as they are to its transport, which gives the
@@ -436,7 +422,7 @@ struct Raw {
 
 impl Inbound for Raw {
     fn message(&mut self, conn: &Arc<Conn>, kind: DataKind, data: &[u8], now: Instant) -> Result<(), ReadEnd> {
-        take(self.messages.as_mut(), now).map_err(|error| close_for(conn, error.into()))?;
+        rate::take_message(self.messages.as_mut(), now).map_err(|error| close_for(conn, error.into()))?;
         if kind == DataKind::Text && std::str::from_utf8(data).is_err() {
             return Err(close_for(conn, ProtocolError::InvalidUtf8.into()));
         }
@@ -450,17 +436,6 @@ impl Inbound for Raw {
             self.peer.transport.unhandled.delivered(payload.len(), &conn.credit);
             self.peer.sink.deliver(TransportEvent::Control(kind, payload));
         }
-    }
-}
-
-/// Counts a message against the messages-a-second limit, if there is one.
-fn take(limit: Option<&mut RateLimit>, now: Instant) -> Result<(), CapacityError> {
-    match limit {
-        Some(limit) => match limit.take(now) {
-            true => Ok(()),
-            false => Err(CapacityError::TooManyMessages(limit.per_second())),
-        },
-        None => Ok(()),
     }
 }
 

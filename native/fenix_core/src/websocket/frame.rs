@@ -183,6 +183,27 @@ pub fn close(code: CloseCode, reason: &str) -> Bytes {
     control(Opcode::Close, &payload)
 }
 
+/// The opcode and payload of a server frame built by [`encode`] or [`control`]: what a
+/// transport without WebSocket framing (long-poll) sends instead of the frame. `None`
+/// for bytes that are not one whole unmasked frame.
+///
+/// ```
+/// use fenix_core::websocket::{frame, Opcode};
+/// assert_eq!(frame::split_server_frame(b"\x81\x02hi"), Some((Opcode::Text, &b"hi"[..])));
+/// assert_eq!(frame::split_server_frame(b"\x81\x05hi"), None);
+/// ```
+pub fn split_server_frame(frame: &[u8]) -> Option<(Opcode, &[u8])> {
+    let [b0, b1, ..] = *frame else { return None };
+    let opcode = Opcode::from_u8(b0 & 0x0f).ok()?;
+    let (len, start) = match b1 & 0x7f {
+        126 => (usize::from(u16::from_be_bytes(frame.get(2..4)?.try_into().ok()?)), 4),
+        127 => (usize::try_from(u64::from_be_bytes(frame.get(2..10)?.try_into().ok()?)).ok()?, 10),
+        len => (usize::from(len), 2),
+    };
+    let payload = frame.get(start..)?;
+    (b1 & 0x80 == 0 && payload.len() == len).then_some((opcode, payload))
+}
+
 fn finish(mut buf: Vec<u8>, opcode: Opcode) -> Bytes {
     let len = buf.len() - MAX_SERVER_HEADER;
     let mut header = [0u8; MAX_SERVER_HEADER];
@@ -221,6 +242,17 @@ mod tests {
         assert_eq!(&payload_of(126)[..4], &[0x82, 126, 0, 126]);
         assert_eq!(&payload_of(70_000)[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
         assert_eq!(payload_of(70_000).len(), 70_010);
+    }
+
+    #[test]
+    fn splits_the_server_frames_it_builds() {
+        for len in [0, 125, 126, 70_000] {
+            let frame = payload_of(len);
+            assert_eq!(split_server_frame(&frame).map(|(op, p)| (op, p.len())), Some((Opcode::Binary, len)));
+        }
+        let close = close(CloseCode::Normal, "bye");
+        assert_eq!(split_server_frame(&close).map(|(op, _)| op), Some(Opcode::Close));
+        assert_eq!(split_server_frame(&payload_of(200)[..100]), None, "cut short");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! The application (`App`) behaves like the conformance app's `room:*` channel, reduced
 //! to what the engine needs to be exercised:
 //! - connect: refused when the `token` param or the auth token is `deny`; otherwise the
-//!   socket id is `users_socket:<user_id>` and the socket data is the user id (JSON);
+//!   socket id is `users_socket:<user_id>` and the socket data is the user id (JSON); a
+//!   long-poll session's token is `session-<connection id>`;
 //! - join `room:private`: `{"reason":"unauthorized"}`; any other `room:*`:
 //!   `{"joined":<topic>,"user_id":<user_id>}`; other topics: `{"reason":"unmatched topic"}`;
 //!   joins of `room:slow*` wait until the test answers them ([`App::next_deferred_join`]);
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use fenix_core::protocol::{Body, ClientRef, Event, Payload, Serializer, Status};
 use fenix_core::registry::Registry;
-use fenix_core::server::{Broadcasted, Channel, Config, Conn, JoinRef, Pace, Sender, Server, SocketConfig};
+use fenix_core::server::{Broadcasted, Channel, Config, Conn, JoinRef, Pace, Sender, Server, SocketConfig, TransportKind};
 use fenix_core::{ChannelEvent, ChannelSink, ClosedReason, ConnectRequest, Handler, JoinRequest, Sink};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -174,6 +175,7 @@ impl Handler for App {
     fn connect(&self, conn: &Arc<Conn>, request: ConnectRequest) {
         let denied = param(&request.params, "token") == Some("deny") || request.auth_token.as_deref() == Some("deny");
         let user_id = param(&request.params, "user_id").map(str::to_owned);
+        let request_transport = request.transport;
         self.connects.lock().unwrap().push(request);
         if denied {
             conn.refuse().unwrap();
@@ -184,7 +186,10 @@ impl Handler for App {
         }
         let socket_id = user_id.as_ref().map(|id| format!("users_socket:{id}"));
         let socket_data = serde_json::to_vec(&user_id).unwrap();
-        conn.accept(socket_id, socket_data.into()).unwrap();
+        // A long-poll session needs a token: unguessable in an application, the
+        // connection's id is enough here.
+        let session_token = (request_transport == TransportKind::LongPoll).then(|| format!("session-{}", conn.id()));
+        conn.accept_session(socket_id, socket_data.into(), session_token).unwrap();
     }
 
     fn join(&self, conn: &Arc<Conn>, request: JoinRequest) {

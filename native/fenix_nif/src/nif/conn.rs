@@ -16,10 +16,17 @@ use crate::resources::{ChannelResource, ConnResource, TransportResource};
 use crate::sender::{pace_atom, with_caller};
 use crate::term::{encode_payload, EncodedPayload};
 
-/// Accepts a connection: `socket_id` (or nil) and the socket's encoded state.
+/// Accepts a connection: `socket_id` (or nil), the socket's encoded state, and for a
+/// long-poll connection its session token (nil for a WebSocket).
 #[rustler::nif]
-fn conn_accept<'a>(env: Env<'a>, conn: ResourceArc<ConnResource>, socket_id: Option<String>, socket: Binary<'a>) -> Term<'a> {
-    ok_or_error(env, conn.0.accept(socket_id, Bytes::copy_from_slice(socket.as_slice())))
+fn conn_accept<'a>(
+    env: Env<'a>,
+    conn: ResourceArc<ConnResource>,
+    socket_id: Option<String>,
+    socket: Binary<'a>,
+    session_token: Option<String>,
+) -> Term<'a> {
+    ok_or_error(env, conn.0.accept_session(socket_id, Bytes::copy_from_slice(socket.as_slice()), session_token))
 }
 
 /// Accepts a raw connection with the calling process as its transport (monitored: its

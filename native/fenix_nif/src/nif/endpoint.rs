@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fenix_core::server::{CipherSuite, Config, HttpsConfig, Server, SocketConfig, SocketKind};
+use fenix_core::server::{CipherSuite, Config, HttpsConfig, LongPollConfig, Server, SocketConfig, SocketKind};
 use rustler::{Encoder, Env, LocalPid, NifMap, ResourceArc, Term};
 
 use super::error;
@@ -85,6 +85,24 @@ struct SocketOptions {
     slow_reader_timeout: Option<u64>,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: Option<usize>,
+    /// nil: no long-poll transport.
+    longpoll: Option<LongPollOptions>,
+}
+
+#[derive(NifMap)]
+struct LongPollOptions {
+    window_ms: Option<u64>,
+    max_body_size: Option<usize>,
+}
+
+impl From<LongPollOptions> for LongPollConfig {
+    fn from(o: LongPollOptions) -> Self {
+        let defaults = LongPollConfig::default();
+        LongPollConfig {
+            window: o.window_ms.map_or(defaults.window, Duration::from_millis),
+            max_body_size: o.max_body_size.unwrap_or(defaults.max_body_size),
+        }
+    }
 }
 
 impl From<SocketOptions> for SocketConfig {
@@ -104,6 +122,7 @@ impl From<SocketOptions> for SocketConfig {
             slow_reader_timeout: o.slow_reader_timeout.map_or(defaults.slow_reader_timeout, Duration::from_millis),
             max_messages_per_second: o.max_messages_per_second.or(defaults.max_messages_per_second),
             max_joins_per_second: o.max_joins_per_second.unwrap_or(defaults.max_joins_per_second),
+            longpoll: o.longpoll.map(LongPollConfig::from),
             ..defaults
         }
     }
@@ -230,6 +249,14 @@ struct SocketDefaults {
     slow_reader_timeout: u64,
     max_messages_per_second: Option<usize>,
     max_joins_per_second: usize,
+    /// What a socket with `longpoll: true` gets.
+    longpoll: LongPollDefaults,
+}
+
+#[derive(NifMap)]
+struct LongPollDefaults {
+    window_ms: u64,
+    max_body_size: usize,
 }
 
 /// What `endpoint_start` uses for each option left out, with durations in ms.
@@ -237,6 +264,7 @@ struct SocketDefaults {
 fn endpoint_defaults() -> EndpointDefaults {
     let config = Config::default();
     let socket = SocketConfig::new("");
+    let longpoll = LongPollConfig::default();
     let addr = config.addr.expect("the default config has an HTTP listener");
     EndpointDefaults {
         ip: addr.ip().to_string(),
@@ -260,6 +288,7 @@ fn endpoint_defaults() -> EndpointDefaults {
             slow_reader_timeout: duration_ms(socket.slow_reader_timeout),
             max_messages_per_second: socket.max_messages_per_second,
             max_joins_per_second: socket.max_joins_per_second,
+            longpoll: LongPollDefaults { window_ms: duration_ms(longpoll.window), max_body_size: longpoll.max_body_size },
         },
     }
 }
