@@ -154,7 +154,9 @@ const LINGER_BYTES: usize = 1 << 20;
 /// it had not read yet: the close frame, whose code the client would never see (1006
 /// instead of 1009).
 async fn linger(stream: &impl Transport) {
-    let mut buf = [0u8; 16 * 1024];
+    // On the heap, and only now: an array here would be part of every session task's
+    // future, 16 KiB more per connection for its whole life.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut left = LINGER_BYTES;
     let _ = tokio::time::timeout(LINGER, async {
         while left > 0 {
