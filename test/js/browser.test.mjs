@@ -50,9 +50,10 @@ after(async () => {
 });
 
 /** A fresh browser context (own storage) with one page, errors recorded. */
-async function openPage(query) {
+async function openPage(query, beforeLoad = () => {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
+  beforeLoad(page);
   page.on("pageerror", (err) => pageErrors.push(`${query}: ${err.message}`));
   page.on("console", (msg) => {
     if (msg.type() === "error") pageErrors.push(`${query}: console: ${msg.text()}`);
@@ -232,6 +233,31 @@ describe("chat demo in headless Chromium", () => {
     assert.deepEqual(result, { longPoll: true, user: "fallback" });
     assert.equal(await seen(watcher, "over long-poll"), "fallback", "a WebSocket page sees the long-poll page's message");
     await context.close();
+    await watcher.context().close();
+  });
+
+  it("the demo forced onto long-poll (?transport=longpoll) chats and shows who is online", T, async () => {
+    const stamp = Date.now() % 10_000;
+    const [ws, lp] = [`ws-${stamp}`, `lp-${stamp}`];
+    const watcher = await openPage(`?name=${ws}`);
+    const seenTransports = { longPoll: 0, webSockets: 0 };
+    const polling = await openPage(`?name=${lp}&transport=longpoll`, (page) => {
+      page.on("request", (request) => request.url().includes("/socket/longpoll") && (seenTransports.longPoll += 1));
+      page.on("websocket", () => (seenTransports.webSockets += 1));
+    });
+    await Promise.all([joined(watcher), joined(polling)]);
+    await onlineEntry(watcher, lp).waitFor(WAIT);
+    await onlineEntry(polling, ws).waitFor(WAIT);
+
+    await say(polling, `hello from ${lp}`);
+    assert.equal(await seen(watcher, `hello from ${lp}`), lp);
+    await say(watcher, `hello from ${ws}`);
+    assert.equal(await seen(polling, `hello from ${ws}`), ws);
+    assert.ok(seenTransports.longPoll > 0 && seenTransports.webSockets === 0, JSON.stringify(seenTransports));
+
+    await polling.context().close();
+    // A long-poll session ends when nobody polls it for 1.5 windows (15 s by default).
+    await onlineEntry(watcher, lp).waitFor({ timeout: 30_000, state: "detached" });
     await watcher.context().close();
   });
 

@@ -113,7 +113,11 @@
     room.hidden = false;
     setStatus("connecting", "connecting…");
 
-    const socket = new window.Phoenix.Socket("/socket", { params: { user_id: name } });
+    // `?transport=longpoll` forces phoenix.js's LongPoll transport (the server has
+    // `longpoll: true`); WebSocket otherwise.
+    const longPoll = new URLSearchParams(window.location.search).get("transport") === "longpoll";
+    const options = { params: { user_id: name }, ...(longPoll ? { transport: window.Phoenix.LongPoll } : {}) };
+    const socket = new window.Phoenix.Socket("/socket", options);
     socket.onOpen(() => {
       if (!channel || channel.state !== "joined") setStatus("connected", "connected");
     });
