@@ -29,10 +29,12 @@
 //     machine (the server, the healthy clients and the flooder's process on two cores)
 //     scheduling noise of ten milliseconds would otherwise fail a healthy server. Without
 //     flood protection the healthy p99 is about 2,000 ms: the floor leaves two orders of
-//     magnitude between the two. Even so, about one run in ten here saw a p99 of 27-140 ms
-//     in the "reads" mode (the old engine as much as the new: three busy threads and the
-//     test's own on two cores); so a run over the bound, and only that, is run once more
-//     on a fresh server (LATENCY_ATTEMPTS). Loss and memory are never given a second run.
+//     magnitude between the two. In the "reads" mode (three busy threads and the test's
+//     own on two cores) the p99 during the flood spreads over 7-43 ms from run to run, as
+//     much for the engine of 2026-12-02's start as for later ones (16 runs of four
+//     builds, interleaved), so the floor is 50 ms (40 times under the unprotected p99);
+//     a run over the bound, and only that, is run once more on a fresh server
+//     (LATENCY_ATTEMPTS). Loss and memory are never given a second run.
 // No other timing is asserted. Against an engine without flood protection this test fails:
 // the healthy round trips are lost and the RSS grows by hundreds of MB.
 //
@@ -66,7 +68,7 @@ const AFTER_MS = 1_000;
 const LOST_AFTER_MS = 2_000;
 
 const RSS_GROWTH_LIMIT = 50_000_000;
-const P99_FLOOR_MS = 25;
+const P99_FLOOR_MS = 50;
 const LATENCY_ATTEMPTS = 2;
 const SAMPLE_MS = 100;
 
