@@ -4,7 +4,7 @@
 //! One delivery mechanism for every broadcast a topic gets, wherever it comes from:
 //! - an endpoint broadcast (`MyEndpoint.broadcast/3`, `nif/broadcast.rs`) is encoded once
 //!   for the endpoint's sockets, and its subscribers get `%Fenix.Socket.Broadcast{}` built
-//!   once in the caller ([`PubSubResource::send_in`]);
+//!   once in the caller ([`send_to`]);
 //! - a presence tick's diff, broadcast by the engine, reaches them from an engine thread
 //!   as a `%Fenix.Socket.Broadcast{}` written once in the external format
 //!   ([`PubSubResource::send_written`]);
@@ -101,15 +101,6 @@ impl PubSubResource {
         sinks.iter().filter_map(|sink| sink.as_any().downcast_ref::<ChannelProcess>().map(|p| p.pid)).collect()
     }
 
-    /// Sends `message`, a term of the calling NIF's `env`, to `topic`'s subscribers but
-    /// `exclude`. The VM copies it to each.
-    pub(crate) fn send_in(&self, env: Env<'_>, topic: &str, exclude: Option<u64>, message: Term<'_>) {
-        for subscription in self.subscriptions(topic, exclude) {
-            // A dead receiver is not an error: its monitor cleans up.
-            let _ = env.send(&subscription.process, message);
-        }
-    }
-
     /// Sends the term `written` to `topic`'s subscribers, from an engine thread: each
     /// gets it decoded from the one binary.
     pub(crate) fn send_written(&self, topic: &str, written: &Arc<Etf>) {
@@ -121,6 +112,15 @@ impl PubSubResource {
 
     fn each_endpoint(&self, mut f: impl FnMut(&fenix_core::registry::Registry<fenix_core::server::Conn>) -> usize) -> usize {
         lock(&self.endpoints).iter().filter_map(|endpoint| endpoint.with_registry(&mut f)).sum()
+    }
+}
+
+/// Sends `message`, a term of the calling NIF's `env`, to each of `subscriptions`. The
+/// VM copies it to each.
+pub(crate) fn send_to(env: Env<'_>, subscriptions: &[Subscription<LocalPid>], message: Term<'_>) {
+    for subscription in subscriptions {
+        // A dead receiver is not an error: its monitor cleans up.
+        let _ = env.send(&subscription.process, message);
     }
 }
 

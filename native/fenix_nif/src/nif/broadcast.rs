@@ -17,7 +17,9 @@ use super::error;
 use crate::atoms;
 use crate::beam::ChannelProcess;
 use crate::error::NifError;
-use crate::pubsub::broadcast_struct;
+use fenix_core::pubsub::Subscription;
+
+use crate::pubsub::{broadcast_struct, send_to};
 use crate::resources::EndpointResource;
 use crate::sender::{self, pace_atom, with_caller};
 use crate::term::{encode_payload, is_large};
@@ -39,11 +41,11 @@ fn endpoint_broadcast<'a>(
     exclude: Option<u64>,
     from: Option<LocalPid>,
 ) -> Term<'a> {
-    let subscribers = endpoint.pubsub.as_ref().map_or(0, |pubsub| pubsub.reach(topic, false));
-    if is_large(payload) || subscribers > DIRTY_THRESHOLD {
+    let subscribers = subscribers(env, &endpoint, topic, from);
+    if is_large(payload) || subscribers.len() > DIRTY_THRESHOLD {
         return atoms::dirty().encode(env);
     }
-    broadcast(env, &endpoint, topic, event, payload, exclude, from, DIRTY_THRESHOLD)
+    broadcast(env, &endpoint, topic, event, payload, exclude, &subscribers, DIRTY_THRESHOLD)
 }
 
 /// [`endpoint_broadcast`] on a dirty CPU scheduler, for events many processes get.
@@ -57,7 +59,15 @@ fn endpoint_broadcast_dirty<'a>(
     exclude: Option<u64>,
     from: Option<LocalPid>,
 ) -> Term<'a> {
-    broadcast(env, &endpoint, topic, event, payload, exclude, from, usize::MAX)
+    let subscribers = subscribers(env, &endpoint, topic, from);
+    broadcast(env, &endpoint, topic, event, payload, exclude, &subscribers, usize::MAX)
+}
+
+/// The subscribers of `topic` on the endpoint's PubSub server but `from`: one lookup,
+/// and no allocation for a topic without any.
+fn subscribers(env: Env<'_>, endpoint: &EndpointResource, topic: &str, from: Option<LocalPid>) -> Vec<Subscription<LocalPid>> {
+    let from = from.map(|pid| sender::id(env, pid));
+    endpoint.pubsub.as_ref().map_or_else(Vec::new, |pubsub| pubsub.subscriptions(topic, from))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -68,7 +78,7 @@ fn broadcast<'a>(
     event: &str,
     payload: Term<'a>,
     exclude: Option<u64>,
-    from: Option<LocalPid>,
+    subscribers: &[Subscription<LocalPid>],
     max_interceptors: usize,
 ) -> Term<'a> {
     let Ok(encoded) = encode_payload(payload) else {
@@ -90,9 +100,8 @@ fn broadcast<'a>(
         Ok(Broadcasted::TooManyInterceptors(_)) => return atoms::dirty().encode(env),
         Err(error) => return NifError(error.into()).encode(env),
     };
-    if let Some(pubsub) = endpoint.pubsub.as_ref().filter(|pubsub| pubsub.reach(topic, false) > 0) {
-        let from = from.map(|pid| sender::id(env, pid));
-        pubsub.send_in(env, topic, from, broadcast_struct(env, topic, event, payload));
+    if !subscribers.is_empty() {
+        send_to(env, subscribers, broadcast_struct(env, topic, event, payload));
     }
     pace_atom(pace).encode(env)
 }

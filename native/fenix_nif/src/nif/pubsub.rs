@@ -6,7 +6,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
 
 use super::broadcast::DIRTY_THRESHOLD;
 use crate::atoms;
-use crate::pubsub::PubSubResource;
+use crate::pubsub::{send_to, PubSubResource};
 use crate::sender;
 use crate::term::is_large;
 
@@ -50,7 +50,7 @@ fn pubsub_dispatch_dirty<'a>(env: Env<'a>, pubsub: ResourceArc<PubSubResource>, 
 
 fn dispatch(env: Env<'_>, pubsub: &PubSubResource, topic: &str, message: Term<'_>, from: Option<LocalPid>) -> Atom {
     let from_id = from.map(|pid| sender::id(env, pid));
-    pubsub.send_in(env, topic, from_id, message);
+    send_to(env, &pubsub.subscriptions(topic, from_id), message);
     for pid in pubsub.channels(topic).into_iter().filter(|pid| Some(*pid) != from) {
         let _ = env.send(&pid, message);
     }
