@@ -131,6 +131,15 @@ pub fn raise_nofile() -> u64 {
     rl.rlim_cur
 }
 
+/// Gives the calling thread the lowest scheduling priority (nice 19).
+pub fn lowest_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on the caller's own thread id
+    // only changes its niceness, and a failure leaves it as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
