@@ -96,9 +96,19 @@ async fn receive_until_last(mut client: Client) -> (Vec<u64>, Client) {
     }
 }
 
+/// On one runtime, then with new connections served by an intake runtime, as Fenix
+/// runs: there the churned connections live and die on the intake (younger than
+/// `young_for`), and the healthy ones moved to the main runtime before the churn. One
+/// test, one server after the other: the descriptors counted are the whole process's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_subscribers_get_every_broadcast_through_waves_of_abrupt_deaths_and_nothing_is_left() {
-    let t = Arc::new(TestServer::start());
+    churn(TestServer::start(), 0).await;
+    churn(TestServer::with_intake(|config| config.young_for = Duration::from_millis(100)), HEALTHY as u64).await;
+}
+
+/// `promoted`: the sessions that move to the main runtime (the healthy ones, or none).
+async fn churn(t: TestServer, promoted: u64) {
+    let t = Arc::new(t);
     let mut healthy = Vec::new();
     for i in 0..HEALTHY {
         let mut client = t.connect(Serializer::V2, &format!("user_id=h{i}")).await;
@@ -106,6 +116,7 @@ async fn healthy_subscribers_get_every_broadcast_through_waves_of_abrupt_deaths_
         healthy.push(client);
     }
     let receivers: Vec<_> = healthy.into_iter().map(|c| tokio::spawn(receive_until_last(c))).collect();
+    eventually("the healthy sessions moved", || t.server.sessions_promoted() == promoted).await;
     let (connections, descriptors) = (t.server.connection_count(), open_descriptors());
     assert_eq!(connections, HEALTHY);
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, Pacer, TestServer, Ws, FRAME_TIMEOUT};
+use common::{eventually, Client, Pacer, TestServer, Ws, FRAME_TIMEOUT};
 use fenix_core::protocol::{Body, Serializer};
 use fenix_core::server::{CipherSuite, Config, HttpsConfig, TlsError};
 use rustls::pki_types::CertificateDer;
@@ -129,6 +129,27 @@ async fn wss_clients_join_echo_and_share_topics_with_plain_clients() {
     let secure_by_user: Vec<(Option<String>, bool)> =
         t.app.connects().iter().map(|c| (common::query_param(&c.uri, "user_id"), c.secure)).collect();
     assert_eq!(secure_by_user, [(Some("s".to_owned()), true), (Some("p".to_owned()), false)], "the application is told which came over TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_session_moves_from_the_intake_runtime_with_its_tls_state() {
+    let cert = TestCert::new();
+    let t = TestServer::with_intake(|config| {
+        config.https = Some(HttpsConfig { addr: SocketAddr::from(([127, 0, 0, 1], 0)), tls: cert.server_config(CipherSuite::Default) });
+        config.young_for = Duration::from_millis(200);
+    });
+    let mut client = connect_wss(&t, &cert, "user_id=s").await;
+    client.join("1", "room:lobby").await;
+    client.send(r#"["1","2","room:lobby","echo",{"n":1}]"#).await;
+    client.expect(r#"["1","2","room:lobby","phx_reply",{"response":{"n":1},"status":"ok"}]"#).await;
+    eventually("the session moved", || t.server.sessions_promoted() == 1).await;
+    // Larger than a TLS record both ways, on the main runtime now.
+    let big = "x".repeat(64 * 1024);
+    client.send(&format!(r#"["1","3","room:lobby","echo",{{"big":"{big}"}}]"#)).await;
+    client.expect(&format!(r#"["1","3","room:lobby","phx_reply",{{"response":{{"big":"{big}"}},"status":"ok"}}]"#)).await;
+    Pacer::new().broadcast(&t.server, "room:lobby", "shout", Body::Json(br#"{"n":2}"#), None).await;
+    client.expect(r#"[null,null,"room:lobby","shout",{"n":2}]"#).await;
+    client.heartbeat("4").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

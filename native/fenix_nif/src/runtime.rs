@@ -1,11 +1,21 @@
-//! The one tokio runtime that every endpoint of the VM runs on, and the allocator
-//! settings an endpoint may ask for.
+//! The tokio runtimes every endpoint of the VM runs on, and the allocator settings an
+//! endpoint may ask for.
+//!
+//! Two runtimes: the main one (`fenix-engine` threads) runs the established
+//! connections, the fan-out and presence; the intake (one `fenix-intake` thread at
+//! the lowest OS priority, nice 19) accepts, runs handshakes and HTTP requests, the
+//! first second of each WebSocket session and the teardown of vanished clients (see
+//! `fenix_core::Server::start_with_intake`). The kernel runs the intake only in the
+//! time the other threads of the machine leave, so a storm of new or dying
+//! connections waits behind the established ones instead of delaying them; when
+//! nothing else runs, the intake has the whole core.
 
 use std::sync::{Once, OnceLock};
 
 use tokio::runtime::Runtime;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INTAKE: OnceLock<Runtime> = OnceLock::new();
 static ALLOCATOR_TUNED: Once = Once::new();
 
 /// Worker threads when the first endpoint does not say: 0, one per core.
@@ -25,6 +35,31 @@ fn build(threads: usize) -> Runtime {
         builder.worker_threads(threads);
     }
     builder.thread_name("fenix-engine").enable_all().build().expect("the tokio runtime starts")
+}
+
+/// The intake runtime, started on first use.
+pub(crate) fn intake() -> &'static Runtime {
+    INTAKE.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fenix-intake")
+            .on_thread_start(lowest_priority)
+            .enable_all()
+            .build()
+            .expect("the intake runtime starts")
+    })
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19), which any
+/// thread may take for itself.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on the caller's own thread id
+    // changes only its niceness, and a failure leaves it as it was.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
 }
 
 /// The runtime started by the first endpoint. Only called where one has started (an

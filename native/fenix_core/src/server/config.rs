@@ -34,6 +34,12 @@ pub struct Config {
     /// NAT stay well under it; raise it for a proxy in front that connects from one
     /// address).
     pub max_connections_per_address: usize,
+    /// How long a new connection stays on the intake runtime, when the server has one
+    /// (see [`Server::start_with_intake`](super::Server::start_with_intake)), before it
+    /// moves to the main runtime; it moves sooner if it has a backlog to write.
+    /// Default 1 s: longer than the life of the connections of a reconnect storm or a
+    /// churn attack, short enough that a real client soon leaves the intake's low priority.
+    pub young_for: Duration,
 }
 
 impl Default for Config {
@@ -46,6 +52,7 @@ impl Default for Config {
             head_timeout: Duration::from_secs(10),
             max_connections: 100_000,
             max_connections_per_address: 1_000,
+            young_for: Duration::from_secs(1),
         }
     }
 }

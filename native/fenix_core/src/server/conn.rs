@@ -43,7 +43,7 @@ pub struct Conn {
     id: u64,
     serializer: Serializer,
     config: Arc<SocketConfig>,
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     pub(crate) outbox: Outbox,
     pub(crate) credit: Credit,
     state: Mutex<State>,

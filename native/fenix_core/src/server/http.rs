@@ -257,10 +257,7 @@ async fn upgrade<S: Stream>(
     }
     // A task of its own: the session does not carry the upgrade's state (about
     // 900 bytes) for the connection's whole life.
-    tokio::spawn(async move {
-        let _tracked = tracked;
-        session::run(stream.into_session(), conn, leftover).await;
-    });
+    tokio::spawn(session::run(stream.into_session(), conn, leftover, tracked));
 }
 
 /// A connection the application accepted.

@@ -24,15 +24,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::conn::Conn;
 use super::outbox::Next;
+use super::connections::Tracked;
 use super::rate::{self, Limits, RateLimit};
+use super::reaper::Dying;
 use super::raw::Peer;
 use super::transport::Transport;
 use crate::error::{CapacityError, Error, ProtocolError};
@@ -87,34 +93,104 @@ enum WriteEnd {
     Failed,
 }
 
-pub(super) async fn run(stream: impl Transport, conn: Arc<Conn>, leftover: Vec<u8>) {
+/// Runs the connection until it ends; `tracked` keeps it counted by the limits until
+/// its socket is closed. A session that starts on the intake runtime (see `mod.rs`)
+/// moves to the main one once it is [`Config::young_for`] old or has a backlog to
+/// write, whichever comes first.
+pub(super) async fn run<T: Transport>(stream: T, conn: Arc<Conn>, leftover: Vec<u8>, tracked: Tracked) {
     let now = Instant::now();
     let config = conn.config();
     let messages = config.max_messages_per_second.map(|rate| RateLimit::new(rate, now));
+    let reader = Reader::new(config.max_frame_size);
     // Picked once: neither kind tests for the other per message.
     match conn.transport_peer() {
         None => {
-            serve(stream, &conn, leftover, Channels { limits: Limits::new(config, now) }).await;
+            let inbound = Channels { limits: Limits::new(config, now) };
+            start(stream, conn, Input::new(reader, leftover, inbound, now), tracked).await;
         }
-        Some(peer) => serve(stream, &conn, leftover, Raw { peer, messages }).await,
+        Some(peer) => start(stream, conn, Input::new(reader, leftover, Raw { peer, messages }, now), tracked).await,
     }
 }
 
-async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) {
+async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<Conn>, input: Input<I>, tracked: Tracked) {
+    let young = conn.shared.main.clone().map(|main| Young { main, until: Instant::now() + conn.shared.config.young_for });
+    let Some(Promoted { stream, input, tracked, main }) = serve(stream, &conn, input, tracked, young).await else {
+        return;
+    };
+    let stream = match stream.move_to(&main) {
+        Ok(stream) => stream,
+        Err(error) => {
+            // Nothing was lost yet: the connection ends as one whose socket failed.
+            tracing::debug!(conn = conn.id(), %error, "a session could not move to the main runtime");
+            conn.finalize();
+            return;
+        }
+    };
+    conn.shared.promoted.fetch_add(1, Ordering::Relaxed);
+    main.spawn(async move {
+        serve(stream, &conn, input, tracked, None).await;
+    });
+}
+
+/// A session on the intake runtime: when and where it moves.
+struct Young {
+    main: Handle,
+    until: Instant,
+}
+
+/// What a young session hands to its continuation on the main runtime.
+struct Promoted<T, I> {
+    stream: T,
+    input: Input<I>,
+    tracked: Tracked,
+    main: Handle,
+}
+
+/// Frames queued at once that make a young session move at once: a client that gets
+/// that much must not wait behind the intake's low priority.
+const PROMOTE_BACKLOG: usize = 32;
+
+/// What the writer tells a young session's promotion (one task: relaxed atomics only
+/// because the task must be `Send`).
+#[derive(Default)]
+struct WriterState {
+    /// Waiting for frames: nothing taken from the outbox is unwritten.
+    idle: AtomicBool,
+    /// It took [`PROMOTE_BACKLOG`] frames or more at once.
+    backlog: AtomicBool,
+}
+
+/// Serves the connection until it ends (None), or, for a young session, until it
+/// should move (Some): then neither side has anything half done (the reader is between
+/// reads, its state in `input`; the writer waits for frames).
+async fn serve<T: Transport, I: Inbound>(
+    mut stream: T,
+    conn: &Arc<Conn>,
+    mut input: Input<I>,
+    tracked: Tracked,
+    young: Option<Young>,
+) -> Option<Promoted<T, I>> {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
     let finalize = Finalize { conn, why: Cell::new(TransportClosed::Closed) };
     let mut peer_gone = false;
-    {
-        let writer = write_loop(&stream, conn);
+    let writer_state = WriterState::default();
+    // None: the session moves (the futures that borrow the stream and the input are
+    // dropped at the end of this block).
+    let ended = {
+        let writer = write_loop(&stream, conn, &writer_state);
         tokio::pin!(writer);
-        let why = tokio::select! {
-            end = &mut writer => match end {
+        let promotion = promotion(young.as_ref(), &writer_state);
+        tokio::pin!(promotion);
+        // Biased: the promotion looks at the writer after the writer's turn of this poll.
+        tokio::select! {
+            biased;
+            end = &mut writer => Some(match end {
                 // The close frame was the server's: the transport's, or a stop's.
                 WriteEnd::Finished => TransportClosed::Shutdown,
                 WriteEnd::Aborted => TransportClosed::Error(CloseCode::Policy),
                 WriteEnd::Failed => TransportClosed::Closed,
-            },
-            end = read_loop(&stream, conn, leftover, inbound) => {
+            }),
+            end = read_loop(&stream, conn, &mut input) => {
                 let why = match end {
                     ReadEnd::Close(code, reason, why) => {
                         conn.close(code, &reason);
@@ -127,19 +203,49 @@ async fn serve(mut stream: impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, 
                     }
                 };
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
-                why
+                Some(why)
             }
-        };
-        finalize.why.set(why);
+            () = &mut promotion, if young.is_some() => None,
+        }
+    };
+    let Some(why) = ended else {
+        finalize.hand_over();
+        let main = young.map(|young| young.main)?;
+        return Some(Promoted { stream, input, tracked, main });
+    };
+    finalize.why.set(why);
+    if peer_gone {
+        // A peer that reset or closed its side reads nothing more: no shutdown (a
+        // system call, and a FIN or TLS close_notify into a dead socket) and no
+        // linger. The rest of its teardown waits for the engine's spare time, since
+        // such peers tend to vanish by the thousand at once (see `reaper.rs`).
+        let why = finalize.hand_over();
+        conn.shared.reaper.hand_over(Dying::new(Arc::clone(conn), why, Box::new(stream), tracked));
+        return None;
     }
     drop(finalize);
-    // A peer that reset or closed its side reads nothing more: dropping the stream
-    // closes it, and a shutdown first would be one more system call (and a FIN or TLS
-    // close_notify sent into a dead socket) for each of a wave of dying connections.
-    if !peer_gone {
-        stream.shutdown().await;
-        linger(&stream).await;
-    }
+    stream.shutdown().await;
+    linger(&stream).await;
+    drop(tracked);
+    None
+}
+
+/// Resolves when a young session should move and may: it is old enough or its writer
+/// had a backlog, and the writer waits for frames. Never resolves without `young`.
+async fn promotion(young: Option<&Young>, writer: &WriterState) {
+    let Some(young) = young else { return std::future::pending().await };
+    let grown = tokio::time::sleep_until(young.until);
+    tokio::pin!(grown);
+    let mut due = false;
+    std::future::poll_fn(|cx| {
+        due = due || grown.as_mut().poll(cx).is_ready() || writer.backlog.load(Ordering::Relaxed);
+        if due && writer.idle.load(Ordering::Relaxed) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// How long a closed connection is still read, at most.
@@ -179,17 +285,33 @@ struct Finalize<'a> {
     why: Cell<TransportClosed>,
 }
 
+impl Finalize<'_> {
+    /// Disarms the guard: someone else finalizes the connection, for this reason.
+    fn hand_over(self) -> TransportClosed {
+        let why = self.why.get();
+        // It holds nothing but references: forgetting it skips only its finalize.
+        std::mem::forget(self);
+        why
+    }
+}
+
 impl Drop for Finalize<'_> {
     fn drop(&mut self) {
         self.conn.finalize_as(self.why.get());
     }
 }
 
-async fn write_loop(stream: &impl Transport, conn: &Conn) -> WriteEnd {
+async fn write_loop(stream: &impl Transport, conn: &Conn, state: &WriterState) -> WriteEnd {
     let mut batch = Vec::new();
     loop {
-        match conn.outbox.next(&mut batch).await {
+        state.idle.store(true, Ordering::Relaxed);
+        let next = conn.outbox.next(&mut batch).await;
+        state.idle.store(false, Ordering::Relaxed);
+        match next {
             Next::Write => {
+                if batch.len() >= PROMOTE_BACKLOG {
+                    state.backlog.store(true, Ordering::Relaxed);
+                }
                 let written = match write_all(stream, &batch, conn).await {
                     Ok(()) => flush(stream, conn).await,
                     failed => failed,
@@ -294,25 +416,24 @@ async fn write_vectored(stream: &impl Transport, frames: &[Bytes], conn: &Conn) 
     Ok(())
 }
 
-async fn read_loop(stream: &impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>, inbound: impl Inbound) -> ReadEnd {
+/// Reads until the connection ends. Every await is a point where the future may be
+/// dropped (a young session moving): all that must survive it is in `input`.
+async fn read_loop<I: Inbound>(stream: &impl Transport, conn: &Arc<Conn>, input: &mut Input<I>) -> ReadEnd {
     let config = conn.config();
     let (timeout, frame_timeout) = (config.timeout, config.frame_timeout);
     // One timer per connection, moved only when it fires: a read just notes the time,
     // so a busy connection costs no timer work per message. That time is also the
     // clock of the rate limits and the frame timeout: one clock read per read.
-    let mut last_read = Instant::now();
-    let reader = Reader::new(config.max_frame_size);
-    let mut input = Input { reader, unparsed: leftover, partial_since: None, inbound };
-    let idle = tokio::time::sleep_until(last_read + timeout);
+    let idle = tokio::time::sleep_until(input.last_read + timeout);
     tokio::pin!(idle);
     // The frame timer is polled only while a frame is partly in, and moved only when
     // another frame starts: whole frames per read cost no timer work.
-    let frame_deadline = tokio::time::sleep_until(last_read + frame_timeout);
+    let frame_deadline = tokio::time::sleep_until(input.last_read + frame_timeout);
     tokio::pin!(frame_deadline);
     let mut armed_for: Option<Instant> = None;
     loop {
         // What is kept: frames left when credit ran out, or the start of a frame.
-        if let Some(end) = input.parse_unparsed(last_read, conn) {
+        if let Some(end) = input.parse_unparsed(input.last_read, conn) {
             return end;
         }
         if conn.is_out_of_credit() {
@@ -324,7 +445,7 @@ async fn read_loop(stream: &impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>,
                 return ReadEnd::error(CloseCode::Internal, STUCK_REASON.to_owned());
             }
             // Not reading was our doing, not the client's silence or slowness.
-            last_read = Instant::now();
+            input.last_read = Instant::now();
             input.partial_since = None;
             continue;
         }
@@ -342,7 +463,7 @@ async fn read_loop(stream: &impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>,
                 }
             }
             () = &mut idle => {
-                let deadline = last_read + timeout;
+                let deadline = input.last_read + timeout;
                 if Instant::now() >= deadline {
                     return ReadEnd::Close(CloseCode::Protocol, String::new(), TransportClosed::Timeout);
                 }
@@ -359,8 +480,9 @@ async fn read_loop(stream: &impl Transport, conn: &Arc<Conn>, leftover: Vec<u8>,
             match stream.try_read(&mut scratch) {
                 Ok(0) => Some(ReadEnd::Gone),
                 Ok(n) => {
-                    last_read = Instant::now();
-                    input.feed(&mut scratch[..n], last_read, conn)
+                    let now = Instant::now();
+                    input.last_read = now;
+                    input.feed(&mut scratch[..n], now, conn)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
                 Err(_) => Some(ReadEnd::Gone),
@@ -381,7 +503,15 @@ struct Input<I> {
     unparsed: Vec<u8>,
     /// Since when the frame at the start of `unparsed` has been coming in.
     partial_since: Option<Instant>,
+    /// When the last read gave bytes: the idle timer's start.
+    last_read: Instant,
     inbound: I,
+}
+
+impl<I> Input<I> {
+    fn new(reader: Reader, leftover: Vec<u8>, inbound: I, now: Instant) -> Input<I> {
+        Input { reader, unparsed: leftover, partial_since: None, last_read: now, inbound }
+    }
 }
 
 /// What the reader does with each whole message and control frame of a connection.

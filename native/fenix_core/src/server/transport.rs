@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use rustls::ServerConnection;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 
 /// A connection before its upgrade: what `http.rs` reads the request head from.
 pub(super) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -53,6 +54,11 @@ pub(super) trait Transport: Send + Sync + 'static {
     fn try_flush(&self) -> io::Result<bool>;
     /// Ends the stream (after a TLS close_notify), best effort.
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+    /// The same stream, its socket registered with `runtime`'s reactor instead (what
+    /// was read or written so far, and TLS state, kept).
+    fn move_to(self, runtime: &Handle) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 impl Stream for TcpStream {
@@ -92,6 +98,13 @@ impl Transport for TcpStream {
 
     async fn shutdown(&mut self) {
         let _ = AsyncWriteExt::shutdown(self).await;
+    }
+
+    fn move_to(self, runtime: &Handle) -> io::Result<TcpStream> {
+        // Deregistered here (the socket stays open, non-blocking), registered there.
+        let socket = self.into_std()?;
+        let _guard = runtime.enter();
+        TcpStream::from_std(socket)
     }
 }
 
@@ -217,6 +230,10 @@ impl Transport for TlsSession {
         };
         let _ = tokio::time::timeout(CLOSE_NOTIFY_TIMEOUT, flush).await;
         let _ = AsyncWriteExt::shutdown(&mut self.tcp).await;
+    }
+
+    fn move_to(self, runtime: &Handle) -> io::Result<TlsSession> {
+        Ok(TlsSession { tcp: self.tcp.move_to(runtime)?, tls: self.tls })
     }
 }
 

@@ -72,12 +72,31 @@ impl TestServer {
 
     /// A server whose options (one socket at `/socket` unless changed) are adjusted by `configure`.
     pub fn with_config(configure: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::on(None, configure)
+    }
+
+    /// A server with an intake runtime of its own (one thread), as Fenix runs it
+    /// (`Server::start_with_intake`); the test's runtime is the main one.
+    pub fn with_intake(configure: impl FnOnce(&mut Config)) -> TestServer {
+        // Leaked: a runtime cannot be dropped inside another's tasks.
+        let intake = Box::leak(Box::new(
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("intake").enable_all().build().expect("intake runtime"),
+        ));
+        TestServer::on(Some(intake.handle()), configure)
+    }
+
+    fn on(intake: Option<&tokio::runtime::Handle>, configure: impl FnOnce(&mut Config)) -> TestServer {
         let mut config =
             Config { addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))), sockets: vec![SocketConfig::new("/socket")], ..Config::default() };
         configure(&mut config);
         let app = Arc::new(App::default());
         let handler: Arc<dyn Handler> = Arc::clone(&app) as Arc<dyn Handler>;
-        let server = Server::start(&tokio::runtime::Handle::current(), config, handler).expect("server starts");
+        let main = tokio::runtime::Handle::current();
+        let server = match intake {
+            None => Server::start(&main, config, handler),
+            Some(intake) => Server::start_with_intake(&main, intake, config, handler),
+        }
+        .expect("server starts");
         let server = Arc::new(server);
         app.server.set(Arc::clone(&server)).expect("set once");
         TestServer { app, server }

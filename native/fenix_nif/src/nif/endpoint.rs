@@ -154,12 +154,14 @@ fn endpoint_start(env: Env<'_>, dispatcher: LocalPid, options: EndpointOptions) 
         head_timeout: options.head_timeout.map_or(defaults.head_timeout, Duration::from_millis),
         max_connections: options.max_connections.unwrap_or(defaults.max_connections),
         max_connections_per_address: options.max_connections_per_address.unwrap_or(defaults.max_connections_per_address),
+        ..defaults
     };
     if options.tune_allocator.unwrap_or(runtime::DEFAULT_TUNE_ALLOCATOR) {
         runtime::tune_allocator();
     }
     let runtime = runtime::get(options.engine_threads.unwrap_or(runtime::DEFAULT_THREADS));
-    let server = match Server::start(runtime.handle(), config, Arc::new(Dispatcher { pid: dispatcher })) {
+    let intake = runtime::intake();
+    let server = match Server::start_with_intake(runtime.handle(), intake.handle(), config, Arc::new(Dispatcher { pid: dispatcher })) {
         Ok(server) => server,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return error(env, atoms::eaddrinuse()),
         Err(e) => return (atoms::error(), (atoms::bind_failed(), e.to_string())).encode(env),
