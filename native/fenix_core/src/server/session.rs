@@ -114,7 +114,7 @@ pub(super) async fn run<T: Transport>(stream: T, conn: Arc<Conn>, leftover: Vec<
 
 async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<Conn>, input: Input<I>, tracked: Tracked) {
     let young = conn.shared.main.clone().map(|main| Young { main, until: Instant::now() + conn.shared.config.young_for });
-    let Some(Promoted { stream, input, tracked, main }) = serve(stream, &conn, input, tracked, young).await else {
+    let Some(Promoted { stream, conn, input, tracked, main }) = serve(stream, conn, input, tracked, young).await else {
         return;
     };
     let stream = match stream.move_to(&main) {
@@ -127,9 +127,9 @@ async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<C
         }
     };
     conn.shared.promoted.fetch_add(1, Ordering::Relaxed);
-    main.spawn(async move {
-        serve(stream, &conn, input, tracked, None).await;
-    });
+    // The serve future itself, not one that wraps it: a wrapper would keep a second
+    // place for the stream and the reader's state for the connection's whole life.
+    main.spawn(serve(stream, conn, input, tracked, None));
 }
 
 /// A session on the intake runtime: when and where it moves.
@@ -141,6 +141,7 @@ struct Young {
 /// What a young session hands to its continuation on the main runtime.
 struct Promoted<T, I> {
     stream: T,
+    conn: Arc<Conn>,
     input: Input<I>,
     tracked: Tracked,
     main: Handle,
@@ -165,22 +166,23 @@ struct WriterState {
 /// reads, its state in `input`; the writer waits for frames).
 async fn serve<T: Transport, I: Inbound>(
     mut stream: T,
-    conn: &Arc<Conn>,
+    conn: Arc<Conn>,
     mut input: Input<I>,
     tracked: Tracked,
     young: Option<Young>,
 ) -> Option<Promoted<T, I>> {
     // Finalizes even if a bug panics this task: the channels must hear that the connection is gone.
-    let finalize = Finalize { conn, why: Cell::new(TransportClosed::Closed) };
+    let finalize = Finalize { conn: &conn, why: Cell::new(TransportClosed::Closed) };
     let mut peer_gone = false;
     let writer_state = WriterState::default();
     // None: the session moves (the futures that borrow the stream and the input are
     // dropped at the end of this block).
     let ended = {
-        let writer = write_loop(&stream, conn, &writer_state);
+        let writer = write_loop(&stream, &conn, &writer_state);
         tokio::pin!(writer);
-        let promotion = promotion(young.as_ref(), &writer_state);
-        tokio::pin!(promotion);
+        // On the heap, and only for a young session: its timer would otherwise be part
+        // of every session's future for the connection's whole life.
+        let mut promotion = young.as_ref().map(|young| Box::pin(promotion(young, &writer_state)));
         // Biased: the promotion looks at the writer after the writer's turn of this poll.
         tokio::select! {
             biased;
@@ -190,7 +192,7 @@ async fn serve<T: Transport, I: Inbound>(
                 WriteEnd::Aborted => TransportClosed::Error(CloseCode::Policy),
                 WriteEnd::Failed => TransportClosed::Closed,
             }),
-            end = read_loop(&stream, conn, &mut input) => {
+            end = read_loop(&stream, &conn, &mut input) => {
                 let why = match end {
                     ReadEnd::Close(code, reason, why) => {
                         conn.close(code, &reason);
@@ -205,13 +207,13 @@ async fn serve<T: Transport, I: Inbound>(
                 let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer).await;
                 Some(why)
             }
-            () = &mut promotion, if young.is_some() => None,
+            () = async { promotion.as_mut().expect("young").await }, if promotion.is_some() => None,
         }
     };
     let Some(why) = ended else {
         finalize.hand_over();
         let main = young.map(|young| young.main)?;
-        return Some(Promoted { stream, input, tracked, main });
+        return Some(Promoted { stream, conn, input, tracked, main });
     };
     finalize.why.set(why);
     if peer_gone {
@@ -220,7 +222,7 @@ async fn serve<T: Transport, I: Inbound>(
         // linger. The rest of its teardown waits for the engine's spare time, since
         // such peers tend to vanish by the thousand at once (see `reaper.rs`).
         let why = finalize.hand_over();
-        conn.shared.reaper.hand_over(Dying::new(Arc::clone(conn), why, Box::new(stream), tracked));
+        conn.shared.reaper.hand_over(Dying::new(Arc::clone(&conn), why, Box::new(stream), tracked));
         return None;
     }
     drop(finalize);
@@ -231,9 +233,8 @@ async fn serve<T: Transport, I: Inbound>(
 }
 
 /// Resolves when a young session should move and may: it is old enough or its writer
-/// had a backlog, and the writer waits for frames. Never resolves without `young`.
-async fn promotion(young: Option<&Young>, writer: &WriterState) {
-    let Some(young) = young else { return std::future::pending().await };
+/// had a backlog, and the writer waits for frames.
+async fn promotion(young: &Young, writer: &WriterState) {
     let grown = tokio::time::sleep_until(young.until);
     tokio::pin!(grown);
     let mut due = false;
