@@ -50,7 +50,11 @@ defmodule Fenix.Endpoint do
       socket matches (`/` serves `index.html`). Default: none; anything else answers 404.
     * `:engine_threads` - worker threads of the Rust engine, shared by every endpoint
       of the VM and fixed by the first one started. Default `#{@defaults.engine_threads}`
-      (one per core).
+      (one per core). Besides them, one intake thread at the lowest OS priority
+      (nice 19) accepts connections, runs handshakes and HTTP requests (long-poll
+      included) and each WebSocket connection's first second, and ends the
+      connections whose clients vanished: a storm of connections that come and go
+      then takes only the time the established ones leave.
     * `:tune_allocator` - keep freed `malloc` memory for reuse instead of giving it back
       to the system at once: glibc's trim threshold goes from 128 KiB to 64 MiB and its
       top pad to 16 MiB (`mallopt`). Default `#{@defaults.tune_allocator}`: without it, every
