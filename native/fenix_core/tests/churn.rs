@@ -44,12 +44,7 @@ fn open_descriptors() -> usize {
 
 /// The first half of a masked client frame of a push on the dying topic.
 fn half_push() -> Vec<u8> {
-    let payload = format!(r#"["1","2","{DYING}","echo",{{"k":1}}]"#);
-    assert!(payload.len() < 126, "one length byte");
-    let mask = [0x21, 0x43, 0x65, 0x87];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut frame = common::masked_frame(0x81, format!(r#"["1","2","{DYING}","echo",{{"k":1}}]"#).as_bytes());
     frame.truncate(frame.len() / 2);
     frame
 }

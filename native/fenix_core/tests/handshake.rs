@@ -77,12 +77,7 @@ async fn open(t: &TestServer, request: &str) -> (String, TcpStream) {
 
 /// A masked close frame carrying `payload` (RFC6455§5.5.1; client frames are masked, §5.3).
 fn client_close(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= 125, "a control frame payload");
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x88, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
-    frame
+    common::masked_frame(0x88, payload)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,28 +1,18 @@
 //! A server with an intake runtime (`Server::start_with_intake`): new sessions start
 //! there and move to the main runtime once `young_for` old, or at once when they have
-//! a backlog to write, with nothing lost or reordered on the way; sessions whose
+//! been sent 32 frames or 64 KiB, with nothing lost or reordered on the way; sessions whose
 //! clients vanish while young end there.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Client, Pacer, TestServer};
+use common::{eventually, masked_frame, Client, Pacer, TestServer};
 use fenix_core::protocol::{Body, Serializer};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-/// A masked client text frame of `payload` (under 126 bytes).
-fn client_frame(payload: &str) -> Vec<u8> {
-    assert!(payload.len() < 126, "one length byte");
-    let mask = [0x0f, 0x1e, 0x2d, 0x3c];
-    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_young_session_moves_to_the_main_runtime_with_what_it_had_half_read() {
@@ -35,7 +25,7 @@ async fn a_young_session_moves_to_the_main_runtime_with_what_it_had_half_read() 
 
     // Half a frame before the move, the rest after it.
     let MaybeTlsStream::Plain(mut tcp) = client.ws.into_inner() else { unreachable!("ws:// is plain TCP") };
-    let frame = client_frame(r#"["1","3","room:a","echo",{"k":2}]"#);
+    let frame = masked_frame(0x81, br#"["1","3","room:a","echo",{"k":2}]"#);
     let (first, rest) = frame.split_at(frame.len() / 2);
     tcp.write_all(first).await.unwrap();
     eventually("the session moved", || t.server.sessions_promoted() == 1).await;
@@ -52,7 +42,7 @@ async fn a_young_session_moves_to_the_main_runtime_with_what_it_had_half_read() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_moves_a_young_session_at_once_and_every_frame_arrives_in_order() {
+async fn many_frames_move_a_young_session_at_once_and_every_frame_arrives_in_order() {
     let t = TestServer::with_intake(|config| config.young_for = Duration::from_secs(3600));
     let mut client = t.connect(Serializer::V2, "user_id=u1").await;
     client.join("1", "room:a").await;
@@ -67,6 +57,17 @@ async fn a_backlog_moves_a_young_session_at_once_and_every_frame_arrives_in_orde
     eventually("the session moved", || t.server.sessions_promoted() == 1).await;
     client.send(r#"["1","2","room:a","echo",{"k":1}]"#).await;
     client.expect(r#"["1","2","room:a","phx_reply",{"response":{"k":1},"status":"ok"}]"#).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_large_frame_moves_a_young_session_at_once() {
+    let t = TestServer::with_intake(|config| config.young_for = Duration::from_secs(3600));
+    let mut client = t.connect(Serializer::V2, "user_id=u1").await;
+    client.join("1", "room:a").await;
+    let big = "s".repeat(100 * 1024);
+    Pacer::new().broadcast(&t.server, "room:a", "presence_state", Body::Json(format!(r#"{{"big":"{big}"}}"#).as_bytes()), None).await;
+    client.expect(&format!(r#"[null,null,"room:a","presence_state",{{"big":"{big}"}}]"#)).await;
+    eventually("the session moved", || t.server.sessions_promoted() == 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,7 @@ pub struct Config {
     pub max_connections_per_address: usize,
     /// How long a new connection stays on the intake runtime, when the server has one
     /// (see [`Server::start_with_intake`](super::Server::start_with_intake)), before it
-    /// moves to the main runtime; it moves sooner if it has a backlog to write.
+    /// moves to the main runtime; it moves sooner once it has been sent 32 frames or 64 KiB.
     /// Default 1 s: longer than the life of the connections of a reconnect storm or a
     /// churn attack, short enough that a real client soon leaves the intake's low priority.
     pub young_for: Duration,

@@ -112,7 +112,7 @@ impl Server {
     /// Like [`Server::start`], with what new connections cost kept off `runtime`:
     /// `intake` accepts, runs TLS handshakes and HTTP requests (long-poll included),
     /// and runs each WebSocket session for its first [`Config::young_for`] (or until
-    /// it has a backlog to write), then the session moves to `runtime` for the rest
+    /// it has been sent 32 frames or 64 KiB), then the session moves to `runtime` for the rest
     /// of its life; the connections whose clients vanish are ended on `intake` too
     /// (see `reaper.rs`). Give `intake` a thread of lower OS priority, and a storm of
     /// connections that come and go (a reconnect wave, a churn of resets) takes only

@@ -24,7 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::future::Future;
 use std::task::Poll;
@@ -95,8 +95,8 @@ enum WriteEnd {
 
 /// Runs the connection until it ends; `tracked` keeps it counted by the limits until
 /// its socket is closed. A session that starts on the intake runtime (see `mod.rs`)
-/// moves to the main one once it is [`Config::young_for`] old or has a backlog to
-/// write, whichever comes first.
+/// moves to the main one once it is [`Config::young_for`] old or has been sent
+/// [`PROMOTE_FRAMES`] or [`PROMOTE_BYTES`], whichever comes first.
 pub(super) async fn run<T: Transport>(stream: T, conn: Arc<Conn>, leftover: Vec<u8>, tracked: Tracked) {
     let now = Instant::now();
     let config = conn.config();
@@ -147,9 +147,11 @@ struct Promoted<T, I> {
     main: Handle,
 }
 
-/// Frames queued at once that make a young session move at once: a client that gets
-/// that much must not wait behind the intake's low priority.
-const PROMOTE_BACKLOG: usize = 32;
+/// Frames, or bytes, written in all that make a young session move at once: a client
+/// that gets that much (a fan-out, a big `presence_state`) must not wait behind the
+/// intake's low priority; a connection of a churn gets its join reply and little more.
+const PROMOTE_FRAMES: usize = 32;
+const PROMOTE_BYTES: usize = 64 * 1024;
 
 /// What the writer tells a young session's promotion (one task: relaxed atomics only
 /// because the task must be `Send`).
@@ -157,8 +159,21 @@ const PROMOTE_BACKLOG: usize = 32;
 struct WriterState {
     /// Waiting for frames: nothing taken from the outbox is unwritten.
     idle: AtomicBool,
-    /// It took [`PROMOTE_BACKLOG`] frames or more at once.
-    backlog: AtomicBool,
+    /// Frames and bytes taken from the outbox so far.
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl WriterState {
+    fn took(&self, batch: &[Bytes]) {
+        self.frames.fetch_add(batch.len(), Ordering::Relaxed);
+        self.bytes.fetch_add(batch.iter().map(Bytes::len).sum(), Ordering::Relaxed);
+    }
+
+    /// It took [`PROMOTE_FRAMES`] or [`PROMOTE_BYTES`].
+    fn has_backlog(&self) -> bool {
+        self.frames.load(Ordering::Relaxed) >= PROMOTE_FRAMES || self.bytes.load(Ordering::Relaxed) >= PROMOTE_BYTES
+    }
 }
 
 /// Serves the connection until it ends (None), or, for a young session, until it
@@ -239,7 +254,7 @@ async fn promotion(young: &Young, writer: &WriterState) {
     tokio::pin!(grown);
     let mut due = false;
     std::future::poll_fn(|cx| {
-        due = due || grown.as_mut().poll(cx).is_ready() || writer.backlog.load(Ordering::Relaxed);
+        due = due || grown.as_mut().poll(cx).is_ready() || writer.has_backlog();
         if due && writer.idle.load(Ordering::Relaxed) {
             Poll::Ready(())
         } else {
@@ -310,9 +325,7 @@ async fn write_loop(stream: &impl Transport, conn: &Conn, state: &WriterState) -
         state.idle.store(false, Ordering::Relaxed);
         match next {
             Next::Write => {
-                if batch.len() >= PROMOTE_BACKLOG {
-                    state.backlog.store(true, Ordering::Relaxed);
-                }
+                state.took(&batch);
                 let written = match write_all(stream, &batch, conn).await {
                     Ok(()) => flush(stream, conn).await,
                     failed => failed,

@@ -537,6 +537,17 @@ fn fields(v2_frame: &str) -> [Value; 5] {
 }
 
 /// A client message in `serializer`: 1.0.0 clients send `{"topic","event","payload","ref","join_ref"}`.
+/// A whole masked client frame (RFC 6455 §5.3): `first` is the first byte (FIN and the
+/// opcode: 0x81 text, 0x88 close), `payload` at most 125 bytes (one length byte).
+pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() <= 125, "one length byte");
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    frame
+}
+
 pub fn client_frame(serializer: Serializer, v2_frame: &str) -> String {
     match serializer {
         Serializer::V2 => v2_frame.to_owned(),
