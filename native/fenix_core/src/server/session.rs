@@ -114,7 +114,7 @@ pub(super) async fn run<T: Transport>(stream: T, conn: Arc<Conn>, leftover: Vec<
 
 async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<Conn>, input: Input<I>, tracked: Tracked) {
     let young = conn.shared.main.clone().map(|main| Young { main, until: Instant::now() + conn.shared.config.young_for });
-    let Some(Promoted { stream, conn, input, tracked, main }) = serve(stream, conn, input, tracked, young).await else {
+    let Some(Promoted { stream, conn, input, batch, tracked, main }) = serve(stream, conn, input, Vec::new(), tracked, young).await else {
         return;
     };
     let stream = match stream.move_to(&main) {
@@ -129,7 +129,7 @@ async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<C
     conn.shared.promoted.fetch_add(1, Ordering::Relaxed);
     // The serve future itself, not one that wraps it: a wrapper would keep a second
     // place for the stream and the reader's state for the connection's whole life.
-    main.spawn(serve(stream, conn, input, tracked, None));
+    main.spawn(serve(stream, conn, input, batch, tracked, None));
 }
 
 /// A session on the intake runtime: when and where it moves.
@@ -143,6 +143,8 @@ struct Promoted<T, I> {
     stream: T,
     conn: Arc<Conn>,
     input: Input<I>,
+    /// Frames taken from the outbox and not written yet.
+    batch: Vec<Bytes>,
     tracked: Tracked,
     main: Handle,
 }
@@ -178,11 +180,13 @@ impl WriterState {
 
 /// Serves the connection until it ends (None), or, for a young session, until it
 /// should move (Some): then neither side has anything half done (the reader is between
-/// reads, its state in `input`; the writer waits for frames).
+/// reads, its state in `input`; the writer waits for frames, or holds a batch in
+/// `batch` that it has not begun to write).
 async fn serve<T: Transport, I: Inbound>(
     mut stream: T,
     conn: Arc<Conn>,
     mut input: Input<I>,
+    mut batch: Vec<Bytes>,
     tracked: Tracked,
     young: Option<Young>,
 ) -> Option<Promoted<T, I>> {
@@ -193,7 +197,7 @@ async fn serve<T: Transport, I: Inbound>(
     // None: the session moves (the futures that borrow the stream and the input are
     // dropped at the end of this block).
     let ended = {
-        let writer = write_loop(&stream, &conn, &writer_state);
+        let writer = write_loop(&stream, &conn, &writer_state, &mut batch, young.is_some());
         tokio::pin!(writer);
         // On the heap, and only for a young session: its timer would otherwise be part
         // of every session's future for the connection's whole life.
@@ -228,7 +232,7 @@ async fn serve<T: Transport, I: Inbound>(
     let Some(why) = ended else {
         finalize.hand_over();
         let main = young.map(|young| young.main)?;
-        return Some(Promoted { stream, conn, input, tracked, main });
+        return Some(Promoted { stream, conn, input, batch, tracked, main });
     };
     finalize.why.set(why);
     if peer_gone {
@@ -317,33 +321,46 @@ impl Drop for Finalize<'_> {
     }
 }
 
-async fn write_loop(stream: &impl Transport, conn: &Conn, state: &WriterState) -> WriteEnd {
-    let mut batch = Vec::new();
+/// Writes what the outbox gives, a batch at a time, into `batch` (a batch left in it,
+/// taken but not written, is written first: what a moved session carries over). A
+/// young session that has just been sent its [`PROMOTE_FRAMES`] or [`PROMOTE_BYTES`]
+/// lets the session move before it writes that batch, so that a big write (a large
+/// `presence_state`, a fan-out's backlog) is done on the main runtime.
+async fn write_loop(stream: &impl Transport, conn: &Conn, state: &WriterState, batch: &mut Vec<Bytes>, young: bool) -> WriteEnd {
     loop {
-        state.idle.store(true, Ordering::Relaxed);
-        let next = conn.outbox.next(&mut batch).await;
-        state.idle.store(false, Ordering::Relaxed);
-        match next {
-            Next::Write => {
-                state.took(&batch);
-                let written = match write_all(stream, &batch, conn).await {
-                    Ok(()) => flush(stream, conn).await,
-                    failed => failed,
-                };
-                if let Err(error) = written {
-                    if error.kind() == io::ErrorKind::TimedOut {
-                        conn.close_stalled_reader();
-                        return WriteEnd::Aborted;
-                    }
-                    tracing::debug!(conn = conn.id(), %error, "write failed");
-                    conn.outbox.abort();
-                    return WriteEnd::Failed;
-                }
-                batch.clear();
+        if batch.is_empty() {
+            state.idle.store(true, Ordering::Relaxed);
+            let next = conn.outbox.next(batch).await;
+            state.idle.store(false, Ordering::Relaxed);
+            match next {
+                Next::Write => {}
+                Next::Finished => return WriteEnd::Finished,
+                Next::Abort => return WriteEnd::Aborted,
             }
-            Next::Finished => return WriteEnd::Finished,
-            Next::Abort => return WriteEnd::Aborted,
+            state.took(batch);
+            if young && state.has_backlog() {
+                // Nothing of the batch is written yet: the promotion, polled after
+                // this, may move the session now; if it does not (the session is
+                // ending), the batch is written on the next poll.
+                state.idle.store(true, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+                state.idle.store(false, Ordering::Relaxed);
+            }
         }
+        let written = match write_all(stream, batch, conn).await {
+            Ok(()) => flush(stream, conn).await,
+            failed => failed,
+        };
+        if let Err(error) = written {
+            if error.kind() == io::ErrorKind::TimedOut {
+                conn.close_stalled_reader();
+                return WriteEnd::Aborted;
+            }
+            tracing::debug!(conn = conn.id(), %error, "write failed");
+            conn.outbox.abort();
+            return WriteEnd::Failed;
+        }
+        batch.clear();
     }
 }
 
