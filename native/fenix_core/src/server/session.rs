@@ -24,14 +24,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::future::Future;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::conn::Conn;
@@ -113,8 +112,12 @@ pub(super) async fn run<T: Transport>(stream: T, conn: Arc<Conn>, leftover: Vec<
 }
 
 async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<Conn>, input: Input<I>, tracked: Tracked) {
-    let young = conn.shared.main.clone().map(|main| Young { main, until: Instant::now() + conn.shared.config.young_for });
-    let Some(Promoted { stream, conn, input, batch, tracked, main }) = serve(stream, conn, input, Vec::new(), tracked, young).await else {
+    let Some(main) = conn.shared.main.clone() else {
+        serve(stream, conn, input, Vec::new(), tracked, None).await;
+        return;
+    };
+    let young = Young { until: Instant::now() + conn.shared.config.young_for };
+    let Some(Promoted { stream, conn, input, batch, tracked }) = serve(stream, conn, input, Vec::new(), tracked, Some(young)).await else {
         return;
     };
     let stream = match stream.move_to(&main) {
@@ -132,9 +135,9 @@ async fn start<T: Transport, I: Inbound + Send + 'static>(stream: T, conn: Arc<C
     main.spawn(serve(stream, conn, input, batch, tracked, None));
 }
 
-/// A session on the intake runtime: when and where it moves.
+/// A session on the intake runtime (it moves to `Shared::main`).
 struct Young {
-    main: Handle,
+    /// When it is old enough to move.
     until: Instant,
 }
 
@@ -146,7 +149,6 @@ struct Promoted<T, I> {
     /// Frames taken from the outbox and not written yet.
     batch: Vec<Bytes>,
     tracked: Tracked,
-    main: Handle,
 }
 
 /// Frames, or bytes, written in all that make a young session move at once: a client
@@ -167,9 +169,11 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn took(&self, batch: &[Bytes]) {
+    /// Counts `batch`; true once it took [`PROMOTE_FRAMES`] or [`PROMOTE_BYTES`].
+    fn took(&self, batch: &[Bytes]) -> bool {
         self.frames.fetch_add(batch.len(), Ordering::Relaxed);
         self.bytes.fetch_add(batch.iter().map(Bytes::len).sum(), Ordering::Relaxed);
+        self.has_backlog()
     }
 
     /// It took [`PROMOTE_FRAMES`] or [`PROMOTE_BYTES`].
@@ -231,8 +235,7 @@ async fn serve<T: Transport, I: Inbound>(
     };
     let Some(why) = ended else {
         finalize.hand_over();
-        let main = young.map(|young| young.main)?;
-        return Some(Promoted { stream, conn, input, batch, tracked, main });
+        return Some(Promoted { stream, conn, input, batch, tracked });
     };
     finalize.why.set(why);
     if peer_gone {
@@ -337,8 +340,8 @@ async fn write_loop(stream: &impl Transport, conn: &Conn, state: &WriterState, b
                 Next::Finished => return WriteEnd::Finished,
                 Next::Abort => return WriteEnd::Aborted,
             }
-            state.took(batch);
-            if young && state.has_backlog() {
+            // Counted only while young: the sessions that moved write without it.
+            if young && state.took(batch) {
                 // Nothing of the batch is written yet: the promotion, polled after
                 // this, may move the session now; if it does not (the session is
                 // ending), the batch is written on the next poll.
